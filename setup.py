@@ -1,0 +1,29 @@
+"""quadra-mm: QuadraNet V2 quadratic adaptation for OpenMMLab detection."""
+from setuptools import find_packages, setup
+
+# The stack is pinned as one tested set; tools/bootstrap.sh explains each pin
+# and builds mmcv (sdist only, with C++ ops) before this file is installed.
+INSTALL_REQUIRES = [
+    'torch==2.14.1',
+    'torchvision==0.29.1',
+    'setuptools>=77,<82',
+    'numpy>=1.26',
+    'mmengine==0.10.7',
+    'mmcv==2.1.0',
+    'mmdet==3.3.0',
+    'mmpretrain==1.2.0',
+    'pycocotools>=2.0.9',
+]
+
+setup(
+    name='quadra_mm',
+    version='0.1.0',
+    description='QuadraNet V2 quadratic adapters for OpenMMLab (mmdet / mmpretrain)',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['quadra_mm', 'quadra_mm.*']),
+    python_requires='>=3.10',
+    install_requires=INSTALL_REQUIRES,
+    extras_require={'tests': ['pytest>=8', 'pytest-timeout']},
+    license='Apache-2.0',
+)
