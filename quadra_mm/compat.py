@@ -1,0 +1,97 @@
+"""Make OpenMMLab 2.x (mmengine 0.10.7) work on torch 2.14, through mmengine's
+own extension points; torch itself is never patched.
+
+* Checkpoint loading. Since torch 2.6 ``torch.load`` defaults to
+  ``weights_only=True``, and mmengine 0.10.7 does not pass ``weights_only``:
+  the checkpoints its own ``Runner`` writes hold ``HistoryBuffer`` objects and
+  numpy scalars/arrays in ``meta['message_hub']``, so ``resume=True`` fails
+  with an ``UnpicklingError``. Every loader registered in mmengine's
+  :class:`CheckpointLoader` (local files, URLs, ...) is re-registered wrapped in
+  :func:`torch.serialization.safe_globals` holding exactly the types an
+  mmengine checkpoint is made of. Loading stays ``weights_only``: any other
+  pickled object is still refused. The allow-list is active only inside a
+  load that goes through mmengine's ``CheckpointLoader`` (``load_from``,
+  ``resume``, ``init_cfg=dict(type='Pretrained')``), i.e. for files the user
+  pointed mmengine at.
+* Atomic checkpoint writes. mmengine's ``LocalBackend.put`` opens the target
+  with ``'wb'``; a run killed mid-write leaves a truncated ``epoch_N.pth`` that
+  ``last_checkpoint`` still points to. :class:`AtomicLocalBackend` writes to a
+  temporary file in the same directory and renames it into place.
+"""
+import functools
+import os
+import tempfile
+from typing import Callable, List, Union
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+
+def _numpy_pickle_globals() -> List[object]:
+    """The numpy callables and classes that pickled arrays/scalars refer to."""
+    core = np._core if hasattr(np, '_core') else np.core
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
+                     if name.endswith('DType')]
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray,
+            np.dtype, *dtype_classes]
+
+
+MMENGINE_CHECKPOINT_GLOBALS: List[object] = [HistoryBuffer,
+                                             *_numpy_pickle_globals()]
+
+
+def _with_mmengine_globals(loader: Callable) -> Callable:
+
+    @functools.wraps(loader)
+    def load(filename: str, map_location=None):
+        with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
+            return loader(filename, map_location)
+
+    load.__quadra_mm_safe_globals__ = True
+    return load
+
+
+def install_checkpoint_loaders() -> None:
+    """Wrap every registered mmengine checkpoint loader (idempotent)."""
+    for prefix, loader in list(CheckpointLoader._schemes.items()):
+        if not getattr(loader, '__quadra_mm_safe_globals__', False):
+            CheckpointLoader.register_scheme(
+                prefix, _with_mmengine_globals(loader), force=True)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """``LocalBackend`` whose writes replace the target file atomically."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        self._atomic_write(obj, filepath, 'wb')
+
+    def put_text(self, obj: str, filepath: Union[str, Path],
+                 encoding: str = 'utf-8') -> None:
+        self._atomic_write(obj.encode(encoding), filepath, 'wb')
+
+    @staticmethod
+    def _atomic_write(data: bytes, filepath: Union[str, Path],
+                      mode: str) -> None:
+        directory = os.path.dirname(os.path.abspath(filepath))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=directory, prefix=f'.{os.path.basename(filepath)}.')
+        try:
+            with os.fdopen(fd, mode) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, filepath)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+def install() -> None:
+    install_checkpoint_loaders()
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')

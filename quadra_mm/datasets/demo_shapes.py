@@ -1,0 +1,451 @@
+"""Deterministic synthetic "shapes" instance-segmentation set (COCO format).
+
+Pure python + numpy + OpenCV + pycocotools: nothing from OpenMMLab is imported
+here, so the generator runs before (or without) the mm stack.
+
+Each image holds 1-5 shapes (the class is the *outline*: colour and texture are
+drawn independently of the class) on a textured, noisy background with
+distractor clutter (lines, arcs, soft blobs, irregular "amoeba" patches) that is
+not annotated. Objects are painted back to front; the mask of an object is its
+*visible* part, i.e. its full mask minus the masks of the objects painted after
+it. Placements that would punch a hole into an earlier object's visible mask
+are re-sampled, so every visible mask is representable by COCO polygons
+(a union of outer contours). The polygons trace the pixel boundary exactly
+(contours of the 2x nearest-upsampled mask), so pycocotools' rasterisation of
+the stored polygons reproduces the visible mask pixel for pixel; `area` is that
+rasterisation's area and `bbox` its tight box.
+
+Besides the COCO set, a square crop around every instance is written in
+mmpretrain ``CustomDataset`` folder layout (``crops/<split>/<class>/*.png``) to
+pretrain a small classifier that stands in for an ImageNet checkpoint.
+
+Same arguments -> byte-identical files: every image has its own RNG seeded by
+``(seed, split, index)``, json is written with a fixed key order.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import time
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+# Sorted alphabetically on purpose: mmpretrain's CustomDataset infers the
+# classes of a folder-layout set from the sorted sub-folder names, so the crop
+# set and the COCO set share the same label order without extra config.
+CLASSES = ('circle', 'ellipse', 'hexagon', 'square', 'star', 'triangle')
+
+SPLITS = ('train', 'val')
+META_FILE = 'demo_shapes_meta.json'
+_SPLIT_CODE = {'train': 0, 'val': 1}
+_GEN_VERSION = 1  # bump when the generated content changes
+
+DEFAULTS = dict(num_train=240, num_val=60, img_size=192, crop_size=64, seed=0)
+
+
+# --------------------------------------------------------------------------
+# textures
+# --------------------------------------------------------------------------
+def _colour(rng):
+    return rng.uniform(0, 255, 3).astype(np.float32)
+
+
+def _grid(h, w):
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return xs, ys
+
+
+def _low_freq_noise(rng, h, w, channels=3):
+    g = int(rng.integers(2, 8))
+    small = rng.normal(0, 1, (g, g, channels)).astype(np.float32)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return big.reshape(h, w, channels)
+
+
+def _texture(rng, h, w, kind=None):
+    """A (h, w, 3) float32 texture; colours independent of any class."""
+    kinds = ('flat', 'gradient', 'stripes', 'noise', 'checker')
+    if kind is None:
+        kind = kinds[int(rng.integers(len(kinds)))]
+    xs, ys = _grid(h, w)
+    c1, c2 = _colour(rng), _colour(rng)
+    if kind == 'flat':
+        tex = np.broadcast_to(c1, (h, w, 3)).copy()
+        tex += rng.normal(0, rng.uniform(0, 6), (h, w, 3)).astype(np.float32)
+    elif kind == 'gradient':
+        a = rng.uniform(0, 2 * np.pi)
+        u = xs * np.cos(a) + ys * np.sin(a)
+        t = (u - u.min()) / max(float(u.max() - u.min()), 1e-6)
+        tex = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    elif kind == 'stripes':
+        a = rng.uniform(0, np.pi)
+        period = rng.uniform(3, 14)
+        u = xs * np.cos(a) + ys * np.sin(a)
+        t = 0.5 + 0.5 * np.sin(2 * np.pi * u / period + rng.uniform(0, 2 * np.pi))
+        if rng.random() < 0.5:
+            t = (t > 0.5).astype(np.float32)
+        tex = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    elif kind == 'noise':
+        amp = rng.uniform(20, 70)
+        tex = c1 + amp * _low_freq_noise(rng, h, w)
+        tex += rng.normal(0, rng.uniform(5, 25), (h, w, 3)).astype(np.float32)
+    elif kind == 'checker':
+        a = rng.uniform(0, np.pi / 2)
+        p = rng.uniform(3, 10)
+        u = xs * np.cos(a) + ys * np.sin(a)
+        v = -xs * np.sin(a) + ys * np.cos(a)
+        t = ((np.floor(u / p) + np.floor(v / p)) % 2).astype(np.float32)
+        tex = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    else:
+        raise ValueError(kind)
+    return tex.astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# background and clutter
+# --------------------------------------------------------------------------
+def _background(rng, s):
+    img = _texture(rng, s, s)
+    if rng.random() < 0.6:  # blend with a second texture through a soft map
+        other = _texture(rng, s, s)
+        alpha = 1 / (1 + np.exp(-3 * _low_freq_noise(rng, s, s, 1)))
+        img = img * (1 - alpha) + other * alpha
+    img = np.ascontiguousarray(np.clip(img, 0, 255))
+
+    # soft blurred blobs
+    for _ in range(int(rng.integers(0, 5))):
+        m = np.zeros((s, s), np.float32)
+        c = (int(rng.integers(0, s)), int(rng.integers(0, s)))
+        ax = (int(rng.uniform(0.03, 0.15) * s) + 1, int(rng.uniform(0.03, 0.15) * s) + 1)
+        cv2.ellipse(m, c, ax, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        sigma = rng.uniform(2, 6)
+        m = cv2.GaussianBlur(m, (0, 0), sigma) * rng.uniform(0.4, 0.9)
+        img = img * (1 - m[..., None]) + _colour(rng) * m[..., None]
+
+    # irregular hard-edged textured patches ("amoebas"): clutter, not objects
+    for _ in range(int(rng.integers(0, 4))):
+        m = np.zeros((s, s), np.uint8)
+        cv2.fillPoly(m, [_to_fixed(_amoeba(rng, s))], 1, cv2.LINE_8, 4)
+        tex = _texture(rng, s, s)
+        mb = m.astype(bool)
+        img[mb] = tex[mb]
+
+    img = np.ascontiguousarray(img)
+    # straight lines and arcs
+    for _ in range(int(rng.integers(0, 7))):
+        p1 = tuple(int(v) for v in rng.integers(-s // 4, s + s // 4, 2))
+        p2 = tuple(int(v) for v in rng.integers(-s // 4, s + s // 4, 2))
+        cv2.line(img, p1, p2, tuple(float(v) for v in _colour(rng)),
+                 int(rng.integers(1, 4)), cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 4))):
+        c = tuple(int(v) for v in rng.integers(0, s, 2))
+        ax = (int(rng.uniform(0.05, 0.4) * s) + 1, int(rng.uniform(0.05, 0.4) * s) + 1)
+        start = float(rng.uniform(0, 360))
+        cv2.ellipse(img, c, ax, float(rng.uniform(0, 180)), start,
+                    start + float(rng.uniform(40, 200)),
+                    tuple(float(v) for v in _colour(rng)), int(rng.integers(1, 3)),
+                    cv2.LINE_AA)
+    # wiggly polylines
+    for _ in range(int(rng.integers(0, 3))):
+        n = int(rng.integers(4, 10))
+        steps = rng.normal(0, 0.08 * s, (n, 2)).cumsum(0) + rng.uniform(0, s, 2)
+        cv2.polylines(img, [np.round(steps).astype(np.int32)], False,
+                      tuple(float(v) for v in _colour(rng)), int(rng.integers(1, 3)),
+                      cv2.LINE_AA)
+    return img
+
+
+def _amoeba(rng, s):
+    r = rng.uniform(0.04, 0.15) * s
+    c = rng.uniform(0, s, 2)
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    rad = np.ones_like(t)
+    for k in range(2, 6):
+        rad += rng.uniform(0.05, 0.3) * np.sin(k * t + rng.uniform(0, 2 * np.pi))
+    rad = r * np.clip(rad, 0.3, None)
+    return np.stack([c[0] + rad * np.cos(t), c[1] + rad * np.sin(t)], 1)
+
+
+def _to_fixed(pts, shift=4):
+    return np.round(np.asarray(pts) * (1 << shift)).astype(np.int32)
+
+
+# --------------------------------------------------------------------------
+# shapes
+# --------------------------------------------------------------------------
+def _shape_polygon(name, rng, cx, cy, diameter, angle):
+    """Vertices (N, 2) of one shape whose largest extent is ~diameter."""
+    r = diameter / 2
+    if name == 'circle':
+        t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t)], 1) * r
+    elif name == 'ellipse':
+        t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+        pts = np.stack([np.cos(t), rng.uniform(0.4, 0.65) * np.sin(t)], 1) * r
+    elif name == 'square':
+        a = r / np.sqrt(2)
+        b = a * rng.uniform(0.8, 1.0)
+        pts = np.array([[-a, -b], [a, -b], [a, b], [-a, b]])
+    elif name == 'triangle':
+        t = np.deg2rad(np.array([90, 210, 330]) + rng.uniform(-12, 12, 3))
+        pts = np.stack([np.cos(t), np.sin(t)], 1) * (r * rng.uniform(0.85, 1.0, 3))[:, None]
+    elif name == 'hexagon':
+        t = np.arange(6) * np.pi / 3
+        pts = np.stack([np.cos(t), np.sin(t)], 1) * (r * rng.uniform(0.94, 1.0, 6))[:, None]
+    elif name == 'star':
+        inner = rng.uniform(0.38, 0.5)
+        t = np.arange(10) * np.pi / 5 - np.pi / 2
+        rad = np.where(np.arange(10) % 2 == 0, 1.0, inner) * r
+        pts = np.stack([np.cos(t) * rad, np.sin(t) * rad], 1)
+    else:
+        raise ValueError(name)
+    ca, sa = np.cos(angle), np.sin(angle)
+    rot = np.array([[ca, -sa], [sa, ca]])
+    return pts @ rot.T + np.array([cx, cy])
+
+
+def _has_hole(mask):
+    if not mask.any():
+        return False
+    _, hier = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    return hier is not None and bool((hier[0][:, 3] >= 0).any())
+
+
+def mask_to_polygons(mask):
+    """COCO polygons (list of flat xy lists) tracing a hole-free binary mask.
+
+    Contours are taken on the 2x nearest-upsampled mask and mapped back with
+    (p + 0.5) / 2, i.e. a quarter pixel inside the pixel boundary: pycocotools
+    then rasterises the union of the parts back to exactly ``mask``.
+    """
+    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2,
+                    interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = []
+    for c in contours:
+        if len(c) < 3:
+            continue
+        pts = (c.reshape(-1, 2).astype(np.float64) + 0.5) / 2
+        polys.append([float(v) for v in pts.ravel()])
+    return polys
+
+
+def polygons_to_mask(polys, h, w):
+    rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
+    return mask_utils.decode(rle).astype(bool), rle
+
+
+def generate_image(rng, img_size, max_objects=5, min_area=30,
+                   min_visible_frac=0.35, max_tries=25):
+    """One image and its instances.
+
+    Returns ``(img_bgr_uint8, instances)``; each instance is a dict with
+    ``label`` (index into CLASSES), ``mask`` (bool visible mask), in painting
+    order (back to front).
+    """
+    s = img_size
+    img = _background(rng, s)
+    n_obj = int(rng.integers(1, max_objects + 1))
+    full_masks, vis_masks, labels = [], [], []
+    for _ in range(n_obj):
+        label = int(rng.integers(len(CLASSES)))
+        placed = None
+        for _try in range(max_tries):
+            diameter = s * float(np.exp(rng.uniform(np.log(0.1), np.log(0.5))))
+            cx, cy = rng.uniform(0.05 * s, 0.95 * s, 2)
+            pts = _shape_polygon(CLASSES[label], rng, cx, cy, diameter,
+                                 rng.uniform(0, 2 * np.pi))
+            m = np.zeros((s, s), np.uint8)
+            cv2.fillPoly(m, [_to_fixed(pts)], 1, cv2.LINE_8, 4)
+            full_area = abs(cv2.contourArea(pts.astype(np.float32)))
+            if m.sum() < max(min_area, 0.4 * full_area):
+                continue  # mostly outside the image
+            new_vis = [v & (1 - m) for v in vis_masks]
+            ok = True
+            for fm, nv in zip(full_masks, new_vis):
+                if nv.sum() < max(min_area, min_visible_frac * fm.sum()) or _has_hole(nv):
+                    ok = False
+                    break
+            if ok:
+                placed = (m, new_vis)
+                break
+        if placed is None:
+            continue
+        m, vis_masks = placed
+        full_masks.append(m)
+        vis_masks.append(m.copy())
+        labels.append(label)
+        # paint the object with a class-independent texture (+ optional rim)
+        tex = _texture(rng, s, s)
+        mb = m.astype(bool)
+        img[mb] = tex[mb]
+        if rng.random() < 0.3:
+            k = int(rng.integers(1, 3))
+            rim = mb & ~cv2.erode(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool)
+            img[rim] = _colour(rng)
+
+    # global photometric nuisance: illumination, sensor noise, blur
+    xs, ys = _grid(s, s)
+    a = rng.uniform(0, 2 * np.pi)
+    u = (xs * np.cos(a) + ys * np.sin(a)) / s
+    img = img * (rng.uniform(0.75, 1.0) + rng.uniform(0, 0.3) * u)[..., None]
+    img = img + rng.normal(0, rng.uniform(2, 12), img.shape).astype(np.float32)
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.0))
+    img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+    instances = [dict(label=lab, mask=v.astype(bool))
+                 for lab, v in zip(labels, vis_masks)]
+    return img, instances
+
+
+# --------------------------------------------------------------------------
+# crops
+# --------------------------------------------------------------------------
+def crop_instance(img, bbox, crop_size, enlarge=1.15):
+    """Square crop around an xywh bbox, enlarged, border-replicated, resized."""
+    x, y, w, h = bbox
+    side = max(4, int(round(max(w, h) * enlarge)))
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    hh, ww = img.shape[:2]
+    pad = side
+    padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (crop_size, crop_size), interpolation=interp)
+
+
+# --------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------
+def _image_rng(seed, split, index):
+    return np.random.default_rng(np.random.SeedSequence(
+        [int(seed), _SPLIT_CODE[split], int(index), _GEN_VERSION]))
+
+
+def _write_png(path, img):
+    if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 6]):
+        raise IOError(f'could not write {path}')
+
+
+def _generate_split(out, split, num_images, img_size, crop_size, seed, min_area):
+    img_dir = osp.join(out, split)
+    crop_root = osp.join(out, 'crops', split)
+    os.makedirs(img_dir, exist_ok=True)
+    for name in CLASSES:
+        os.makedirs(osp.join(crop_root, name), exist_ok=True)
+    images, annotations = [], []
+    per_class = {name: 0 for name in CLASSES}
+    mismatch_px = 0
+    ann_id = 0
+    for i in range(num_images):
+        image_id = i + 1
+        rng = _image_rng(seed, split, i)
+        img, instances = generate_image(rng, img_size, min_area=min_area)
+        file_name = f'{image_id:06d}.png'
+        _write_png(osp.join(img_dir, file_name), img)
+        images.append(dict(id=image_id, file_name=file_name,
+                           width=img_size, height=img_size))
+        for inst in instances:
+            polys = mask_to_polygons(inst['mask'])
+            if not polys:
+                continue
+            pmask, rle = polygons_to_mask(polys, img_size, img_size)
+            area = int(mask_utils.area(rle))
+            if area < min_area:
+                continue
+            mismatch_px += int((pmask != inst['mask']).sum())
+            ys, xs = np.nonzero(pmask)
+            x0, y0 = int(xs.min()), int(ys.min())
+            bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
+            ann_id += 1
+            name = CLASSES[inst['label']]
+            annotations.append(dict(
+                id=ann_id, image_id=image_id, category_id=inst['label'] + 1,
+                segmentation=polys, area=float(area), bbox=bbox, iscrowd=0))
+            per_class[name] += 1
+            crop = crop_instance(img, bbox, crop_size)
+            _write_png(osp.join(crop_root, name, f'{image_id:06d}_{ann_id:06d}.png'), crop)
+    coco = dict(
+        info=dict(description='quadra-mm demo shapes', version=str(_GEN_VERSION)),
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=i + 1, name=n, supercategory='shape')
+                    for i, n in enumerate(CLASSES)])
+    ann_file = osp.join(out, 'annotations', f'instances_{split}.json')
+    with open(ann_file, 'w', encoding='utf-8') as f:
+        json.dump(coco, f, separators=(',', ':'))
+    return dict(img_dir=img_dir, ann_file=ann_file, crop_dir=crop_root,
+                num_images=len(images), num_instances=len(annotations),
+                num_crops=len(annotations), per_class=per_class,
+                polygon_mismatch_px=mismatch_px)
+
+
+def _args_record(num_train, num_val, img_size, crop_size, seed, min_area):
+    return dict(version=_GEN_VERSION, num_train=int(num_train), num_val=int(num_val),
+                img_size=int(img_size), crop_size=int(crop_size), seed=int(seed),
+                min_area=int(min_area), classes=list(CLASSES))
+
+
+def make_demo_data(out, num_train=240, num_val=60, img_size=192, crop_size=64,
+                   seed=0, min_area=30, skip_existing=False):
+    """Write the demo set under ``out`` and return its paths and counts.
+
+    Layout: ``out/{train,val}/*.png``, ``out/annotations/instances_{split}.json``,
+    ``out/crops/{train,val}/<class>/*.png`` and ``out/demo_shapes_meta.json``.
+    Any earlier set under ``out`` (recognised by the meta file) is removed first;
+    ``out`` holding ``train``/``val``/``crops``/``annotations`` without the meta
+    file is refused rather than overwritten. With ``skip_existing=True`` an
+    existing set generated with the same arguments is reused as is.
+    """
+    out = str(out)
+    record = _args_record(num_train, num_val, img_size, crop_size, seed, min_area)
+    meta_path = osp.join(out, META_FILE)
+    owned = list(SPLITS) + ['crops', 'annotations']
+    if osp.exists(meta_path):
+        with open(meta_path, encoding='utf-8') as f:
+            meta = json.load(f)
+        if skip_existing and meta.get('args') == record:
+            meta['skipped'] = True
+            return meta
+        for name in owned:
+            shutil.rmtree(osp.join(out, name), ignore_errors=True)
+        os.remove(meta_path)
+    elif any(osp.exists(osp.join(out, name)) for name in owned):
+        raise FileExistsError(
+            f'{out} holds {owned} entries but no {META_FILE}: not a demo set, '
+            'refusing to overwrite it')
+    t0 = time.perf_counter()
+    os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
+    counts = dict(train=num_train, val=num_val)
+    splits = {split: _generate_split(out, split, counts[split], img_size, crop_size,
+                                     seed, min_area)
+              for split in SPLITS}
+    result = dict(out=out, classes=list(CLASSES), args=record, splits=splits,
+                  seconds=round(time.perf_counter() - t0, 2))
+    with open(meta_path, 'w', encoding='utf-8') as f:
+        # seconds vary run to run: keep them out of the on-disk record
+        json.dump({k: v for k, v in result.items() if k != 'seconds'}, f, indent=1)
+    return result
+
+
+def summary_line(result):
+    parts = []
+    for split in SPLITS:
+        s = result['splits'][split]
+        parts.append(f"{split}: {s['num_images']} images / {s['num_instances']} instances"
+                     f" / {s['num_crops']} crops")
+    extra = ' (existing set reused)' if result.get('skipped') else \
+        f" in {result.get('seconds', 0):.1f} s"
+    return f"demo shapes -> {result['out']}: " + '; '.join(parts) + extra
+
+
+def coco_dataset_kwargs(data_root, split='train'):
+    """Keyword arguments for mmdet's CocoDataset on a generated split."""
+    return dict(data_root=str(data_root),
+                ann_file=f'annotations/instances_{split}.json',
+                data_prefix=dict(img=f'{split}/'),
+                metainfo=dict(classes=CLASSES))

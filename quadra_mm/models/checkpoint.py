@@ -1,0 +1,121 @@
+"""Strict loading of first-order (or QNv2) checkpoints into an adapted model.
+
+mmengine's ``PretrainedInit`` loads with ``strict=False`` and only logs what
+did not match; pointing a QNv2 backbone at the wrong checkpoint would then
+silently leave it randomly initialised. Here the only keys that may be missing
+are the quadratic adapters (left at their zero-output initialisation) and
+keys the config explicitly allows; anything else is an error that names them.
+"""
+import re
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import _load_checkpoint
+from torch import nn
+
+from quadra_mm.ops import is_adapter_param_name
+
+# torchvision/timm-era checkpoints predate BatchNorm's counter buffer.
+_ALWAYS_OPTIONAL = (r'(.*\.)?num_batches_tracked$', )
+
+
+def _summarise(keys: Sequence[str], limit: int = 8) -> str:
+    shown = ', '.join(keys[:limit])
+    return shown + (f', ... ({len(keys)} in all)' if len(keys) > limit else '')
+
+
+def extract_state_dict(checkpoint: dict, source: str,
+                       prefix: Optional[str]) -> Dict[str, torch.Tensor]:
+    """The (prefix-stripped) state dict held by a loaded checkpoint object."""
+    state_dict = checkpoint
+    for container in ('state_dict', 'model'):
+        if isinstance(state_dict, dict) and container in state_dict and \
+                isinstance(state_dict[container], dict):
+            state_dict = state_dict[container]
+            break
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'checkpoint {source} holds a {type(state_dict)}, '
+                         'not a state dict')
+    state_dict = {re.sub(r'^module\.', '', k): v
+                  for k, v in state_dict.items()}
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        selected = {k[len(prefix):]: v for k, v in state_dict.items()
+                    if k.startswith(prefix)}
+        if not selected:
+            groups = sorted({k.split('.')[0] + '.' for k in state_dict})
+            raise ValueError(
+                f"checkpoint {source} has no keys under prefix '{prefix}' "
+                f'(its top-level groups: {_summarise(groups)})')
+        state_dict = selected
+    return state_dict
+
+
+def load_adapted_checkpoint(module: nn.Module,
+                            checkpoint: str,
+                            prefix: Optional[str] = None,
+                            map_location: str = 'cpu',
+                            allow_missing: Iterable[str] = (),
+                            owner: str = 'QuadraNetV2') -> List[str]:
+    """Load ``checkpoint`` into ``module``; return the adapter keys left
+    at their initialisation.
+
+    Args:
+        module: the adapted model (or backbone).
+        checkpoint: a path or URL, anything mmengine's ``CheckpointLoader``
+            reads; a ``{'state_dict': ...}`` / ``{'model': ...}`` dict or a
+            bare state dict.
+        prefix: keep only keys under this prefix and strip it, e.g.
+            ``'backbone.'`` for an mmpretrain classifier or mmdet detector.
+        allow_missing: regexes of non-adapter keys that may be missing (e.g.
+            the output norms ``norm0``-``norm2`` a detection ConvNeXt adds to
+            an ImageNet classifier's backbone).
+        owner: name used in messages.
+
+    Raises:
+        ValueError: a missing non-adapter key not allowed by
+            ``allow_missing``, an unexpected key, or a shape mismatch.
+    """
+    loaded = _load_checkpoint(checkpoint, map_location=map_location)
+    state_dict = extract_state_dict(loaded, checkpoint, prefix)
+    own = module.state_dict()
+    optional = [re.compile(p) for p in (*_ALWAYS_OPTIONAL, *allow_missing)]
+
+    missing = [k for k in own if k not in state_dict]
+    adapter_missing = [k for k in missing if is_adapter_param_name(k)]
+    allowed_missing = [k for k in missing if k not in adapter_missing
+                       and any(p.fullmatch(k) for p in optional)]
+    bad_missing = [k for k in missing
+                   if k not in adapter_missing and k not in allowed_missing]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [f'{k} (checkpoint {tuple(v.shape)} vs model '
+                  f'{tuple(own[k].shape)})' for k, v in state_dict.items()
+                  if k in own and v.shape != own[k].shape]
+    problems = []
+    if bad_missing:
+        problems.append(f'missing keys: {_summarise(bad_missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys: {_summarise(unexpected)}')
+    if mismatched:
+        problems.append(f'shape mismatch: {_summarise(mismatched)}')
+    if problems:
+        raise ValueError(
+            f'{owner}: checkpoint {checkpoint} (prefix {prefix!r}) does not '
+            f'fit {type(module).__name__}: ' + '; '.join(problems) +
+            '. Is it the checkpoint of this architecture? Keys that may '
+            'legitimately be absent go in init_cfg.allow_missing.')
+
+    module.load_state_dict(state_dict, strict=False)
+    message = (f'{owner}: loaded {len(state_dict)} tensors from {checkpoint}'
+               f' (prefix {prefix!r})')
+    if adapter_missing:
+        layers = sorted({k.rsplit('.quad_', 1)[0] for k in adapter_missing})
+        message += (f'; {len(adapter_missing)} quadratic adapter tensors '
+                    f'of {len(layers)} layers left at their zero-output '
+                    f'initialisation ({_summarise(layers, 4)})')
+    if allowed_missing:
+        message += ('; allowed missing, left at their initialisation: '
+                    f'{_summarise(allowed_missing)}')
+    print_log(message, logger='current')
+    return adapter_missing

@@ -1,0 +1,158 @@
+"""QuadraNetV2: any first-order backbone turned into a quadratic network."""
+import copy
+from typing import Callable, Dict, List, Optional, Sequence, Type, Union
+
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import nn
+
+from quadra_mm.adapters import inject_quadratic_adapters, reset_adapters
+from quadra_mm.registry import register_model
+from .checkpoint import load_adapted_checkpoint
+
+_ADAPTED_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {}
+
+
+def _is_pretrained(init_cfg) -> bool:
+    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+
+
+def split_init_cfg(init_cfg) -> tuple:
+    """(pretrained cfg or None, the other init cfgs or None)."""
+    cfgs = init_cfg if isinstance(init_cfg, list) else (
+        [init_cfg] if init_cfg else [])
+    pretrained = [c for c in cfgs if _is_pretrained(c)]
+    others = [c for c in cfgs if not _is_pretrained(c)]
+    if len(pretrained) > 1:
+        raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; '
+                         'give one checkpoint')
+    return (pretrained[0] if pretrained else None), (others or None)
+
+
+@register_model
+class QuadraNetV2(BaseModule):
+    """QuadraNet V2 quadratic adaptation of a first-order backbone.
+
+    Every targeted layer ``L`` of the wrapped backbone becomes the quadratic
+    neuron ``y = L(x) + alpha / r * U(phi(A(x), B(x)))`` with ``U = 0`` at
+    initialisation (see :mod:`quadra_mm.ops`), so the adapted backbone first
+    computes exactly what the first-order one computes.
+
+    Building returns the wrapped backbone itself, adapted in place and given
+    a class derived from both ``QuadraNetV2`` and its own class: its forward,
+    ``train()`` (``frozen_stages``, ``norm_eval``) and parameter names are the
+    backbone's own plus the adapter names, with no extra nesting level.
+    First-order and QNv2 checkpoints are thus interchangeable up to adapter
+    keys, and name-based tools (layer-wise lr decay, ``paramwise_cfg``
+    custom keys, ``load_from``) keep working.
+
+    Args:
+        backbone (dict): config of the first-order backbone, e.g.
+            ``dict(type='mmpretrain.ConvNeXt', arch='tiny', ...)``. A
+            ``Pretrained`` entry in its ``init_cfg`` moves to this wrapper.
+        targets (str | list[dict]): preset name (``'convnext'``,
+            ``'resnet'``, ``'swin'``, ``'vit'``) or a list of
+            ``dict(type=<regex>, **adapter overrides)``.
+        adapter (dict, optional): defaults for every target: ``rank``,
+            ``kernel_size``, ``dilation``, ``kernel``, ``kernel_cfg``,
+            ``alpha``, ``depthwise``, ``memory_efficient``.
+        stages (Sequence[int], optional): restrict the targets to these
+            0-based stages.
+        init_cfg (dict | list[dict], optional): as for any mm module; a
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.',
+            allow_missing=[regexes])`` entry loads a first-order or QNv2
+            checkpoint strictly, apart from adapter keys and ``allow_missing``.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is not QuadraNetV2:
+            # Adapted classes are allocated plainly (deepcopy, unpickling).
+            return nn.Module.__new__(cls)
+        return cls._build(*args, **kwargs)
+
+    def __init__(self, *args, **kwargs) -> None:
+        # The instance was fully built by ``__new__``.
+        pass
+
+    @classmethod
+    def _build(cls,
+               backbone: dict,
+               targets: Union[str, List[dict]],
+               adapter: Optional[dict] = None,
+               stages: Optional[Sequence[int]] = None,
+               init_cfg: Union[dict, List[dict], None] = None) -> nn.Module:
+        if not isinstance(backbone, dict) or 'type' not in backbone:
+            raise ValueError('QuadraNetV2: `backbone` must be a config dict '
+                             f'with a `type`, got {backbone!r}')
+        backbone = copy.deepcopy(dict(backbone))
+        pretrained, other_init = split_init_cfg(init_cfg)
+        inner_pretrained, inner_other = split_init_cfg(
+            backbone.pop('init_cfg', None))
+        if pretrained is None and inner_pretrained is not None:
+            pretrained = inner_pretrained
+        model = MODELS.build(dict(backbone, init_cfg=inner_other))
+        if isinstance(model, QuadraNetV2):
+            raise ValueError('QuadraNetV2: `backbone` is already a '
+                             'QuadraNetV2; wrap the first-order backbone')
+        replaced = inject_quadratic_adapters(
+            model, targets, stages=stages, **(adapter or {}))
+        model.__class__ = _adapted_class(type(model))
+        if other_init is not None or not hasattr(model, 'init_cfg'):
+            model.init_cfg = other_init
+        if not hasattr(model, '_is_init'):  # a plain nn.Module backbone
+            model._is_init = False
+        model.qnv2_pretrained = copy.deepcopy(pretrained)
+        model.qnv2_layers = replaced
+        print_log(f'QuadraNetV2: {len(replaced)} quadratic layers in '
+                  f'{type(model).__name__}', logger='current')
+        return model
+
+    def init_weights(self) -> None:
+        if getattr(self, '_is_init', False):
+            return super().init_weights()  # mmengine warns and skips
+        init_adapted_weights(
+            self, super().init_weights, self.qnv2_pretrained,
+            owner=f'QuadraNetV2[{type(self).__mro__[2].__name__}]')
+
+
+def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
+                         pretrained: Optional[dict], owner: str) -> None:
+    """The module's own initialisation, then zero-output adapters, then the
+    pretrained checkpoint (strictly, see :func:`load_adapted_checkpoint`).
+
+    Args:
+        module: a model holding quadratic layers.
+        own_init: its first-order ``init_weights`` (without Pretrained).
+        pretrained: a ``dict(type='Pretrained', checkpoint=..., prefix=...,
+            allow_missing=[...], map_location=...)`` or None.
+        owner: name used in messages.
+    """
+    own_init()
+    # mm initialisers re-initialise every Conv2d/Linear they match,
+    # the adapters' A, B and U included; U must be zero again.
+    reset_adapters(module)
+    if pretrained:
+        load_adapted_checkpoint(
+            module,
+            pretrained['checkpoint'],
+            prefix=pretrained.get('prefix'),
+            map_location=pretrained.get('map_location', 'cpu'),
+            allow_missing=pretrained.get('allow_missing', ()),
+            owner=owner)
+
+
+def _adapted_class(base: Type[nn.Module]) -> Type[nn.Module]:
+    """``QuadraNetV2<Base>``: the class of an adapted ``base`` instance.
+
+    Published as a module attribute so that adapted models pickle."""
+    if base not in _ADAPTED_CLASSES:
+        name = f'QuadraNetV2{base.__name__}'
+        adapted = type(name, (QuadraNetV2, base), {
+            '__module__': __name__,
+            '__qualname__': name,
+            '__doc__': f'{base.__name__} adapted by QuadraNetV2.'
+        })
+        globals()[name] = adapted
+        _ADAPTED_CLASSES[base] = adapted
+    return _ADAPTED_CLASSES[base]
