@@ -4,7 +4,8 @@ own extension points; torch itself is never patched.
 * Checkpoint loading. Since torch 2.6 ``torch.load`` defaults to
   ``weights_only=True``, and mmengine 0.10.7 does not pass ``weights_only``:
   the checkpoints its own ``Runner`` writes hold ``HistoryBuffer`` objects and
-  numpy scalars/arrays in ``meta['message_hub']``, so ``resume=True`` fails
+  numpy scalars/arrays in ``meta['message_hub']`` (and ``getattr`` calls
+  that rebuild HistoryBuffer's statistics methods), so ``resume=True`` fails
   with an ``UnpicklingError``. Every loader registered in mmengine's
   :class:`CheckpointLoader` (local files, URLs, ...) is re-registered wrapped in
   :func:`torch.serialization.safe_globals` holding exactly the types an
@@ -20,6 +21,7 @@ own extension points; torch itself is never patched.
 """
 import functools
 import os
+import pickle
 import tempfile
 from typing import Callable, List, Union
 from pathlib import Path
@@ -40,8 +42,26 @@ def _numpy_pickle_globals() -> List[object]:
             np.dtype, *dtype_classes]
 
 
-MMENGINE_CHECKPOINT_GLOBALS: List[object] = [HistoryBuffer,
-                                             *_numpy_pickle_globals()]
+def _history_buffer_statistic(owner: object, name: str) -> Callable:
+    """Stands in for ``builtins.getattr`` while unpickling.
+
+    A pickled ``HistoryBuffer`` holds its statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``; a general ``getattr`` would let a
+    crafted file reach any attribute of any allowed object (e.g. an array's
+    ``tofile``), so only those lookups are answered.
+    """
+    if owner is HistoryBuffer and \
+            name in HistoryBuffer._statistics_methods:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only '
+        'HistoryBuffer statistics methods are allowed')
+
+
+MMENGINE_CHECKPOINT_GLOBALS: List[object] = [
+    HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'),
+    *_numpy_pickle_globals()
+]
 
 
 def _with_mmengine_globals(loader: Callable) -> Callable:

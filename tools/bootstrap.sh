@@ -54,11 +54,13 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(inputs_hash)" ]] && verify 2>/dev/n
 fi
 
 [[ -x "$VENV/bin/python" ]] || { log "creating $VENV"; "$PY" -m venv "$VENV" || die "cannot create venv with $PY"; }
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# pip's machine-wide config may list index folders that do not exist; its
+# "is ignored" warnings about them are noise.
+pip_q() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 
 log "installing torch and build tools"
-"${PIP[@]}" install "$SETUPTOOLS_SPEC" wheel ninja "numpy>=1.26" || die "pip could not install setuptools/wheel/ninja/numpy"
-"${PIP[@]}" install $TORCH_SPEC || die "pip could not install $TORCH_SPEC"
+pip_q install "$SETUPTOOLS_SPEC" wheel ninja "numpy>=1.26" || die "pip could not install setuptools/wheel/ninja/numpy"
+pip_q install $TORCH_SPEC || die "pip could not install $TORCH_SPEC"
 
 mkdir -p "$CACHE"
 MMCV_WHEEL="$(ls "$CACHE"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
@@ -66,21 +68,21 @@ if [[ -z "$MMCV_WHEEL" ]]; then
     log "building mmcv $MMCV_VERSION with CPU ops (about 20 minutes on 2 cores; cached in $CACHE)"
     BUILD="$(mktemp -d)"
     trap 'rm -rf "$BUILD"' EXIT
-    "${PIP[@]}" download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD" || die "cannot download the mmcv $MMCV_VERSION sdist"
+    pip_q download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD" || die "cannot download the mmcv $MMCV_VERSION sdist"
     tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     grep -q -- "-std=c++17" "$SRC/setup.py" || die "mmcv setup.py no longer sets -std=c++17; revisit the C++20 patch"
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-    ( cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" \
+    ( cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="$(nproc)" \
         "$VENV/bin/python" -m pip --disable-pip-version-check wheel --no-build-isolation --no-deps . -w "$BUILD/dist" ) \
         > "$BUILD/build.log" 2>&1 || { tail -n 30 "$BUILD/build.log" >&2; die "mmcv build failed (log above)"; }
     cp "$BUILD"/dist/mmcv-*.whl "$CACHE"/
     MMCV_WHEEL="$(ls "$CACHE"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
 fi
 log "installing $(basename "$MMCV_WHEEL") and the OpenMMLab stack"
-"${PIP[@]}" install --find-links "$CACHE" "$MMCV_WHEEL" || die "cannot install $MMCV_WHEEL"
-"${PIP[@]}" install --find-links "$CACHE" --no-build-isolation -e "$ROOT[tests]" || die "pip install -e . failed"
-"${PIP[@]}" uninstall -y transformers >/dev/null 2>&1 || true
+pip_q install --find-links "$CACHE" "$MMCV_WHEEL" || die "cannot install $MMCV_WHEEL"
+pip_q install --find-links "$CACHE" --no-build-isolation -e "$ROOT[tests]" || die "pip install -e . failed"
+pip_q uninstall -y transformers >/dev/null 2>&1 || true
 
 verify || die "the installed stack does not import (see above)"
 inputs_hash > "$STAMP"

@@ -7,13 +7,32 @@
 The generator lives in quadra_mm/datasets/demo_shapes.py (no mm imports).
 """
 import argparse
+import importlib.util
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+_SRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                'quadra_mm', 'datasets', 'demo_shapes.py')
 
-from quadra_mm.datasets.demo_shapes import (DEFAULTS, make_demo_data,  # noqa: E402
-                                            summary_line)
+
+def _load_generator():
+    # Loaded by file path, not through `import quadra_mm`: the package's
+    # __init__ sets up the whole torch/mm stack, which the generator needs
+    # none of (it runs before that stack is even installed).
+    name = 'quadra_mm_demo_shapes'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _SRC)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+_gen = _load_generator()
+CLASSES = _gen.CLASSES
+DEFAULTS = _gen.DEFAULTS
+make_demo_data = _gen.make_demo_data
+summary_line = _gen.summary_line
 
 
 def parse_args(argv=None):

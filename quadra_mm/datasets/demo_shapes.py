@@ -242,8 +242,9 @@ def generate_image(rng, img_size, max_objects=5, min_area=30,
     """One image and its instances.
 
     Returns ``(img_bgr_uint8, instances)``; each instance is a dict with
-    ``label`` (index into CLASSES), ``mask`` (bool visible mask), in painting
-    order (back to front).
+    ``label`` (index into CLASSES), ``mask`` (bool visible mask) and
+    ``full_area`` (in-image pixels of the whole shape), in painting order
+    (back to front).
     """
     s = img_size
     img = _background(rng, s)
@@ -296,8 +297,8 @@ def generate_image(rng, img_size, max_objects=5, min_area=30,
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.0))
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
 
-    instances = [dict(label=lab, mask=v.astype(bool))
-                 for lab, v in zip(labels, vis_masks)]
+    instances = [dict(label=lab, mask=v.astype(bool), full_area=int(fm.sum()))
+                 for lab, v, fm in zip(labels, vis_masks, full_masks)]
     return img, instances
 
 
@@ -310,7 +311,6 @@ def crop_instance(img, bbox, crop_size, enlarge=1.15):
     side = max(4, int(round(max(w, h) * enlarge)))
     cx, cy = x + w / 2, y + h / 2
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    hh, ww = img.shape[:2]
     pad = side
     padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]

@@ -57,6 +57,7 @@ def load_adapted_checkpoint(module: nn.Module,
                             prefix: Optional[str] = None,
                             map_location: str = 'cpu',
                             allow_missing: Iterable[str] = (),
+                            allow_unexpected: Iterable[str] = (),
                             owner: str = 'QuadraNetV2') -> List[str]:
     """Load ``checkpoint`` into ``module``; return the adapter keys left
     at their initialisation.
@@ -71,6 +72,8 @@ def load_adapted_checkpoint(module: nn.Module,
         allow_missing: regexes of non-adapter keys that may be missing (e.g.
             the output norms ``norm0``-``norm2`` a detection ConvNeXt adds to
             an ImageNet classifier's backbone).
+        allow_unexpected: regexes of checkpoint keys to ignore (e.g. the
+            ``fc`` classifier of a torchvision ResNet).
         owner: name used in messages.
 
     Raises:
@@ -88,6 +91,9 @@ def load_adapted_checkpoint(module: nn.Module,
                        and any(p.fullmatch(k) for p in optional)]
     bad_missing = [k for k in missing
                    if k not in adapter_missing and k not in allowed_missing]
+    ignored = [re.compile(p) for p in allow_unexpected]
+    state_dict = {k: v for k, v in state_dict.items()
+                  if k in own or not any(p.fullmatch(k) for p in ignored)}
     unexpected = [k for k in state_dict if k not in own]
     mismatched = [f'{k} (checkpoint {tuple(v.shape)} vs model '
                   f'{tuple(own[k].shape)})' for k, v in state_dict.items()
@@ -104,7 +110,8 @@ def load_adapted_checkpoint(module: nn.Module,
             f'{owner}: checkpoint {checkpoint} (prefix {prefix!r}) does not '
             f'fit {type(module).__name__}: ' + '; '.join(problems) +
             '. Is it the checkpoint of this architecture? Keys that may '
-            'legitimately be absent go in init_cfg.allow_missing.')
+            'legitimately be absent go in init_cfg.allow_missing, keys to ignore in '
+            'init_cfg.allow_unexpected.')
 
     module.load_state_dict(state_dict, strict=False)
     message = (f'{owner}: loaded {len(state_dict)} tensors from {checkpoint}'

@@ -61,8 +61,9 @@ class QuadraNetV2(BaseModule):
             0-based stages.
         init_cfg (dict | list[dict], optional): as for any mm module; a
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.',
-            allow_missing=[regexes])`` entry loads a first-order or QNv2
-            checkpoint strictly, apart from adapter keys and ``allow_missing``.
+            allow_missing=[regexes], allow_unexpected=[regexes])`` entry
+            loads a first-order or QNv2 checkpoint strictly, apart from
+            adapter keys and the keys these regexes allow.
     """
 
     def __new__(cls, *args, **kwargs):
@@ -125,7 +126,8 @@ def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
         module: a model holding quadratic layers.
         own_init: its first-order ``init_weights`` (without Pretrained).
         pretrained: a ``dict(type='Pretrained', checkpoint=..., prefix=...,
-            allow_missing=[...], map_location=...)`` or None.
+            allow_missing=[...], allow_unexpected=[...], map_location=...)``
+            or None.
         owner: name used in messages.
     """
     own_init()
@@ -139,6 +141,7 @@ def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
             prefix=pretrained.get('prefix'),
             map_location=pretrained.get('map_location', 'cpu'),
             allow_missing=pretrained.get('allow_missing', ()),
+            allow_unexpected=pretrained.get('allow_unexpected', ()),
             owner=owner)
 
 

@@ -1,0 +1,17 @@
+# Quick start: `make demo` (the offline main job) and `make test` (the suite).
+# Both first run tools/bootstrap.sh, which sets up .venv/ (idempotent).
+PY := .venv/bin/python
+
+.PHONY: setup test demo benchmark
+
+setup:
+	@bash tools/bootstrap.sh
+
+test: setup
+	$(PY) -m pytest tests
+
+demo: setup
+	$(PY) tools/run_demo.py
+
+benchmark: setup
+	$(PY) tools/benchmark_adapters.py

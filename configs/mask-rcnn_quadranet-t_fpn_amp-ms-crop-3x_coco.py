@@ -1,0 +1,16 @@
+# The from-scratch baseline: Mask R-CNN + FPN with a QuadraNet-T backbone
+# (ConvNeXt-T whose depthwise convs are quadratic neurons), no pretraining.
+_base_ = 'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'
+custom_imports = dict(
+    imports=['mmpretrain.models', 'quadra_mm'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='QuadraNet',
+        arch='tiny',
+        out_indices=[0, 1, 2, 3],
+        drop_path_rate=0.4,
+        layer_scale_init_value=1.0,
+        gap_before_final_norm=False,
+        quadratic=dict(rank=8, kernel_size=3, dilation=2)))

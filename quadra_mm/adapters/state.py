@@ -1,0 +1,73 @@
+"""Adapter checkpoints and parameter accounting."""
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Tuple
+
+from torch import Tensor, nn
+
+from ..ops import is_adapter_param_name
+
+__all__ = ['adapter_state_dict', 'load_adapter_state_dict', 'ParameterReport', 'parameter_report']
+
+
+def adapter_state_dict(model: nn.Module) -> Dict[str, Tensor]:
+    """The adapter entries of ``model.state_dict()`` (full names, tensors not copied)."""
+    return {k: v for k, v in model.state_dict().items() if is_adapter_param_name(k)}
+
+
+def load_adapter_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor],
+                            strict: bool = True) -> Tuple[List[str], List[str]]:
+    """Load adapter weights saved by :func:`adapter_state_dict`.
+
+    Args:
+        model: model with the same adapters.
+        state_dict: adapter tensors by full name.
+        strict: raise when an adapter of ``model`` has no entry or an entry is not an
+            adapter of ``model``; nothing is loaded then.
+
+    Returns:
+        ``(missing, unexpected)`` key lists (empty when ``strict``).
+
+    Raises:
+        RuntimeError: under ``strict``, naming the missing and unexpected keys.
+    """
+    expected = adapter_state_dict(model).keys()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if strict and (missing or unexpected):
+        raise RuntimeError(f'adapter state dict does not fit the model: missing keys {missing}, '
+                           f'unexpected keys {unexpected}')
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
+    return missing, unexpected
+
+
+@dataclass(frozen=True)
+class ParameterReport:
+    """Parameter counts of a model (shared parameters counted once).
+
+    Attributes:
+        total: all parameters.
+        trainable: parameters with ``requires_grad``.
+        adapter: adapter parameters (``quad_*``), trainable or not.
+    """
+
+    total: int
+    trainable: int
+    adapter: int
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    def __str__(self) -> str:
+        return (f'trainable params: {self.trainable:,} || all params: {self.total:,} || '
+                f'trainable%: {self.trainable_percent:.4f} || adapter params: {self.adapter:,}')
+
+
+def parameter_report(model: nn.Module) -> ParameterReport:
+    """Count ``model``'s parameters (see :class:`ParameterReport`)."""
+    total = trainable = adapter = 0
+    for name, param in model.named_parameters():
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+        adapter += param.numel() if is_adapter_param_name(name) else 0
+    return ParameterReport(total, trainable, adapter)

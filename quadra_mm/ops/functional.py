@@ -1,0 +1,76 @@
+"""Shape helpers shared by the training layers and the exported inference modules."""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ['fuse_projections', 'split_projections', 'adapter_padding']
+
+
+def fuse_projections(w_a: Tensor, w_b: Tensor, interleave: bool) -> Tensor:
+    """Stack the weights of ``A`` and ``B`` so one conv/linear computes both.
+
+    Args:
+        w_a, w_b: weights of equal shape ``(r, ...)``.
+        interleave: ``False``: ``[A; B]`` (dense projections, output split in halves).
+            ``True``: ``[a_0, b_0, a_1, b_1, ...]``, for grouped (depthwise) ``A``/``B``
+            with one output each per group: a grouped conv with ``groups`` unchanged
+            then gives every group its own ``(a_g, b_g)`` pair.
+
+    Returns:
+        weight of shape ``(2r, ...)``.
+    """
+    if interleave:
+        return torch.stack((w_a, w_b), dim=1).flatten(0, 1)
+    return torch.cat((w_a, w_b), dim=0)
+
+
+def split_projections(ab: Tensor, dim: int, interleave: bool) -> Tuple[Tensor, Tensor]:
+    """Inverse of :func:`fuse_projections` on the output: ``(A(x), B(x))`` from ``ab``.
+
+    Args:
+        ab: output of the fused projection, ``2r`` channels along ``dim``.
+        dim: channel dimension (1 for NCHW convs, -1 for linears).
+        interleave: as given to :func:`fuse_projections`.
+    """
+    if interleave:
+        dim = dim % ab.dim()
+        a, b = ab.unflatten(dim, (-1, 2)).unbind(dim + 1)
+        return a, b
+    a, b = ab.chunk(2, dim=dim)
+    return a, b
+
+
+def adapter_padding(kernel_size: Tuple[int, int], dilation: Tuple[int, int],
+                    layer_kernel_size: Tuple[int, int], layer_dilation: Tuple[int, int],
+                    layer_padding: Union[str, Tuple[int, int]],
+                    name: Optional[str] = None) -> Tuple[int, int]:
+    """Padding that gives the adapter conv the output shape of the layer ``L``.
+
+    With the same stride, ``floor((n + 2p - d(k-1) - 1)/stride) + 1`` agrees for every
+    input size ``n`` iff ``2p - d(k-1)`` agrees, so per spatial dim
+    ``p_A = (2 p_L - d_L (k_L - 1) + d (k - 1)) / 2``. ``'valid'`` means ``p_L = 0``;
+    ``'same'`` (stride 1 only) means ``2 p_L = d_L (k_L - 1)``, i.e. ``p_A = d (k - 1) / 2``.
+
+    Raises:
+        ValueError: ``p_A`` is negative or not an integer (message names ``name``).
+    """
+    padding = []
+    for dim in range(2):
+        span_layer = layer_dilation[dim] * (layer_kernel_size[dim] - 1)
+        if layer_padding == 'same':
+            twice_pad_layer = span_layer
+        elif layer_padding == 'valid':
+            twice_pad_layer = 0
+        else:
+            twice_pad_layer = 2 * layer_padding[dim]
+        twice_pad = twice_pad_layer - span_layer + dilation[dim] * (kernel_size[dim] - 1)
+        if twice_pad < 0 or twice_pad % 2:
+            raise ValueError(
+                f'{name or "layer"}: an adapter with kernel_size={tuple(kernel_size)}, '
+                f'dilation={tuple(dilation)} cannot keep the output shape of the layer '
+                f'(kernel_size={tuple(layer_kernel_size)}, dilation={tuple(layer_dilation)}, '
+                f'padding={layer_padding}): it needs padding {twice_pad / 2} in dim {dim}, '
+                f'which is not a non-negative integer')
+        padding.append(twice_pad // 2)
+    return padding[0], padding[1]

@@ -1,0 +1,110 @@
+"""Interaction kernels ``phi(a, b)`` of the quadratic neuron.
+
+The adapter computes ``U(phi(A(x), B(x)))``; ``phi`` is applied elementwise to the
+two rank-``r`` projections. The kernels are stateless callables (no parameters) so
+that they can be used unchanged inside the memory-efficient backward's recompute and
+in the exported inference modules.
+"""
+import inspect
+from typing import Dict, Type
+
+import torch
+from torch import Tensor
+
+__all__ = ['InteractionKernel', 'QuadraticKernel', 'RBFKernel', 'PolyKernel', 'KERNELS', 'build_kernel']
+
+
+class InteractionKernel:
+    """Base class: an elementwise map ``phi(a, b) -> Tensor`` of two equal-shape tensors."""
+
+    name: str = ''
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ''
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.extra_repr()})'
+
+
+class QuadraticKernel(InteractionKernel):
+    """``phi(a, b) = a * b``: with ``U`` on top, each output is the rank-r quadratic form
+    ``x^T (sum_i u_i a_i b_i^T) x`` of the input patch."""
+
+    name = 'quadratic'
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        return a * b
+
+
+class RBFKernel(InteractionKernel):
+    """Gaussian kernel ``phi(a, b) = exp(-(a - b)^2 / (2 sigma^2))``.
+
+    Args:
+        sigma: bandwidth, > 0.
+    """
+
+    name = 'rbf'
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        if not sigma > 0:
+            raise ValueError(f'rbf kernel: sigma must be > 0, got {sigma}')
+        self.sigma = float(sigma)
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.exp((a - b).square() * (-0.5 / self.sigma**2))
+
+    def extra_repr(self) -> str:
+        return f'sigma={self.sigma}'
+
+
+class PolyKernel(InteractionKernel):
+    """Polynomial kernel ``phi(a, b) = (a * b + c)^degree``.
+
+    Args:
+        degree: positive integer order ``p``.
+        c: offset; ``c > 0`` mixes in all lower orders.
+    """
+
+    name = 'poly'
+
+    def __init__(self, degree: int = 2, c: float = 1.0) -> None:
+        if int(degree) != degree or degree < 1:
+            raise ValueError(f'poly kernel: degree must be a positive integer, got {degree}')
+        self.degree = int(degree)
+        self.c = float(c)
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        return (a * b + self.c).pow(self.degree)
+
+    def extra_repr(self) -> str:
+        return f'degree={self.degree}, c={self.c}'
+
+
+KERNELS: Dict[str, Type[InteractionKernel]] = {
+    cls.name: cls for cls in (QuadraticKernel, RBFKernel, PolyKernel)
+}
+
+
+def build_kernel(name: str, **cfg) -> InteractionKernel:
+    """Build the interaction kernel registered as ``name`` in :data:`KERNELS`.
+
+    Args:
+        name: one of ``KERNELS`` (``'quadratic'``, ``'rbf'``, ``'poly'``).
+        **cfg: the kernel's options (``sigma`` for rbf; ``degree``, ``c`` for poly).
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the valid names) or option
+            keys the kernel does not take (the message names them).
+    """
+    if name not in KERNELS:
+        raise ValueError(f'unknown interaction kernel {name!r}; valid kernels: {sorted(KERNELS)}')
+    cls = KERNELS[name]
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(cfg) - accepted)
+    if unknown:
+        raise ValueError(f'interaction kernel {name!r} does not take option(s) {unknown}; '
+                         f'it takes {sorted(accepted)}')
+    return cls(**cfg)

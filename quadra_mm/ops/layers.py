@@ -1,0 +1,293 @@
+"""Quadratic neurons: a pretrained layer ``L`` plus a zero-initialised quadratic adapter.
+
+    y = L(x) + s * U(phi(A(x), B(x))),    s = alpha / rank
+
+``L`` is the layer itself (``QuadraticConv2d`` is-a ``nn.Conv2d``, ``QuadraticLinear``
+is-a ``nn.Linear``), so its ``weight``/``bias`` stay at the original state-dict keys.
+The adapter lives in the submodules ``quad_a``, ``quad_b`` (rank-r projections) and
+``quad_u`` (r -> out, zero-initialised, so the layer computes exactly ``L(x)`` at init
+while ``U`` still receives non-zero gradients).
+"""
+import math
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from .autograd import autocast_input, recomputed_branch
+from .functional import adapter_padding, fuse_projections, split_projections
+from .kernels import build_kernel
+
+__all__ = [
+    'ADAPTER_PREFIX', 'is_adapter_param_name', 'QuadraticNeuron', 'QuadraticConv2d',
+    'QuadraticLinear', 'layer_config', 'share_parameters'
+]
+
+ADAPTER_PREFIX = 'quad_'
+_IntPair = Union[int, Tuple[int, int]]
+
+
+def is_adapter_param_name(name: str) -> bool:
+    """Whether a parameter/state-dict name belongs to an adapter: one of its dotted
+    components starts with :data:`ADAPTER_PREFIX` (``...depthwise_conv.quad_a.weight``)."""
+    return any(part.startswith(ADAPTER_PREFIX) for part in name.split('.'))
+
+
+def layer_config(layer: Union[nn.Conv2d, nn.Linear]) -> Dict[str, Any]:
+    """Constructor arguments of ``nn.Conv2d`` / ``nn.Linear`` that rebuild ``layer``'s
+    geometry (without device, dtype or values)."""
+    if isinstance(layer, nn.Conv2d):
+        return dict(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                    kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                    dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
+                    padding_mode=layer.padding_mode)
+    return dict(in_features=layer.in_features, out_features=layer.out_features,
+                bias=layer.bias is not None)
+
+
+def share_parameters(dst: nn.Module, src: nn.Module) -> nn.Module:
+    """Make ``dst`` use ``src``'s ``weight`` and ``bias`` Parameter objects (no copy)."""
+    dst.weight = src.weight
+    dst.bias = src.bias
+    return dst
+
+
+def _check_rank(rank: int, name: Optional[str]) -> None:
+    if rank <= 0:
+        raise ValueError(f'{name or "layer"}: adapter rank must be > 0, got {rank}')
+
+
+class QuadraticNeuron(nn.Module):
+    """Common base of the quadratic layers (use it for ``isinstance`` checks).
+
+    Subclasses are also ``nn.Conv2d`` / ``nn.Linear``; they provide ``_primary(x)``
+    (``L(x)``) and ``_branch_fn(x, w_a, w_b, w_u)`` (``s * U(phi(A(x), B(x)))`` as a
+    pure function of the adapter weights, so it can be recomputed in backward).
+
+    Attributes:
+        rank: width of the interaction (``r``; ``in_channels`` for the depthwise variant).
+        scale: ``s``, multiplies the adapter output.
+        kernel_name: name of the interaction kernel ``phi``.
+        memory_efficient: save only ``x`` for backward and recompute the branch there.
+        depthwise: depthwise variant (conv only).
+        stage: 0-based backbone stage, set by the surgery; ``None`` if unknown.
+        record_stats: when True, ``forward`` stores ``last_stats``.
+        last_stats: ``(branch_norm, primary_norm)``, L2 norms of ``s * U(...)`` and of
+            ``L(x)`` from the last forward with ``record_stats`` on (detached 0-dim fp32).
+    """
+
+    quad_a: nn.Module
+    quad_b: nn.Module
+    quad_u: nn.Module
+
+    def _init_adapter(self, a: nn.Module, b: nn.Module, u: nn.Module, *, rank: int, scale: float,
+                      kernel: str, kernel_cfg: Optional[dict], memory_efficient: bool,
+                      depthwise: bool, name: Optional[str]) -> None:
+        try:
+            self.interaction = build_kernel(kernel, **(kernel_cfg or {}))
+        except ValueError as err:
+            raise ValueError(f'{name or "layer"}: {err}') from None
+        self.quad_a, self.quad_b, self.quad_u = a, b, u
+        self.rank = rank
+        self.scale = scale
+        self.kernel_name = kernel
+        self.memory_efficient = memory_efficient
+        self.depthwise = depthwise
+        self.stage: Optional[int] = None
+        self.record_stats = False
+        self.last_stats: Optional[Tuple[Tensor, Tensor]] = None
+        self.reset_adapter()
+
+    def _adopt(self, original: nn.Module) -> None:
+        """Finish a layer built on the meta device from ``original``: share its primary
+        Parameters and allocate and initialise the adapter on their device."""
+        for module in (self.quad_a, self.quad_b, self.quad_u):
+            module.to_empty(device=original.weight.device)
+        self.reset_adapter()
+        share_parameters(self, original)
+        self.train(original.training)
+
+    def reset_adapter(self) -> None:
+        """Initialise ``A`` and ``B`` like LoRA's ``A`` (kaiming-uniform, a=sqrt(5)) and
+        ``U`` to zero, so the layer computes exactly ``L(x)`` again."""
+        for module in (self.quad_a, self.quad_b):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.quad_u.weight)
+
+    def adapter_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of ``A``, ``B`` and ``U`` (not the primary weight/bias)."""
+        for module in (self.quad_a, self.quad_b, self.quad_u):
+            yield from module.parameters()
+
+    def _primary(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The scaled adapter output ``s * U(phi(A(x), B(x)))``."""
+        weights = (self.quad_a.weight, self.quad_b.weight, self.quad_u.weight)
+        if self.memory_efficient and torch.is_grad_enabled():
+            return recomputed_branch(self._branch_fn, x, *weights)
+        return self._branch_fn(x, *weights)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # One autocast cast of x shared by L and the branch: both save that one tensor.
+        x = autocast_input(x)
+        primary = self._primary(x)
+        branch = self.branch(x)
+        if self.record_stats:
+            self.last_stats = (torch.linalg.vector_norm(branch.detach(), dtype=torch.float32),
+                               torch.linalg.vector_norm(primary.detach(), dtype=torch.float32))
+        return primary + branch
+
+    def _adapter_repr(self) -> str:
+        return (f'rank={self.rank}, scale={self.scale:g}, kernel={self.interaction!r}, '
+                f'depthwise={self.depthwise}, memory_efficient={self.memory_efficient}')
+
+
+class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
+    """``nn.Conv2d`` ``L`` plus a low-rank atrous quadratic adapter.
+
+    Dense (default): ``A``, ``B`` are ``Conv2d(in, r, k, stride=L.stride, dilation=d,
+    bias=False)``, ``U`` is ``Conv2d(r, out, 1, bias=False)``, ``s = alpha / r`` with
+    ``alpha = r`` by default. Depthwise (``depthwise=True``): ``A``, ``B`` are depthwise
+    ``k x k`` convs ``in -> in``, ``phi`` acts per channel, ``U`` is ``Conv2d(in, out, 1,
+    groups=in)`` (needs ``out % in == 0``), ``s = alpha`` with ``alpha = 1`` by default.
+    The padding of ``A``/``B`` gives them ``L``'s output shape for every input size
+    (see :func:`~quadra_mm.ops.functional.adapter_padding`).
+
+    Args:
+        in_channels, ..., dtype: as ``nn.Conv2d``; they describe ``L``.
+        rank: ``r`` (dense variant), > 0.
+        adapter_kernel_size: ``k`` of ``A`` and ``B``.
+        adapter_dilation: ``d`` of ``A`` and ``B`` (atrous).
+        kernel: interaction kernel name (:data:`~quadra_mm.ops.kernels.KERNELS`).
+        kernel_cfg: options of the interaction kernel.
+        alpha: numerator of the scale (see above).
+        depthwise: use the depthwise variant.
+        memory_efficient: recompute the branch in backward (saves only ``x``).
+        name: layer name used in error messages.
+
+    Raises:
+        ValueError: rank <= 0, an adapter geometry that cannot keep the output shape,
+            ``out % in != 0`` in depthwise mode, or a bad interaction kernel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntPair,
+                 stride: _IntPair = 1, padding: Union[str, _IntPair] = 0, dilation: _IntPair = 1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = 'zeros',
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
+                 rank: int = 8, adapter_kernel_size: _IntPair = 3, adapter_dilation: _IntPair = 2,
+                 kernel: str = 'quadratic', kernel_cfg: Optional[dict] = None,
+                 alpha: Optional[float] = None, depthwise: bool = False,
+                 memory_efficient: bool = True, name: Optional[str] = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, device, dtype)
+        if depthwise:
+            if out_channels % in_channels:
+                raise ValueError(f'{name or "layer"}: the depthwise adapter needs out_channels '
+                                 f'({out_channels}) to be a multiple of in_channels ({in_channels})')
+            width, scale = in_channels, 1.0 if alpha is None else alpha
+        else:
+            _check_rank(rank, name)
+            width, scale = rank, (rank if alpha is None else alpha) / rank
+        ab_groups = in_channels if depthwise else 1
+        ab_padding = adapter_padding(_pair(adapter_kernel_size), _pair(adapter_dilation),
+                                     self.kernel_size, self.dilation, self.padding, name)
+        factory = dict(device=device, dtype=dtype)
+        a, b = (nn.Conv2d(in_channels, width, adapter_kernel_size, self.stride, ab_padding,
+                          adapter_dilation, ab_groups, False, padding_mode, **factory)
+                for _ in range(2))
+        u = nn.Conv2d(width, out_channels, 1, groups=ab_groups, bias=False, **factory)
+        self._init_adapter(a, b, u, rank=width, scale=scale, kernel=kernel, kernel_cfg=kernel_cfg,
+                           memory_efficient=memory_efficient, depthwise=depthwise, name=name)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, rank: int = 8, kernel_size: _IntPair = 3,
+                  dilation: _IntPair = 2, kernel: str = 'quadratic',
+                  kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
+                  depthwise: bool = False, memory_efficient: bool = True,
+                  name: Optional[str] = None) -> 'QuadraticConv2d':
+        """Wrap an existing ``nn.Conv2d``, sharing (not copying) its weight and bias.
+
+        The adapter gets the conv's device and dtype; ``kernel_size`` and ``dilation``
+        are the adapter's ``k`` and ``d``. Other arguments as in the constructor.
+        """
+        layer = cls(**layer_config(conv), device='meta', dtype=conv.weight.dtype, rank=rank,
+                    adapter_kernel_size=kernel_size, adapter_dilation=dilation, kernel=kernel,
+                    kernel_cfg=kernel_cfg, alpha=alpha, depthwise=depthwise,
+                    memory_efficient=memory_efficient, name=name)
+        layer._adopt(conv)
+        return layer
+
+    forward = QuadraticNeuron.forward
+
+    def _primary(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+        # quad_a's geometry (stride, padding, padding_mode, groups) applies unchanged to
+        # the fused 2r-output weight.
+        ab = self.quad_a._conv_forward(x, fuse_projections(w_a, w_b, self.depthwise), None)
+        a, b = split_projections(ab, 1, self.depthwise)
+        return self.quad_u._conv_forward(self.interaction(a, b), w_u * self.scale, None)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, {self._adapter_repr()}'
+
+
+class QuadraticLinear(nn.Linear, QuadraticNeuron):
+    """``nn.Linear`` ``L`` plus a low-rank quadratic adapter.
+
+    ``A``, ``B`` are ``Linear(in, r, bias=False)``, ``U`` is ``Linear(r, out,
+    bias=False)``, ``s = alpha / r`` (``alpha = r`` by default).
+
+    Args:
+        in_features, out_features, bias, device, dtype: as ``nn.Linear``; they describe ``L``.
+        rank, kernel, kernel_cfg, alpha, memory_efficient, name: as :class:`QuadraticConv2d`.
+
+    Raises:
+        ValueError: rank <= 0 or a bad interaction kernel.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
+                 rank: int = 8, kernel: str = 'quadratic', kernel_cfg: Optional[dict] = None,
+                 alpha: Optional[float] = None, memory_efficient: bool = True,
+                 name: Optional[str] = None) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        _check_rank(rank, name)
+        factory = dict(device=device, dtype=dtype)
+        a, b = (nn.Linear(in_features, rank, bias=False, **factory) for _ in range(2))
+        u = nn.Linear(rank, out_features, bias=False, **factory)
+        self._init_adapter(a, b, u, rank=rank, scale=(rank if alpha is None else alpha) / rank,
+                           kernel=kernel, kernel_cfg=kernel_cfg, memory_efficient=memory_efficient,
+                           depthwise=False, name=name)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int = 8, kernel: str = 'quadratic',
+                    kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
+                    memory_efficient: bool = True, name: Optional[str] = None) -> 'QuadraticLinear':
+        """Wrap an existing ``nn.Linear``, sharing (not copying) its weight and bias; the
+        adapter gets its device and dtype."""
+        layer = cls(**layer_config(linear), device='meta', dtype=linear.weight.dtype, rank=rank,
+                    kernel=kernel, kernel_cfg=kernel_cfg, alpha=alpha,
+                    memory_efficient=memory_efficient, name=name)
+        layer._adopt(linear)
+        return layer
+
+    forward = QuadraticNeuron.forward
+
+    def _primary(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+        a, b = split_projections(F.linear(x, fuse_projections(w_a, w_b, False)), -1, False)
+        return F.linear(self.interaction(a, b), w_u * self.scale)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, {self._adapter_repr()}'

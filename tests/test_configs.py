@@ -1,0 +1,84 @@
+"""Every config in configs/ loads and builds offline."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope, init_default_scope
+
+import quadra_mm  # noqa: F401
+from quadra_mm.models import QuadraNet, QuadraNetV2
+
+from helpers import CONFIGS
+
+ALL_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
+    if '_base_' not in p)
+
+
+def _without_pretrained(cfg):
+    """Switch every Pretrained init_cfg off: nothing may be downloaded."""
+    if isinstance(cfg, dict):
+        if isinstance(cfg.get('init_cfg'), dict) and \
+                cfg['init_cfg'].get('type') == 'Pretrained':
+            cfg['init_cfg'] = None
+        for value in cfg.values():
+            _without_pretrained(value)
+    elif isinstance(cfg, list):
+        for value in cfg:
+            _without_pretrained(value)
+
+
+def _registries(scope):
+    module = __import__(f'{scope}.registry', fromlist=['MODELS'])
+    return module
+
+
+def _pipeline_types(dataset_cfg):
+    while 'dataset' in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg['type'], [t['type'] for t in dataset_cfg['pipeline']]
+
+
+def test_configs_are_found():
+    names = {osp.relpath(p, CONFIGS) for p in ALL_CONFIGS}
+    assert {'qnv2_mask-rcnn_coco.py', 'qnv2_convnext-t_in1k.py'} <= names
+    assert len(names) >= 9
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS,
+                         ids=lambda p: osp.relpath(p, CONFIGS))
+def test_config_loads_and_builds_offline(path):
+    cfg = Config.fromfile(path)
+    scope = cfg.default_scope
+    assert 'quadra_mm' in cfg.custom_imports['imports']
+    registry = _registries(scope)
+    model_cfg = ConfigDict(cfg.model)
+    _without_pretrained(model_cfg)
+    with DefaultScope.overwrite_default_scope(scope):
+        init_default_scope(scope)
+        model = registry.MODELS.build(model_cfg)
+        backbone = model.backbone
+        assert isinstance(backbone, (QuadraNetV2, QuadraNet))
+        model.init_weights()
+        expected = ('DetDataPreprocessor' if scope == 'mmdet' else
+                    'ClsDataPreprocessor')
+        assert type(model.data_preprocessor).__name__ == expected
+        for split in ('train', 'val', 'test'):
+            dataset_type, transforms = _pipeline_types(
+                cfg[f'{split}_dataloader']['dataset'])
+            assert registry.DATASETS.get(dataset_type) is not None
+            for transform in transforms:
+                assert registry.TRANSFORMS.get(transform) is not None, \
+                    transform
+        for split in ('val', 'test'):
+            evaluators = cfg[f'{split}_evaluator']
+            for evaluator in (evaluators if isinstance(evaluators, list)
+                              else [evaluators]):
+                assert registry.METRICS.get(evaluator['type']) is not None
+        for hook in cfg.get('custom_hooks', []):
+            assert registry.HOOKS.get(hook['type']) is not None
+    if scope == 'mmdet':
+        metrics = cfg.val_evaluator['metric']
+        assert cfg.val_evaluator['type'] == 'CocoMetric'
+        assert {'bbox', 'segm'} <= set(metrics)
