@@ -15,8 +15,8 @@ model = dict(
         init_cfg=dict(
             type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     head=dict(
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
-                      prefix='head.')))
+        init_cfg=dict(_delete_=True, type='Pretrained',
+                      checkpoint=checkpoint, prefix='head.')))
 
 max_epochs = 20
 train_cfg = dict(max_epochs=max_epochs)

@@ -51,27 +51,33 @@ def test_configs_are_found():
 def test_config_loads_and_builds_offline(path):
     cfg = Config.fromfile(path)
     scope = cfg.default_scope
-    assert 'quadra_mm' in cfg.custom_imports['imports']
+    # Only the demo's first-order classifier (the stand-in for a model-zoo
+    # checkpoint) does without quadra_mm.
+    quadratic = 'quadra_mm' in cfg.get('custom_imports', {}).get('imports', [])
+    assert quadratic or 'convnext-atto_1xb32' in path
     registry = _registries(scope)
     model_cfg = ConfigDict(cfg.model)
     _without_pretrained(model_cfg)
     with DefaultScope.overwrite_default_scope(scope):
         init_default_scope(scope)
         model = registry.MODELS.build(model_cfg)
-        backbone = model.backbone
-        assert isinstance(backbone, (QuadraNetV2, QuadraNet))
+        assert isinstance(model.backbone, (QuadraNetV2, QuadraNet)) == quadratic
         model.init_weights()
         expected = ('DetDataPreprocessor' if scope == 'mmdet' else
                     'ClsDataPreprocessor')
         assert type(model.data_preprocessor).__name__ == expected
-        for split in ('train', 'val', 'test'):
+        # ImageNet-21k has no validation split in mmpretrain's configs.
+        splits = [s for s in ('train', 'val', 'test')
+                  if cfg.get(f'{s}_dataloader') is not None]
+        assert 'train' in splits
+        for split in splits:
             dataset_type, transforms = _pipeline_types(
                 cfg[f'{split}_dataloader']['dataset'])
             assert registry.DATASETS.get(dataset_type) is not None
             for transform in transforms:
                 assert registry.TRANSFORMS.get(transform) is not None, \
                     transform
-        for split in ('val', 'test'):
+        for split in splits[1:]:
             evaluators = cfg[f'{split}_evaluator']
             for evaluator in (evaluators if isinstance(evaluators, list)
                               else [evaluators]):

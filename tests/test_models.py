@@ -91,7 +91,7 @@ def _classifier(backbone):
                   in_channels=TINY_CONVNEXT['channels'][-1])))
 
 
-def test_model_zoo_checkpoint_initialises_qnv2(tmp_path, caplog):
+def test_model_zoo_checkpoint_initialises_qnv2(tmp_path):
     init_default_scope('mmpretrain')
     classifier = _classifier(convnext_cfg(out_indices=(3, )))
     classifier.init_weights()

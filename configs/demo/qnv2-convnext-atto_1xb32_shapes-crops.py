@@ -14,7 +14,7 @@ model = dict(
         adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
         init_cfg=dict(type='Pretrained', checkpoint=first_order_checkpoint,
                       prefix='backbone.')),
-    head=dict(init_cfg=dict(type='Pretrained',
+    head=dict(init_cfg=dict(_delete_=True, type='Pretrained',
                             checkpoint=first_order_checkpoint,
                             prefix='head.')))
 
