@@ -42,6 +42,9 @@ def _numpy_pickle_globals() -> List[object]:
             np.dtype, *dtype_classes]
 
 
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
 def _history_buffer_statistic(owner: object, name: str) -> Callable:
     """Stands in for ``builtins.getattr`` while unpickling.
 
@@ -50,8 +53,11 @@ def _history_buffer_statistic(owner: object, name: str) -> Callable:
     crafted file reach any attribute of any allowed object (e.g. an array's
     ``tofile``), so only those lookups are answered.
     """
-    if owner is HistoryBuffer and \
-            name in HistoryBuffer._statistics_methods:
+    # HistoryBuffer fills `_statistics_methods` with its four built-in
+    # statistics only when the first instance is created.
+    if owner is HistoryBuffer and (
+            name in _HISTORY_BUFFER_STATISTICS
+            or name in HistoryBuffer._statistics_methods):
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only '

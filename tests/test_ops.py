@@ -206,3 +206,36 @@ def test_saved_bytes_only_adapter_weights(autocast):
     assert measure(layer, ignore=layer.parameters()) == measure(conv, ignore=conv.parameters())
     layer.memory_efficient = False
     assert measure(layer) > first_order + adapter_bytes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_cuda_autocast_channels_last(dtype):
+    """On CUDA backward runs on the autograd device thread: the recompute must still
+    see the forward's autocast state; channels-last inputs share one cast too."""
+    conv = nn.Conv2d(32, 32, 3, padding=1).cuda().to(memory_format=torch.channels_last)
+    layer = QuadraticConv2d.from_conv(conv, rank=4)
+    nn.init.normal_(layer.quad_u.weight, std=0.1)
+    x = torch.randn(4, 32, 16, 16, device='cuda').contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+
+    def run(module):
+        with torch.autocast('cuda', dtype=dtype):
+            saved, out = saved_tensor_bytes(lambda: module(x))
+        assert out.dtype == dtype
+        out.float().square().sum().backward()
+        return saved
+
+    first_order = run(conv)
+    adapter_bytes = sum(p.numel() * p.element_size() for p in layer.adapter_parameters())
+    grads = {}
+    for memory_efficient in (True, False):
+        layer.memory_efficient = memory_efficient
+        layer.zero_grad()
+        x.grad = None
+        saved = run(layer)
+        if memory_efficient:
+            assert saved == first_order + adapter_bytes
+        grads[memory_efficient] = [x.grad, *(p.grad for p in layer.parameters())]
+    for on, off in zip(grads[True], grads[False]):
+        torch.testing.assert_close(on, off, rtol=2e-2, atol=1e-3)

@@ -2,6 +2,8 @@
 compat layer, and quadra_mm registers into both mm scopes."""
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -139,6 +141,13 @@ def test_runner_checkpoint_resumes_under_weights_only_default(tmp_path):
     assert runner.iter == 4
     resumed = torch.load(tmp_path / 'iter_2.pth', weights_only=False)
     assert resumed['meta']['iter'] == 2
+    # A fresh process (no HistoryBuffer created yet) loads it too.
+    code = ('import quadra_mm; from mmengine.runner.checkpoint import '
+            f'CheckpointLoader; c = CheckpointLoader.load_checkpoint({str(ckpt)!r}); '
+            "print(c['meta']['iter'])")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().endswith('2')
     # An arbitrary pickled object is still refused through mmengine.
     from mmengine.runner.checkpoint import CheckpointLoader
     evil = tmp_path / 'evil.pth'

@@ -9,7 +9,7 @@ custom_imports = dict(
 classes = ('circle', 'ellipse', 'hexagon', 'square', 'star', 'triangle')
 data_root = 'data/shapes/'
 img_size = 192
-adapted_checkpoint = 'work_dirs/demo/qnv2-convnext-atto_1xb32_shapes-crops/epoch_3.pth'  # noqa
+adapted_checkpoint = 'work_dirs/demo/qnv2-convnext-atto_1xb32_shapes-crops/epoch_2.pth'  # noqa
 channels = 64
 
 model = dict(
@@ -91,7 +91,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 300
+max_iters = 800
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
     val_interval=max_iters)
@@ -104,8 +104,8 @@ param_scheduler = [
          eta_min=1e-5),
 ]
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_iter=100, primary_lr_mult=0.2),
-    dict(type='QuadraticStatsHook', interval=50),
+    dict(type='QuadraticStageHook', switch_iter=200, primary_lr_mult=0.2),
+    dict(type='QuadraticStatsHook', interval=100),
 ]
 find_unused_parameters = True
 default_hooks = dict(

@@ -4,7 +4,7 @@
 _base_ = './convnext-atto_1xb32_shapes-crops.py'
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
-first_order_checkpoint = 'work_dirs/demo/convnext-atto_1xb32_shapes-crops/epoch_8.pth'  # noqa
+first_order_checkpoint = 'work_dirs/demo/convnext-atto_1xb32_shapes-crops/epoch_6.pth'  # noqa
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -18,15 +18,15 @@ model = dict(
                             checkpoint=first_order_checkpoint,
                             prefix='head.')))
 
-max_epochs = 3
+max_epochs = 2
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0),
 ]
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=1, primary_lr_mult=0.1),
-    dict(type='QuadraticStatsHook', interval=20),
+    dict(type='QuadraticStatsHook', interval=50),
 ]
 default_hooks = dict(checkpoint=dict(interval=max_epochs))
 work_dir = 'work_dirs/demo/qnv2-convnext-atto_1xb32_shapes-crops'

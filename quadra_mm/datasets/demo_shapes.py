@@ -42,7 +42,7 @@ META_FILE = 'demo_shapes_meta.json'
 _SPLIT_CODE = {'train': 0, 'val': 1}
 _GEN_VERSION = 1  # bump when the generated content changes
 
-DEFAULTS = dict(num_train=240, num_val=60, img_size=192, crop_size=64, seed=0)
+DEFAULTS = dict(num_train=1200, num_val=100, img_size=192, crop_size=64, seed=0)
 
 
 # --------------------------------------------------------------------------
@@ -390,7 +390,7 @@ def _args_record(num_train, num_val, img_size, crop_size, seed, min_area):
                 min_area=int(min_area), classes=list(CLASSES))
 
 
-def make_demo_data(out, num_train=240, num_val=60, img_size=192, crop_size=64,
+def make_demo_data(out, num_train=1200, num_val=100, img_size=192, crop_size=64,
                    seed=0, min_area=30, skip_existing=False):
     """Write the demo set under ``out`` and return its paths and counts.
 

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from ..ops import (InteractionKernel, QuadraticConv2d, QuadraticLinear, QuadraticNeuron,
-                   fuse_projections, layer_config, share_parameters, split_projections)
+                   fuse_projections, layer_config, pointwise_conv, share_parameters,
+                   split_projections)
 
 __all__ = ['FusedQuadraticNeuron', 'FusedQuadraticConv2d', 'FusedQuadraticLinear', 'to_inference_module']
 
@@ -45,13 +46,16 @@ class FusedQuadraticNeuron(nn.Module):
     def _primary(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _project(self, h: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def branch(self, x: Tensor) -> Tensor:
         """``s * U(phi(A(x), B(x)))``."""
         a, b = split_projections(self.quad_ab(x), self._channel_dim, self.interleave)
-        return self.quad_u(self.interaction(a, b))
+        return self._project(self.interaction(a, b))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._primary(x) + self.branch(x)
+        return self._primary(x).add_(self.branch(x))
 
 
 class FusedQuadraticConv2d(nn.Conv2d, FusedQuadraticNeuron):
@@ -81,6 +85,9 @@ class FusedQuadraticConv2d(nn.Conv2d, FusedQuadraticNeuron):
     def _primary(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight, self.bias)
 
+    def _project(self, h: Tensor) -> Tensor:
+        return pointwise_conv(h, self.quad_u.weight, self.quad_u.groups)
+
 
 class FusedQuadraticLinear(nn.Linear, FusedQuadraticNeuron):
     """Inference form of :class:`~quadra_mm.ops.QuadraticLinear` (build it with
@@ -108,6 +115,9 @@ class FusedQuadraticLinear(nn.Linear, FusedQuadraticNeuron):
 
     def _primary(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
+
+    def _project(self, h: Tensor) -> Tensor:
+        return self.quad_u(h)
 
 
 @torch.no_grad()

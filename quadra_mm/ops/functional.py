@@ -2,9 +2,10 @@
 from typing import Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['fuse_projections', 'split_projections', 'adapter_padding']
+__all__ = ['fuse_projections', 'split_projections', 'pointwise_conv', 'adapter_padding']
 
 
 def fuse_projections(w_a: Tensor, w_b: Tensor, interleave: bool) -> Tensor:
@@ -39,6 +40,19 @@ def split_projections(ab: Tensor, dim: int, interleave: bool) -> Tuple[Tensor, T
         return a, b
     a, b = ab.chunk(2, dim=dim)
     return a, b
+
+
+def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1) -> Tensor:
+    """``F.conv2d(h, weight, groups=groups)`` for a 1x1 ``weight`` without bias.
+
+    An NCHW-contiguous ``h`` with ``groups == 1`` goes through one matrix product over
+    channels instead: CPU conv kernels run an NCHW 1x1 conv from few channels several
+    times slower than the GEMM (8 -> 96 channels on 8x56x56, one thread: 4.4 ms as a
+    conv, 0.9 ms as a matmul). Channels-last convs are GEMMs already.
+    """
+    if groups != 1 or h.is_contiguous(memory_format=torch.channels_last):
+        return F.conv2d(h, weight, groups=groups)
+    return torch.matmul(weight.flatten(1), h.flatten(2)).unflatten(2, h.shape[2:])
 
 
 def adapter_padding(kernel_size: Tuple[int, int], dilation: Tuple[int, int],

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from .autograd import autocast_input, recomputed_branch
-from .functional import adapter_padding, fuse_projections, split_projections
+from .functional import adapter_padding, fuse_projections, pointwise_conv, split_projections
 from .kernels import build_kernel
 
 __all__ = [
@@ -127,6 +127,11 @@ class QuadraticNeuron(nn.Module):
     def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _scaled(self, w_u: Tensor) -> Tensor:
+        # s = 1 is the default (alpha = rank); skipping the multiply saves kernel
+        # launches, which dominate the adapter's cost in fast GPU steps.
+        return w_u if self.scale == 1 else w_u * self.scale
+
     def branch(self, x: Tensor) -> Tensor:
         """The scaled adapter output ``s * U(phi(A(x), B(x)))``."""
         weights = (self.quad_a.weight, self.quad_b.weight, self.quad_u.weight)
@@ -142,7 +147,9 @@ class QuadraticNeuron(nn.Module):
         if self.record_stats:
             self.last_stats = (torch.linalg.vector_norm(branch.detach(), dtype=torch.float32),
                                torch.linalg.vector_norm(primary.detach(), dtype=torch.float32))
-        return primary + branch
+        # In place: L's output is not saved by its backward, and a copy costs a full
+        # output-sized pass.
+        return primary.add_(branch)
 
     def _adapter_repr(self) -> str:
         return (f'rank={self.rank}, scale={self.scale:g}, kernel={self.interaction!r}, '
@@ -234,7 +241,7 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
         # the fused 2r-output weight.
         ab = self.quad_a._conv_forward(x, fuse_projections(w_a, w_b, self.depthwise), None)
         a, b = split_projections(ab, 1, self.depthwise)
-        return self.quad_u._conv_forward(self.interaction(a, b), w_u * self.scale, None)
+        return pointwise_conv(self.interaction(a, b), self._scaled(w_u), self.quad_u.groups)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, {self._adapter_repr()}'
@@ -287,7 +294,7 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
 
     def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
         a, b = split_projections(F.linear(x, fuse_projections(w_a, w_b, False)), -1, False)
-        return F.linear(self.interaction(a, b), w_u * self.scale)
+        return F.linear(self.interaction(a, b), self._scaled(w_u))
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, {self._adapter_repr()}'
