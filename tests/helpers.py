@@ -8,7 +8,7 @@ from mmengine.config import Config
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
 DEMO_DETECTOR = osp.join(CONFIGS, 'demo',
-                         'mask-rcnn_qnv2-convnext-atto_fpn_shapes.py')
+                         'mask-rcnn_qnv2-r18_fpn_shapes.py')
 
 # A two-block-per-stage ConvNeXt small enough for per-test training runs.
 TINY_CONVNEXT = dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64])

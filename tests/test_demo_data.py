@@ -10,23 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+from quadra_mm.datasets import demo_shapes
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SRC = osp.join(ROOT, 'quadra_mm', 'datasets', 'demo_shapes.py')
-
-
-def _load_by_path():
-    # by file path, like tools/make_demo_data.py: `import quadra_mm` pulls in
-    # the whole torch/mm stack, the generator needs none of it
-    name = 'quadra_mm_demo_shapes'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SRC)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-demo_shapes = _load_by_path()
 CLASSES = demo_shapes.CLASSES
 make_demo_data = demo_shapes.make_demo_data
 TINY = dict(num_train=6, num_val=3, img_size=96, crop_size=32, seed=3)
@@ -178,12 +164,12 @@ def test_cli(tmp_path):
         'make_demo_data_cli', osp.join(ROOT, 'tools', 'make_demo_data.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.make_demo_data is make_demo_data
+    assert mod.CLASSES == CLASSES
 
 
 def test_no_mm_imports_at_import_time():
     code = ('import sys, importlib.util; '
-            f'spec = importlib.util.spec_from_file_location("ds", {SRC!r}); '
+            f'spec = importlib.util.spec_from_file_location("ds", {demo_shapes.__file__!r}); '
             'spec.loader.exec_module(importlib.util.module_from_spec(spec)); '
             'bad = [m for m in sys.modules if m.split(".")[0] in '
             '("mmcv", "mmdet", "mmengine", "mmpretrain", "torch")]; '
@@ -192,15 +178,13 @@ def test_no_mm_imports_at_import_time():
 
 
 # ---------------------------------------------------------------- mmdet
-def _mmdet_or_skip():
-    pytest.importorskip('mmcv._ext', reason='mmcv ops not built yet')
-    pytest.importorskip('mmdet.datasets')
+def _register_mmdet():
     from mmdet.utils import register_all_modules
     register_all_modules()
 
 
 def test_mmdet_coco_dataset_loads(tiny_set):
-    _mmdet_or_skip()
+    _register_mmdet()
     from mmdet.datasets import CocoDataset
     out, res = tiny_set
     coco = _coco(out / 'annotations' / 'instances_train.json')
@@ -230,7 +214,7 @@ def test_mmdet_coco_dataset_loads(tiny_set):
 
 
 def test_mmdet_coco_metric_gt_as_pred(tiny_set):
-    _mmdet_or_skip()
+    _register_mmdet()
     import torch
     from mmdet.evaluation import CocoMetric
     out, _ = tiny_set

@@ -32,8 +32,9 @@ def run_env(tmp_path_factory):
                           img_size=IMG, crop_size=32, seed=3)
     init_default_scope('mmpretrain')
     classifier = CLS_MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='ConvNeXt', arch='atto'),
-        head=dict(type='LinearClsHead', num_classes=6, in_channels=320)))
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=6, in_channels=512)))
     classifier.init_weights()
     ckpt = save_zoo_checkpoint(classifier, str(root / 'first_order.pth'))
     data_root = data['out'] + '/'

@@ -2,7 +2,7 @@
 project's own configs and the mm tools, on generated data.
 
     1. tools/make_demo_data.py writes the shapes set under data/shapes;
-    2. tools/train.py trains a first-order ConvNeXt-atto classifier on object
+    2. tools/train.py trains a first-order ResNet-18 classifier on object
        crops with mmpretrain (it stands in for an ImageNet checkpoint);
     3. tools/train.py adapts that checkpoint to QNv2 through init_cfg with
        mmpretrain (the "ImageNet-adapted" step);
@@ -24,9 +24,9 @@ from typing import Dict, List
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join('configs', 'demo')
-CLASSIFIER = osp.join(DEMO, 'convnext-atto_1xb32_shapes-crops.py')
-ADAPTED = osp.join(DEMO, 'qnv2-convnext-atto_1xb32_shapes-crops.py')
-DETECTOR = osp.join(DEMO, 'mask-rcnn_qnv2-convnext-atto_fpn_shapes.py')
+CLASSIFIER = osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py')
+ADAPTED = osp.join(DEMO, 'qnv2-resnet18_1xb32_shapes-crops.py')
+DETECTOR = osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py')
 
 
 def run(step: str, args: List[str], times: Dict[str, float]) -> None:

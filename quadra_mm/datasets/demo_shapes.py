@@ -3,7 +3,7 @@
 Pure python + numpy + OpenCV + pycocotools: nothing from OpenMMLab is imported
 here, so the generator runs before (or without) the mm stack.
 
-Each image holds 1-5 shapes (the class is the *outline*: colour and texture are
+Each image holds 1-4 shapes (the class is the *outline*: colour and texture are
 drawn independently of the class) on a textured, noisy background with
 distractor clutter (lines, arcs, soft blobs, irregular "amoeba" patches) that is
 not annotated. Objects are painted back to front; the mask of an object is its
@@ -38,6 +38,10 @@ from pycocotools import mask as mask_utils
 CLASSES = ('circle', 'ellipse', 'hexagon', 'square', 'star', 'triangle')
 
 SPLITS = ('train', 'val')
+# Object diameter as a fraction of the image side, sampled log-uniformly.
+# Below ~0.18 (35 px at 192 px) most objects are COCO-small and a detector
+# trained for the demo's few hundred CPU iterations barely finds them.
+SIZE_RANGE = (0.18, 0.55)
 META_FILE = 'demo_shapes_meta.json'
 _SPLIT_CODE = {'train': 0, 'val': 1}
 _GEN_VERSION = 1  # bump when the generated content changes
@@ -237,7 +241,7 @@ def polygons_to_mask(polys, h, w):
     return mask_utils.decode(rle).astype(bool), rle
 
 
-def generate_image(rng, img_size, max_objects=5, min_area=30,
+def generate_image(rng, img_size, max_objects=4, min_area=30,
                    min_visible_frac=0.35, max_tries=25):
     """One image and its instances.
 
@@ -254,7 +258,7 @@ def generate_image(rng, img_size, max_objects=5, min_area=30,
         label = int(rng.integers(len(CLASSES)))
         placed = None
         for _try in range(max_tries):
-            diameter = s * float(np.exp(rng.uniform(np.log(0.1), np.log(0.5))))
+            diameter = s * float(np.exp(rng.uniform(*np.log(SIZE_RANGE))))
             cx, cy = rng.uniform(0.05 * s, 0.95 * s, 2)
             pts = _shape_polygon(CLASSES[label], rng, cx, cy, diameter,
                                  rng.uniform(0, 2 * np.pi))

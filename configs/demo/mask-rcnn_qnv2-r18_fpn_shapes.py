@@ -1,15 +1,14 @@
-# Demo step 3/4: Mask R-CNN + FPN with the QNv2-ConvNeXt-atto adapted in
+# Demo step 3/4: Mask R-CNN + FPN with the QNv2-ResNet-18 adapted in
 # step 2, trained with tools/train.py and scored by mmdet's CocoMetric (bbox +
 # segm) with tools/test.py. A miniature of configs/qnv2_mask-rcnn_coco.py:
 # the same model-zoo base, a smaller model and the generated shapes data.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(
-    imports=['mmpretrain.models', 'quadra_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 classes = ('circle', 'ellipse', 'hexagon', 'square', 'star', 'triangle')
 data_root = 'data/shapes/'
 img_size = 192
-adapted_checkpoint = 'work_dirs/demo/qnv2-convnext-atto_1xb32_shapes-crops/epoch_2.pth'  # noqa
+adapted_checkpoint = 'work_dirs/demo/qnv2-resnet18_1xb32_shapes-crops/epoch_2.pth'  # noqa
 channels = 64
 
 model = dict(
@@ -18,20 +17,17 @@ model = dict(
         _delete_=True,
         type='QuadraNetV2',
         backbone=dict(
-            type='mmpretrain.ConvNeXt',
-            arch='atto',
-            out_indices=[0, 1, 2, 3],
-            drop_path_rate=0.0,
-            gap_before_final_norm=False),
-        targets='convnext',
+            type='ResNet',
+            depth=18,
+            out_indices=(0, 1, 2, 3),
+            frozen_stages=-1,
+            norm_eval=True),
+        targets='resnet',
         adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint=adapted_checkpoint,
-            prefix='backbone.',
-            # The classifier has only the last stage's output norm.
-            allow_missing=[r'norm[0-2]\..*'])),
-    neck=dict(in_channels=[40, 80, 160, 320], out_channels=channels),
+            type='Pretrained', checkpoint=adapted_checkpoint,
+            prefix='backbone.')),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=channels),
     rpn_head=dict(
         in_channels=channels,
         feat_channels=channels,
@@ -104,7 +100,7 @@ param_scheduler = [
          eta_min=1e-5),
 ]
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_iter=200, primary_lr_mult=0.2),
+    dict(type='QuadraticStageHook', switch_iter=100, primary_lr_mult=0.2),
     dict(type='QuadraticStatsHook', interval=100),
 ]
 find_unused_parameters = True
@@ -115,4 +111,4 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-work_dir = 'work_dirs/demo/mask-rcnn_qnv2-convnext-atto_fpn_shapes'
+work_dir = 'work_dirs/demo/mask-rcnn_qnv2-r18_fpn_shapes'

@@ -1,4 +1,4 @@
-# Demo step 1: a first-order ConvNeXt-atto classifier trained with mmpretrain
+# Demo step 1: a first-order ResNet-18 classifier trained with mmpretrain
 # on object crops of the generated shapes data. It stands in for a model-zoo
 # ImageNet checkpoint (nothing is downloaded on an offline machine).
 _base_ = 'mmpretrain::_base_/default_runtime.py'
@@ -9,11 +9,12 @@ crop_size = 64
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ConvNeXt', arch='atto', drop_path_rate=0.0),
+    backbone=dict(type='ResNet', depth=18),
+    neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',
         num_classes=num_classes,
-        in_channels=320,
+        in_channels=512,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
 
 data_preprocessor = dict(
@@ -69,4 +70,4 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=max_epochs))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-work_dir = 'work_dirs/demo/convnext-atto_1xb32_shapes-crops'
+work_dir = 'work_dirs/demo/resnet18_1xb32_shapes-crops'

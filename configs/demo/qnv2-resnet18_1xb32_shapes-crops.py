@@ -1,20 +1,20 @@
 # Demo step 2: the first-order classifier of step 1 adapted to QNv2 with
 # mmpretrain through init_cfg, exactly as a user adapts a model-zoo ImageNet
 # checkpoint (compare configs/qnv2_convnext-t_in1k.py).
-_base_ = './convnext-atto_1xb32_shapes-crops.py'
+_base_ = './resnet18_1xb32_shapes-crops.py'
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
-first_order_checkpoint = 'work_dirs/demo/convnext-atto_1xb32_shapes-crops/epoch_6.pth'  # noqa
+first_order_checkpoint = 'work_dirs/demo/resnet18_1xb32_shapes-crops/epoch_6.pth'  # noqa
 model = dict(
     backbone=dict(
         _delete_=True,
         type='QuadraNetV2',
-        backbone=dict(type='ConvNeXt', arch='atto', drop_path_rate=0.0),
-        targets='convnext',
+        backbone=dict(type='ResNet', depth=18),
+        targets='resnet',
         adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
         init_cfg=dict(type='Pretrained', checkpoint=first_order_checkpoint,
                       prefix='backbone.')),
-    head=dict(init_cfg=dict(_delete_=True, type='Pretrained',
+    head=dict(init_cfg=dict(type='Pretrained',
                             checkpoint=first_order_checkpoint,
                             prefix='head.')))
 
@@ -29,4 +29,4 @@ custom_hooks = [
     dict(type='QuadraticStatsHook', interval=50),
 ]
 default_hooks = dict(checkpoint=dict(interval=max_epochs))
-work_dir = 'work_dirs/demo/qnv2-convnext-atto_1xb32_shapes-crops'
+work_dir = 'work_dirs/demo/qnv2-resnet18_1xb32_shapes-crops'
