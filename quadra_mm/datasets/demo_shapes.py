@@ -110,10 +110,18 @@ def _texture(rng, h, w, kind=None):
 # --------------------------------------------------------------------------
 # background and clutter
 # --------------------------------------------------------------------------
+# Backgrounds are smooth (no stripes or checkers): a shape in a random
+# texture on a background of the same texture family is camouflaged beyond
+# what a detector learns in the demo's few hundred CPU iterations (measured:
+# bbox mAP 0.15 after 800 iterations with those backgrounds).
+BACKGROUND_TEXTURES = ('flat', 'gradient', 'noise')
+
+
 def _background(rng, s):
-    img = _texture(rng, s, s)
+    kinds = BACKGROUND_TEXTURES
+    img = _texture(rng, s, s, kinds[int(rng.integers(len(kinds)))])
     if rng.random() < 0.6:  # blend with a second texture through a soft map
-        other = _texture(rng, s, s)
+        other = _texture(rng, s, s, kinds[int(rng.integers(len(kinds)))])
         alpha = 1 / (1 + np.exp(-3 * _low_freq_noise(rng, s, s, 1)))
         img = img * (1 - alpha) + other * alpha
     img = np.ascontiguousarray(np.clip(img, 0, 255))
@@ -129,7 +137,7 @@ def _background(rng, s):
         img = img * (1 - m[..., None]) + _colour(rng) * m[..., None]
 
     # irregular hard-edged textured patches ("amoebas"): clutter, not objects
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         m = np.zeros((s, s), np.uint8)
         cv2.fillPoly(m, [_to_fixed(_amoeba(rng, s))], 1, cv2.LINE_8, 4)
         tex = _texture(rng, s, s)
@@ -138,7 +146,7 @@ def _background(rng, s):
 
     img = np.ascontiguousarray(img)
     # straight lines and arcs
-    for _ in range(int(rng.integers(0, 7))):
+    for _ in range(int(rng.integers(0, 5))):
         p1 = tuple(int(v) for v in rng.integers(-s // 4, s + s // 4, 2))
         p2 = tuple(int(v) for v in rng.integers(-s // 4, s + s // 4, 2))
         cv2.line(img, p1, p2, tuple(float(v) for v in _colour(rng)),
