@@ -1,9 +1,13 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: the mm-standard flags
 and config handling of mmdet's own tools."""
 import argparse
+import glob
+import json
 import os
 import os.path as osp
 
+import torch
+import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -46,7 +50,49 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on machines without CUDA.
+
+    mmengine 0.10.7 assumes one GPU per process: ``init_dist`` calls
+    ``torch.cuda.set_device`` and the default DDP wrapper gets
+    ``device_ids=[local_rank]``. Without CUDA, the process group is started
+    here with gloo (the Runner skips ``init_dist`` for an initialised group)
+    and the model is wrapped with ``device_ids=None``, as DDP requires for
+    CPU modules.
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available() or \
+            torch_dist.is_initialized():
+        return
+    if cfg.launcher != 'pytorch':
+        raise SystemExit(f'--launcher {cfg.launcher} needs CUDA; on CPU use '
+                         '--launcher pytorch under torchrun')
+    torch_dist.init_process_group(backend='gloo')
+    wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                   find_unused_parameters=cfg.get('find_unused_parameters',
+                                                  False))
+    wrapper.update(cfg.get('model_wrapper_cfg') or {})
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
 def build_runner(cfg: Config) -> Runner:
+    prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def latest_metrics(work_dir: str, key: str) -> dict:
+    """The newest metrics record holding ``key`` that mmengine's LoggerHook
+    wrote under ``work_dir``: ``<timestamp>/<timestamp>.json`` for a test
+    run (one JSON object), ``<timestamp>/vis_data/*.json`` for training
+    (one record per line)."""
+    paths = glob.glob(osp.join(work_dir, '*', '*.json')) + glob.glob(
+        osp.join(work_dir, '*', 'vis_data', '*.json'))
+    for path in sorted(paths, key=osp.getmtime, reverse=True):
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        for record in reversed(records):
+            if key in record:
+                return record
+    raise FileNotFoundError(f'no {key} in the logs under {work_dir}')

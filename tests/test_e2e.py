@@ -1,7 +1,6 @@
 """End to end with the mm tools on generated data: tools/train.py then
 tools/test.py, single process and under torchrun (2 CPU processes, gloo)."""
 import glob
-import json
 import os
 import os.path as osp
 import subprocess
@@ -13,6 +12,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS as CLS_MODELS
 
 import quadra_mm  # noqa: F401
+from quadra_mm.cli import latest_metrics
 from quadra_mm.datasets import make_demo_data
 
 from helpers import DEMO_DETECTOR, ROOT, save_zoo_checkpoint
@@ -20,7 +20,7 @@ from helpers import DEMO_DETECTOR, ROOT, save_zoo_checkpoint
 pytestmark = pytest.mark.slow
 
 IMG = 128
-TRAIN_ITERS = 120
+TRAIN_ITERS = 160
 
 
 @pytest.fixture(scope='module')
@@ -63,10 +63,12 @@ def run_env(tmp_path_factory):
 
 
 def _schedule(iters):
+    warmup = min(10, iters // 2)
     return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
             f'default_hooks.checkpoint.interval={iters}',
             f'custom_hooks.0.switch_iter={iters // 2}',
-            'param_scheduler.0.end=10', 'param_scheduler.1.begin=10',
+            f'param_scheduler.0.end={warmup}',
+            f'param_scheduler.1.begin={warmup}',
             f'param_scheduler.1.end={iters}',
             'optim_wrapper.optimizer.lr=0.002']
 
@@ -76,16 +78,6 @@ def _run(args, env, cwd=ROOT):
                             text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
-
-
-def _metrics(work_dir):
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', '*.json'))):
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                if 'coco/bbox_mAP' in record:
-                    return record
-    raise AssertionError(f'no COCO metrics logged under {work_dir}')
 
 
 def test_train_then_test_with_the_mm_tools(run_env):
@@ -101,25 +93,26 @@ def test_train_then_test_with_the_mm_tools(run_env):
     _run([sys.executable, 'tools/test.py', DEMO_DETECTOR, str(ckpt),
           '--work-dir', str(work / 'test'), '--show-dir', 'vis',
           '--cfg-options', *run_env['options']], run_env['env'])
-    metrics = _metrics(str(work / 'test'))
-    assert metrics['coco/bbox_mAP'] > 0.1, metrics
-    assert metrics['coco/segm_mAP'] > 0.1, metrics
+    metrics = latest_metrics(str(work / 'test'), 'coco/bbox_mAP')
+    assert metrics['coco/bbox_mAP'] > 0.05, metrics
+    assert metrics['coco/segm_mAP'] > 0.05, metrics
     drawn = glob.glob(str(work / 'test' / '*' / 'vis' / '*.png'))
     assert len(drawn) == 16
 
 
 def test_tools_under_torchrun_with_two_processes(run_env):
     work = run_env['root'] / 'dist'
-    gloo = 'env_cfg.dist_cfg.backend=gloo'
     env = dict(run_env['env'], PORT='29631')
     log = _run(['bash', 'tools/dist_train.sh', DEMO_DETECTOR, '2',
-                '--work-dir', str(work / 'train'), '--cfg-options', gloo,
+                '--work-dir', str(work / 'train'), '--cfg-options',
                 *run_env['options'], *_schedule(4)], env)
     assert 'Distributed training: True' in log
     ckpt = work / 'train' / 'iter_4.pth'
     assert ckpt.is_file()
+    # After 4 iterations no score passes the default 0.05 threshold; with
+    # none, CocoMetric has nothing to score across the two ranks' results.
     _run(['bash', 'tools/dist_test.sh', DEMO_DETECTOR, str(ckpt), '2',
-          '--work-dir', str(work / 'test'), '--cfg-options', gloo,
-          *run_env['options']], env)
-    metrics = _metrics(str(work / 'test'))
+          '--work-dir', str(work / 'test'), '--cfg-options',
+          'model.test_cfg.rcnn.score_thr=0.0', *run_env['options']], env)
+    metrics = latest_metrics(str(work / 'test'), 'coco/bbox_mAP')
     assert 0 <= metrics['coco/bbox_mAP'] <= 1

@@ -22,6 +22,10 @@ import sys
 import time
 from typing import Dict, List
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from quadra_mm.cli import latest_metrics  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join('configs', 'demo')
 CLASSIFIER = osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py')
@@ -39,20 +43,6 @@ def run(step: str, args: List[str], times: Dict[str, float]) -> None:
 def last_checkpoint(work_dir: str) -> str:
     with open(osp.join(ROOT, work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
-
-
-def last_metrics(work_dir: str, key: str) -> dict:
-    """The newest metrics record holding ``key`` that mmengine's logger
-    wrote under ``work_dir`` (``<timestamp>/vis_data/*.json``)."""
-    files = sorted(glob.glob(osp.join(ROOT, work_dir, '*', 'vis_data',
-                                      '*.json')), key=osp.getmtime)
-    for path in reversed(files):
-        with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        for record in reversed(records):
-            if key in record:
-                return record
-    raise RuntimeError(f'no {key} in the logs under {work_dir}')
 
 
 def main() -> None:
@@ -84,9 +74,9 @@ def main() -> None:
         ['tools/test.py', DETECTOR, detector, '--work-dir', work['test'],
          '--show-dir', 'predictions'], times)
 
-    classifier = last_metrics(work['classifier'], 'accuracy/top1')
-    adapted_acc = last_metrics(work['adapted'], 'accuracy/top1')
-    coco = last_metrics(work['test'], 'coco/bbox_mAP')
+    classifier = latest_metrics(osp.join(ROOT, work['classifier']), 'accuracy/top1')
+    adapted_acc = latest_metrics(osp.join(ROOT, work['adapted']), 'accuracy/top1')
+    coco = latest_metrics(osp.join(ROOT, work['test']), 'coco/bbox_mAP')
     summary = dict(
         first_order_top1=classifier['accuracy/top1'],
         qnv2_adapted_top1=adapted_acc['accuracy/top1'],
