@@ -100,7 +100,7 @@ param_scheduler = [
          eta_min=1e-5),
 ]
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_iter=100, primary_lr_mult=0.2),
+    dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5),
     dict(type='QuadraticStatsHook', interval=100),
 ]
 find_unused_parameters = True
