@@ -35,7 +35,5 @@ def save_zoo_checkpoint(model: torch.nn.Module, path: str) -> str:
     return path
 
 
-def demo_detector_cfg(**options) -> Config:
-    cfg = Config.fromfile(DEMO_DETECTOR)
-    cfg.merge_from_dict(options)
-    return cfg
+def demo_detector_cfg() -> Config:
+    return Config.fromfile(DEMO_DETECTOR)

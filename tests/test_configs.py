@@ -1,5 +1,6 @@
 """Every config in configs/ loads and builds offline."""
 import glob
+import importlib
 import os.path as osp
 
 import pytest
@@ -35,11 +36,6 @@ def _without_pretrained(cfg):
             _without_pretrained(value)
 
 
-def _registries(scope):
-    module = __import__(f'{scope}.registry', fromlist=['MODELS'])
-    return module
-
-
 def _pipeline_types(dataset_cfg):
     while 'dataset' in dataset_cfg:
         dataset_cfg = dataset_cfg['dataset']
@@ -61,7 +57,7 @@ def test_config_loads_and_builds_offline(path):
     # checkpoint) does without quadra_mm.
     quadratic = 'quadra_mm' in cfg.get('custom_imports', {}).get('imports', [])
     assert quadratic or 'resnet18_1xb32' in path
-    registry = _registries(scope)
+    registry = importlib.import_module(f'{scope}.registry')
     model_cfg = ConfigDict(cfg.model)
     _without_pretrained(model_cfg)
     with DefaultScope.overwrite_default_scope(scope):

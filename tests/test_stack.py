@@ -197,4 +197,4 @@ def test_custom_imports_register_in_both_scopes(tmp_path, scope):
     assert hook.interval == 5
     for registry in (registry_module.MODELS, registry_module.HOOKS):
         assert registry.scope == scope
-    assert np.isfinite(sum(p.sum().item() for p in backbone.parameters()))
+    assert any(n.endswith('.quad_u.weight') for n, _ in backbone.named_parameters())

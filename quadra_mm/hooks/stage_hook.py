@@ -164,12 +164,6 @@ class QuadraticStageHook(Hook):
             + ('frozen' if stage == 1 else
                f'train at lr x{self.primary_lr_mult}'))
 
-    def before_train(self, runner) -> None:
-        self._apply(runner, self.stage_at(runner.iter, runner.epoch))
-
-    def before_train_epoch(self, runner) -> None:
-        self._apply(runner, self.stage_at(runner.iter, runner.epoch))
-
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         self._apply(runner, self.stage_at(runner.iter, runner.epoch))

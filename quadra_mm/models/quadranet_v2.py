@@ -104,7 +104,6 @@ class QuadraNetV2(BaseModule):
         if not hasattr(model, '_is_init'):  # a plain nn.Module backbone
             model._is_init = False
         model.qnv2_pretrained = copy.deepcopy(pretrained)
-        model.qnv2_layers = replaced
         print_log(f'QuadraNetV2: {len(replaced)} quadratic layers in '
                   f'{type(model).__name__}', logger='current')
         return model
