@@ -82,6 +82,17 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+def close_distributed() -> None:
+    """End a torchrun job cleanly: wait for every rank, then shut the process
+    group down before the interpreter exits. Left to interpreter teardown
+    (mmdet's tools do that), a gloo rank that had finished its work was seen
+    to abort in C++ ("terminate called without an active exception",
+    SIGABRT), which fails the whole torchrun job."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
 def latest_metrics(work_dir: str, key: str) -> dict:
     """The newest metrics record holding ``key`` that mmengine's LoggerHook
     wrote under ``work_dir``: ``<timestamp>/<timestamp>.json`` for a test

@@ -6,7 +6,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
-from quadra_mm.cli import add_common_args, build_runner, load_config, parse  # noqa: E402
+from quadra_mm.cli import (add_common_args, build_runner,  # noqa: E402
+                           close_distributed, load_config, parse)
 
 
 def main() -> None:
@@ -39,6 +40,7 @@ def main() -> None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     runner.test()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
-from quadra_mm.cli import add_common_args, build_runner, load_config, parse  # noqa: E402
+from quadra_mm.cli import (add_common_args, build_runner,  # noqa: E402
+                           close_distributed, load_config, parse)
 
 
 def main() -> None:
@@ -38,6 +39,7 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, args.resume
 
     build_runner(cfg).train()
+    close_distributed()
 
 
 if __name__ == '__main__':
