@@ -125,7 +125,7 @@ def test_coco_annotations_consistent(tiny_set):
 
 
 def test_scale_and_overlap_variety():
-    # default image size, a modest number of images: objects from ~10% to ~50%
+    # default image size, a modest number of images: objects from ~22% to ~55%
     # of the side, several per image, and some of them occluded
     per_image, occluded = [], 0
     for i in range(40):
@@ -137,6 +137,20 @@ def test_scale_and_overlap_variety():
     assert areas.min() < 0.02 * 192 ** 2 and areas.max() > 0.1 * 192 ** 2
     assert max(len(s) for s in per_image) >= 4
     assert occluded >= 5
+
+
+def test_object_fills_contrast_with_what_they_cover():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    dists = []
+    for _ in range(50):
+        img = demo_shapes._background(rng, 64)
+        fill = demo_shapes._object_fill(rng, img, mask)
+        assert fill.shape == (int(mask.sum()), 3)
+        dists.append(np.linalg.norm(fill.mean(0) - img[mask].mean(0)))
+    # re-drawn up to 8 times, so a camouflaged fill is rare, not impossible
+    assert np.mean(np.array(dists) >= demo_shapes.MIN_CONTRAST) >= 0.95
 
 
 def test_crops_readable(tiny_set):

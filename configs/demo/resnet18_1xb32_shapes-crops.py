@@ -26,7 +26,7 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     # No random crops: the class is the outline, a crop that cuts corners
-    # off turns a star into a hexagon.
+    # off turns a star into a cross.
     dict(type='Resize', scale=(crop_size, crop_size)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
