@@ -143,6 +143,14 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no keys under prefix 'head.'"):
         backbone.init_weights()
 
+    missing = str(tmp_path / 'no_such.pth')
+    backbone = DET_MODELS.build(qnv2_cfg(convnext_cfg(), init_cfg=dict(
+        type='Pretrained', checkpoint=missing, prefix='backbone.')))
+    with pytest.raises(FileNotFoundError,
+                       match=r"QuadraNetV2\[ConvNeXt\]: init_cfg.checkpoint "
+                       f"'{missing}' is not a file"):
+        backbone.init_weights()
+
 
 def test_qnv2_inside_mmpretrain_classifier_and_layer_decay():
     init_default_scope('mmpretrain')

@@ -6,6 +6,7 @@ silently leave it randomly initialised. Here the only keys that may be missing
 are the quadratic adapters (left at their zero-output initialisation) and
 keys the config explicitly allows; anything else is an error that names them.
 """
+import os.path as osp
 import re
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -77,9 +78,15 @@ def load_adapted_checkpoint(module: nn.Module,
         owner: name used in messages.
 
     Raises:
+        FileNotFoundError: ``checkpoint`` is a local path that does not
+            exist.
         ValueError: a missing non-adapter key not allowed by
             ``allow_missing``, an unexpected key, or a shape mismatch.
     """
+    if isinstance(checkpoint, str) and '://' not in checkpoint and \
+            not osp.isfile(checkpoint):
+        raise FileNotFoundError(
+            f'{owner}: init_cfg.checkpoint {checkpoint!r} is not a file')
     loaded = _load_checkpoint(checkpoint, map_location=map_location)
     state_dict = extract_state_dict(loaded, checkpoint, prefix)
     own = module.state_dict()
