@@ -22,11 +22,11 @@ import sys
 import time
 from typing import Dict, List
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from quadra_mm.cli import latest_metrics  # noqa: E402
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join('configs', 'demo')
 CLASSIFIER = osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py')
 ADAPTED = osp.join(DEMO, 'qnv2-resnet18_1xb32_shapes-crops.py')

@@ -74,11 +74,13 @@ def _low_freq_noise(rng, h, w, channels=3):
     return big.reshape(h, w, channels)
 
 
-def _texture(rng, h, w, kind=None):
-    """A (h, w, 3) float32 texture; colours independent of any class."""
-    kinds = ('flat', 'gradient', 'stripes', 'noise', 'checker')
-    if kind is None:
-        kind = kinds[int(rng.integers(len(kinds)))]
+TEXTURES = ('flat', 'gradient', 'stripes', 'noise', 'checker')
+
+
+def _texture(rng, h, w, kinds=TEXTURES):
+    """A (h, w, 3) float32 texture of a kind drawn from ``kinds``; colours
+    independent of any class."""
+    kind = kinds[int(rng.integers(len(kinds)))]
     xs, ys = _grid(h, w)
     c1, c2 = _colour(rng), _colour(rng)
     if kind == 'flat':
@@ -116,25 +118,22 @@ def _texture(rng, h, w, kind=None):
 # --------------------------------------------------------------------------
 # background and clutter
 # --------------------------------------------------------------------------
-# Backgrounds are smooth (no stripes or checkers): a shape in a random
-# texture on a background of the same texture family is camouflaged beyond
-# what a detector learns in the demo's few hundred CPU iterations (measured:
-# bbox mAP 0.15 after 800 iterations with those backgrounds).
-BACKGROUND_TEXTURES = ('flat', 'gradient', 'noise')
-# Objects are filled with smooth textures too: stripes and checkers inside a
-# shape put strong edges next to the outline that defines its class, and the
-# first-order crop classifier reached only 66-75 % top-1 with them.
-OBJECT_TEXTURES = ('flat', 'gradient', 'noise')
+# Backgrounds and objects are smooth (no stripes or checkers). On striped or
+# checkered backgrounds shapes were camouflaged beyond what a detector learns
+# in the demo's few hundred CPU iterations (bbox mAP 0.15 after 800); inside a
+# shape they put strong edges next to the outline that defines its class (the
+# first-order crop classifier reached only 66-75 % top-1 with them). Only the
+# unannotated clutter patches use every kind.
+SMOOTH_TEXTURES = ('flat', 'gradient', 'noise')
 # Minimum RGB distance between an object's mean colour and the mean colour of
 # the background it covers; closer fills are re-drawn (camouflaged objects).
 MIN_CONTRAST = 60.0
 
 
 def _background(rng, s):
-    kinds = BACKGROUND_TEXTURES
-    img = _texture(rng, s, s, kinds[int(rng.integers(len(kinds)))])
+    img = _texture(rng, s, s, SMOOTH_TEXTURES)
     if rng.random() < 0.6:  # blend with a second texture through a soft map
-        other = _texture(rng, s, s, kinds[int(rng.integers(len(kinds)))])
+        other = _texture(rng, s, s, SMOOTH_TEXTURES)
         alpha = 1 / (1 + np.exp(-3 * _low_freq_noise(rng, s, s, 1)))
         img = img * (1 - alpha) + other * alpha
     img = np.ascontiguousarray(np.clip(img, 0, 255))
@@ -271,8 +270,7 @@ def _object_fill(rng, img, mask, tries=8):
     s = img.shape[0]
     under = img[mask].mean(0)
     for _ in range(tries):
-        kind = OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))]
-        fill = _texture(rng, s, s, kind)[mask]
+        fill = _texture(rng, s, s, SMOOTH_TEXTURES)[mask]
         if np.linalg.norm(fill.mean(0) - under) >= MIN_CONTRAST:
             break
     return fill
