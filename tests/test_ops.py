@@ -16,7 +16,7 @@ LAYERS = {
     'dilated_conv': (lambda: nn.Conv2d(3, 4, 3, padding=2, dilation=2), {}, (1, 3, 5, 5)),
     'linear': (lambda: nn.Linear(5, 4), {}, (1, 3, 5)),
 }
-KERNEL_CFGS = {'quadratic': {}, 'rbf': dict(sigma=1.5), 'poly': dict(degree=2, c=0.5)}
+KERNEL_CFGS = {'quadratic': {}, 'linear': {}, 'rbf': dict(sigma=1.5), 'poly': dict(degree=2, c=0.5)}
 
 
 def make_layer(kind: str, kernel: str = 'quadratic', memory_efficient: bool = True,
@@ -36,7 +36,8 @@ def test_kernels():
     torch.testing.assert_close(build_kernel('quadratic')(a, b), a * b)
     torch.testing.assert_close(build_kernel('rbf', sigma=2.0)(a, b), torch.exp(-(a - b)**2 / 8))
     torch.testing.assert_close(build_kernel('poly', degree=3, c=0.5)(a, b), (a * b + 0.5)**3)
-    assert set(KERNELS) == {'quadratic', 'rbf', 'poly'}
+    torch.testing.assert_close(build_kernel('linear')(a, b), a + b)
+    assert set(KERNELS) == {'quadratic', 'linear', 'rbf', 'poly'}
 
 
 def test_kernel_errors():

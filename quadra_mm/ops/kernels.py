@@ -11,7 +11,10 @@ from typing import Dict, Type
 import torch
 from torch import Tensor
 
-__all__ = ['InteractionKernel', 'QuadraticKernel', 'RBFKernel', 'PolyKernel', 'KERNELS', 'build_kernel']
+__all__ = [
+    'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel', 'PolyKernel', 'KERNELS',
+    'build_kernel'
+]
 
 
 class InteractionKernel:
@@ -37,6 +40,17 @@ class QuadraticKernel(InteractionKernel):
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return a * b
+
+
+class LinearKernel(InteractionKernel):
+    """``phi(a, b) = a + b``: the first-order control. ``U(A(x) + B(x)) = U((A + B)(x))``
+    is a LoRA-style low-rank update of ``L`` with exactly the placement and the
+    parameter count of the quadratic adapter, so the two compare at equal budget."""
+
+    name = 'linear'
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
 
 
 class RBFKernel(InteractionKernel):
@@ -84,7 +98,7 @@ class PolyKernel(InteractionKernel):
 
 
 KERNELS: Dict[str, Type[InteractionKernel]] = {
-    cls.name: cls for cls in (QuadraticKernel, RBFKernel, PolyKernel)
+    cls.name: cls for cls in (QuadraticKernel, LinearKernel, RBFKernel, PolyKernel)
 }
 
 
@@ -92,7 +106,7 @@ def build_kernel(name: str, **cfg) -> InteractionKernel:
     """Build the interaction kernel registered as ``name`` in :data:`KERNELS`.
 
     Args:
-        name: one of ``KERNELS`` (``'quadratic'``, ``'rbf'``, ``'poly'``).
+        name: one of ``KERNELS`` (``'quadratic'``, ``'linear'``, ``'rbf'``, ``'poly'``).
         **cfg: the kernel's options (``sigma`` for rbf; ``degree``, ``c`` for poly).
 
     Raises:
