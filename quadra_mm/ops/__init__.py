@@ -2,8 +2,9 @@
 
 Pure PyTorch: nothing here imports an OpenMMLab package.
 """
-from .autograd import RecomputedBranch, autocast_input, recomputed_branch
-from .functional import adapter_padding, fuse_projections, pointwise_conv, split_projections
+from .autograd import QuadraticBranch, autocast_input
+from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
+                         split_projections)
 from .kernels import (KERNELS, InteractionKernel, LinearKernel, PolyKernel, QuadraticKernel, RBFKernel,
                       build_kernel)
 from .layers import (ADAPTER_PREFIX, QuadraticConv2d, QuadraticLinear, QuadraticNeuron,
@@ -13,7 +14,7 @@ from .profiling import saved_tensor_bytes
 __all__ = [
     'QuadraticNeuron', 'QuadraticConv2d', 'QuadraticLinear', 'KERNELS', 'build_kernel',
     'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel', 'PolyKernel', 'ADAPTER_PREFIX',
-    'is_adapter_param_name', 'layer_config', 'share_parameters', 'RecomputedBranch',
-    'recomputed_branch', 'autocast_input', 'adapter_padding', 'fuse_projections',
-    'split_projections', 'pointwise_conv', 'saved_tensor_bytes'
+    'is_adapter_param_name', 'layer_config', 'share_parameters', 'QuadraticBranch',
+    'autocast_input', 'adapter_padding', 'fuse_projections', 'split_projections', 'pointwise_conv',
+    'pointwise_conv_backward', 'saved_tensor_bytes'
 ]

@@ -2,21 +2,34 @@
 
 Plain autograd through ``s * U(phi(A(x), B(x)))`` keeps the 2r-channel projection
 and the r-channel interaction at the layer's output resolution alive until backward.
-:func:`recomputed_branch` keeps only ``x`` (which the primary term ``L`` saves anyway)
-and the small adapter weights, and recomputes the branch in backward.
+:class:`QuadraticBranch` keeps only ``x`` (which the primary term ``L`` saves anyway)
+and the small adapter weights, recomputes the projections in backward and applies the
+branch's gradient formulas directly (no autograd re-entry, no ``torch.autograd.grad``),
+so the backward costs only its kernels and ``torch.compile`` traces it without a
+graph break.
 """
-from typing import Callable, Optional, Tuple
+from typing import Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ['RecomputedBranch', 'recomputed_branch', 'autocast_input']
-
-BranchFn = Callable[..., Tensor]
+__all__ = ['AnalyticBranch', 'QuadraticBranch', 'autocast_input']
 
 
-class RecomputedBranch(torch.autograd.Function):
-    """``fn(x, *weights)`` that saves only its inputs and recomputes ``fn`` in backward.
+class AnalyticBranch(Protocol):
+    """What :class:`QuadraticBranch` needs of a layer: the branch and its gradients."""
+
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+        """``s * U(phi(A(x), B(x)))`` with the given adapter weights."""
+
+    def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+        """Gradients with respect to ``(x, w_a, w_b, w_u)``; ``None`` where not needed."""
+
+
+class QuadraticBranch(torch.autograd.Function):
+    """``layer._branch_fn(x, w_a, w_b, w_u)``, saving only its tensor inputs; backward is
+    ``layer._branch_backward``, which recomputes ``A(x)``, ``B(x)`` and ``phi``.
 
     The autocast state of the forward (device type, enabled, dtype) is recorded and
     re-entered in backward: backward may run on another thread (CUDA) or outside the
@@ -24,35 +37,21 @@ class RecomputedBranch(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, fn: BranchFn, x: Tensor, *weights: Tensor) -> Tensor:
+    def forward(ctx, layer: AnalyticBranch, x: Tensor, w_a: Tensor, w_b: Tensor,
+                w_u: Tensor) -> Tensor:
         device_type = x.device.type
-        ctx.fn = fn
+        ctx.layer = layer
         ctx.autocast_state = (device_type, torch.is_autocast_enabled(device_type),
                               torch.get_autocast_dtype(device_type))
-        ctx.save_for_backward(x, *weights)
-        return fn(x, *weights)
+        ctx.save_for_backward(x, w_a, w_b, w_u)
+        return layer._branch_fn(x, w_a, w_b, w_u)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         device_type, enabled, dtype = ctx.autocast_state
-        needs_grad = ctx.needs_input_grad[1:]
-        inputs = [t.detach().requires_grad_(need) for t, need in zip(ctx.saved_tensors, needs_grad)]
-        with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
-            out = ctx.fn(*inputs)
-        grads = iter(torch.autograd.grad(out, [t for t in inputs if t.requires_grad], grad_out))
-        return (None, *(next(grads) if need else None for need in needs_grad))
-
-
-def recomputed_branch(fn: BranchFn, x: Tensor, *weights: Tensor) -> Tensor:
-    """Apply ``fn(x, *weights)`` through :class:`RecomputedBranch`.
-
-    Args:
-        fn: pure function of its tensor arguments (the branch math).
-        x: layer input; saved for backward by reference, so it costs no memory when
-            the primary term already saves the same tensor.
-        *weights: adapter weights (parameters; saving them copies nothing).
-    """
-    return RecomputedBranch.apply(fn, x, *weights)
+        with torch.autocast(device_type, dtype=dtype, enabled=enabled):
+            grads = ctx.layer._branch_backward(grad_out, *ctx.saved_tensors, ctx.needs_input_grad[1:])
+        return (None, *grads)
 
 
 def autocast_input(x: Tensor) -> Tensor:

@@ -5,10 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['fuse_projections', 'split_projections', 'pointwise_conv', 'adapter_padding']
+from .autograd import autocast_input
+
+__all__ = [
+    'fuse_projections', 'split_projections', 'pointwise_conv', 'pointwise_conv_backward',
+    'adapter_padding'
+]
 
 
-def fuse_projections(w_a: Tensor, w_b: Tensor, interleave: bool) -> Tensor:
+def fuse_projections(w_a: Tensor, w_b: Tensor, interleave: bool, dim: int = 0) -> Tensor:
     """Stack the weights of ``A`` and ``B`` so one conv/linear computes both.
 
     Args:
@@ -17,13 +22,16 @@ def fuse_projections(w_a: Tensor, w_b: Tensor, interleave: bool) -> Tensor:
             ``True``: ``[a_0, b_0, a_1, b_1, ...]``, for grouped (depthwise) ``A``/``B``
             with one output each per group: a grouped conv with ``groups`` unchanged
             then gives every group its own ``(a_g, b_g)`` pair.
+        dim: the dimension to stack along; the backward stacks the gradients of the
+            two outputs along their channel dimension the same way.
 
     Returns:
         weight of shape ``(2r, ...)``.
     """
     if interleave:
-        return torch.stack((w_a, w_b), dim=1).flatten(0, 1)
-    return torch.cat((w_a, w_b), dim=0)
+        dim = dim % w_a.dim()
+        return torch.stack((w_a, w_b), dim=dim + 1).flatten(dim, dim + 1)
+    return torch.cat((w_a, w_b), dim=dim)
 
 
 def split_projections(ab: Tensor, dim: int, interleave: bool) -> Tuple[Tensor, Tensor]:
@@ -53,6 +61,34 @@ def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1) -> Tensor:
     if groups != 1 or h.is_contiguous(memory_format=torch.channels_last):
         return F.conv2d(h, weight, groups=groups)
     return torch.matmul(weight.flatten(1), h.flatten(2)).unflatten(2, h.shape[2:])
+
+
+def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int,
+                            output_mask: Tuple[bool, bool]) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(grad_h, grad_weight)`` of :func:`pointwise_conv`, on the same path as its forward.
+
+    With ``W`` of shape ``(O, R)`` and ``h`` viewed as ``(N, R, P)``:
+    ``grad_h = W^T grad`` and ``grad_W = sum_n grad_n h_n^T``. Under autocast (the caller
+    re-enters the forward's state) the products run in the autocast dtype, as the forward.
+
+    Args:
+        grad: gradient with respect to the output.
+        h, weight, groups: the forward's arguments.
+        output_mask: which of ``(grad_h, grad_weight)`` to compute; the others are ``None``.
+    """
+    if groups != 1 or h.is_contiguous(memory_format=torch.channels_last):
+        # convolution_backward is not an autocast op: cast its operands like the forward's conv.
+        grad_h, grad_weight, _ = torch.ops.aten.convolution_backward(
+            autocast_input(grad), autocast_input(h), autocast_input(weight), None, [1, 1], [0, 0],
+            [1, 1], False, [0, 0], groups, [output_mask[0], output_mask[1], False])
+        return grad_h, grad_weight
+    grad_rows = grad.flatten(2)
+    grad_h = grad_weight = None
+    if output_mask[0]:
+        grad_h = torch.matmul(weight.flatten(1).t(), grad_rows).unflatten(2, h.shape[2:])
+    if output_mask[1]:
+        grad_weight = torch.matmul(grad_rows, h.flatten(2).transpose(1, 2)).sum(0).view(weight.shape)
+    return grad_h, grad_weight
 
 
 def adapter_padding(kernel_size: Tuple[int, int], dilation: Tuple[int, int],

@@ -3,10 +3,12 @@
 The adapter computes ``U(phi(A(x), B(x)))``; ``phi`` is applied elementwise to the
 two rank-``r`` projections. The kernels are stateless callables (no parameters) so
 that they can be used unchanged inside the memory-efficient backward's recompute and
-in the exported inference modules.
+in the exported inference modules. Each also states its derivative,
+:meth:`InteractionKernel.backward`, which the memory-efficient backward applies
+instead of differentiating ``phi`` with autograd.
 """
 import inspect
-from typing import Dict, Type
+from typing import Dict, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -25,6 +27,17 @@ class InteractionKernel:
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(grad * dphi/da, grad * dphi/db)``, elementwise.
+
+        Args:
+            a, b: the inputs of the forward.
+            phi: ``self(a, b)``, already computed by the caller (the recompute needs it
+                for ``U``'s gradient), so kernels whose derivative contains ``phi`` reuse it.
+            grad: gradient of the loss with respect to ``phi``.
+        """
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return ''
 
@@ -41,6 +54,9 @@ class QuadraticKernel(InteractionKernel):
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return a * b
 
+    def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
+        return grad * b, grad * a
+
 
 class LinearKernel(InteractionKernel):
     """``phi(a, b) = a + b``: the first-order control. ``U(A(x) + B(x)) = U((A + B)(x))``
@@ -51,6 +67,9 @@ class LinearKernel(InteractionKernel):
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return a + b
+
+    def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
+        return grad, grad
 
 
 class RBFKernel(InteractionKernel):
@@ -69,6 +88,11 @@ class RBFKernel(InteractionKernel):
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return torch.exp((a - b).square() * (-0.5 / self.sigma**2))
+
+    def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
+        # dphi/da = -(a - b) / sigma^2 * phi = -dphi/db
+        grad_a = grad * phi * (a - b) * (-1 / self.sigma**2)
+        return grad_a, -grad_a
 
     def extra_repr(self) -> str:
         return f'sigma={self.sigma}'
@@ -92,6 +116,11 @@ class PolyKernel(InteractionKernel):
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return (a * b + self.c).pow(self.degree)
+
+    def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
+        # dphi/da = p (ab + c)^(p-1) b; phi / (ab + c) would divide by zero where ab = -c.
+        outer = grad if self.degree == 1 else grad * (a * b + self.c).pow(self.degree - 1) * self.degree
+        return outer * b, outer * a
 
     def extra_repr(self) -> str:
         return f'degree={self.degree}, c={self.c}'

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .autograd import autocast_input, recomputed_branch
-from .functional import adapter_padding, fuse_projections, pointwise_conv, split_projections
+from .autograd import QuadraticBranch, autocast_input
+from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
+                         split_projections)
 from .kernels import build_kernel
 
 __all__ = [
@@ -63,8 +64,10 @@ class QuadraticNeuron(nn.Module):
     """Common base of the quadratic layers (use it for ``isinstance`` checks).
 
     Subclasses are also ``nn.Conv2d`` / ``nn.Linear``; they provide ``_primary(x)``
-    (``L(x)``) and ``_branch_fn(x, w_a, w_b, w_u)`` (``s * U(phi(A(x), B(x)))`` as a
-    pure function of the adapter weights, so it can be recomputed in backward).
+    (``L(x)``), ``_branch_fn(x, w_a, w_b, w_u)`` (``s * U(phi(A(x), B(x)))`` as a
+    pure function of the adapter weights, so it can be recomputed in backward) and
+    ``_branch_backward`` (its gradients by explicit formulas, for
+    :class:`~quadra_mm.ops.autograd.QuadraticBranch`).
 
     Attributes:
         rank: width of the interaction (``r``; ``in_channels`` for the depthwise variant).
@@ -127,16 +130,32 @@ class QuadraticNeuron(nn.Module):
     def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+        raise NotImplementedError
+
+    def _branch_input(self, x: Tensor) -> Tensor:
+        return x
+
     def _scaled(self, w_u: Tensor) -> Tensor:
         # s = 1 is the default (alpha = rank); skipping the multiply saves kernel
         # launches, which dominate the adapter's cost in fast GPU steps.
         return w_u if self.scale == 1 else w_u * self.scale
 
+    def _scaled_grad(self, grad_scaled: Optional[Tensor], w_u: Tensor) -> Optional[Tensor]:
+        """Gradient with respect to ``w_u`` from the one with respect to ``s * w_u``."""
+        if grad_scaled is None:
+            return None
+        return self._scaled(grad_scaled.to(w_u.dtype))
+
     def branch(self, x: Tensor) -> Tensor:
         """The scaled adapter output ``s * U(phi(A(x), B(x)))``."""
+        x = self._branch_input(autocast_input(x))
         weights = (self.quad_a.weight, self.quad_b.weight, self.quad_u.weight)
-        if self.memory_efficient and torch.is_grad_enabled():
-            return recomputed_branch(self._branch_fn, x, *weights)
+        # A tracer (mmengine's FLOP count, ONNX) sees an autograd Function as one
+        # opaque op: trace the branch's own convs instead.
+        if self.memory_efficient and torch.is_grad_enabled() and not torch.jit.is_tracing():
+            return QuadraticBranch.apply(self, x, *weights)
         return self._branch_fn(x, *weights)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -236,12 +255,49 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
     def _primary(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight, self.bias)
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
-        # quad_a's geometry (stride, padding, padding_mode, groups) applies unchanged to
-        # the fused 2r-output weight.
-        ab = self.quad_a._conv_forward(x, fuse_projections(w_a, w_b, self.depthwise), None)
+    def _branch_input(self, x: Tensor) -> Tensor:
+        # A non-zero padding mode pads outside the branch (autograd differentiates the
+        # pad); the branch then convolves with padding 0. Only then is a padded copy saved.
+        if self.padding_mode == 'zeros':
+            return x
+        return F.pad(x, self.quad_a._reversed_padding_repeated_twice, mode=self.padding_mode)
+
+    def _ab_geometry(self) -> Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], int]:
+        """``(stride, padding, dilation, groups)`` of the fused ``A``/``B`` conv."""
+        a = self.quad_a
+        padding = a.padding if a.padding_mode == 'zeros' else (0, 0)
+        return a.stride, padding, a.dilation, a.groups
+
+    def _recompute(self, x: Tensor, w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(a, b, phi(a, b))`` for the fused weight ``w_ab``."""
+        ab = F.conv2d(x, w_ab, None, *self._ab_geometry())
         a, b = split_projections(ab, 1, self.depthwise)
-        return pointwise_conv(self.interaction(a, b), self._scaled(w_u), self.quad_u.groups)
+        return a, b, self.interaction(a, b)
+
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+        _, _, h = self._recompute(x, fuse_projections(w_a, w_b, self.depthwise))
+        return pointwise_conv(h, self._scaled(w_u), self.quad_u.groups)
+
+    def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+        need_x, need_a, need_b, need_u = needs_grad
+        need_ab = need_a or need_b
+        w_ab = fuse_projections(w_a, w_b, self.depthwise)
+        a, b, h = self._recompute(x, w_ab)
+        grad_h, grad_u = pointwise_conv_backward(grad, h, self._scaled(w_u), self.quad_u.groups,
+                                                 (need_x or need_ab, need_u))
+        grad_x = grad_a = grad_b = None
+        if need_x or need_ab:
+            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_h), self.depthwise, dim=1)
+            # input and weight gradients of the fused A/B conv in one call;
+            # convolution_backward is not an autocast op, so cast like the forward's conv.
+            stride, padding, dilation, groups = self._ab_geometry()
+            grad_x, grad_w_ab, _ = torch.ops.aten.convolution_backward(
+                autocast_input(grad_ab), x, autocast_input(w_ab), None, stride, padding, dilation,
+                False, [0, 0], groups, [need_x, need_ab, False])
+            if need_ab:
+                grad_a, grad_b = split_projections(grad_w_ab.to(w_a.dtype), 0, self.depthwise)
+        return grad_x, grad_a, grad_b, self._scaled_grad(grad_u, w_u)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, {self._adapter_repr()}'
@@ -295,6 +351,28 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
         a, b = split_projections(F.linear(x, fuse_projections(w_a, w_b, False)), -1, False)
         return F.linear(self.interaction(a, b), self._scaled(w_u))
+
+    def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+        # With rows X (tokens x in): AB = X W_ab^T, Y = phi(A, B) (s W_u)^T, so
+        # dW_u = s dY^T phi, dphi = dY (s W_u), dX = dAB W_ab, dW_ab = dAB^T X.
+        need_x, need_a, need_b, need_u = needs_grad
+        need_ab = need_a or need_b
+        w_ab = fuse_projections(w_a, w_b, False)
+        a, b = split_projections(F.linear(x, w_ab), -1, False)
+        h = self.interaction(a, b)
+        grad_rows = grad.flatten(0, -2)
+        grad_u = torch.matmul(grad_rows.t(), h.flatten(0, -2)) if need_u else None
+        grad_x = grad_a = grad_b = None
+        if need_x or need_ab:
+            grad_h = torch.matmul(grad, self._scaled(w_u))
+            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_h), False, dim=-1)
+            if need_x:
+                grad_x = torch.matmul(grad_ab, w_ab)
+            if need_ab:
+                grad_w_ab = torch.matmul(grad_ab.flatten(0, -2).t(), x.flatten(0, -2))
+                grad_a, grad_b = split_projections(grad_w_ab.to(w_a.dtype), 0, False)
+        return grad_x, grad_a, grad_b, self._scaled_grad(grad_u, w_u)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, {self._adapter_repr()}'
