@@ -4,7 +4,9 @@
 
 ``AB`` is one conv/linear with the ``2r`` outputs of ``A`` and ``B`` (its weight fused
 once, at export), and ``U' = s * U`` has the scale folded in. ``L`` keeps the original
-weight and bias Parameters at their original keys.
+weight and bias Parameters at their original keys. On CUDA, without autograd and
+outside ``torch.compile``, ``phi``, ``U'`` and the add run as one Triton kernel
+(:func:`~quadra_mm.deploy.triton_kernels.fused_branch_add_`); elsewhere in eager ops.
 """
 from typing import Union
 
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from ..ops import (InteractionKernel, QuadraticConv2d, QuadraticLinear, QuadraticNeuron,
                    fuse_projections, layer_config, pointwise_conv, share_parameters,
                    split_projections)
+from .triton_kernels import fused_branch_add_
 
 __all__ = ['FusedQuadraticNeuron', 'FusedQuadraticConv2d', 'FusedQuadraticLinear', 'to_inference_module']
 
@@ -54,8 +57,21 @@ class FusedQuadraticNeuron(nn.Module):
         a, b = split_projections(self.quad_ab(x), self._channel_dim, self.interleave)
         return self._project(self.interaction(a, b))
 
+    def _fused_kernel_applies(self, primary: Tensor) -> bool:
+        return (primary.is_cuda and not self.interleave and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling())
+
     def forward(self, x: Tensor) -> Tensor:
-        return self._primary(x).add_(self.branch(x))
+        primary = self._primary(x)
+        if not self._fused_kernel_applies(primary):
+            return primary.add_(self.branch(x))
+        ab = self.quad_ab(x)
+        if self._channel_dim == -1:  # linear: tokens as rows
+            fused_branch_add_(primary.view(-1, primary.shape[-1]), ab.reshape(-1, ab.shape[-1]),
+                              self.quad_u.weight, self.interaction)
+        else:
+            fused_branch_add_(primary, ab, self.quad_u.weight, self.interaction)
+        return primary
 
 
 class FusedQuadraticConv2d(nn.Conv2d, FusedQuadraticNeuron):
