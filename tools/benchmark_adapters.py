@@ -7,17 +7,27 @@ process, on the same weights and inputs:
 * parameter and FLOP overhead (``torch.utils.flop_counter.FlopCounterMode``; forward,
   and one training forward+backward, which includes the branch recompute);
 * train-step time (forward, backward, AdamW step, every parameter trainable) of the
-  adapted model with the memory-efficient backward on and off;
+  adapted model with the memory-efficient backward on and off, and with ``--compile``
+  of ``torch.compile``-d first-order and adapted models (the optimizer step eager);
 * saved-activation bytes of a training forward (each storage once, parameters
   excluded, autocast copies of weights included) with the memory-efficient backward
   on and off; on CUDA also the peak memory of a train step;
 * inference time before and after ``export_for_inference`` (and compiled, with
   ``--compile``), adapters with a non-zero ``U`` so that none is dropped.
 
-Times are medians of interleaved repeats (each repeat runs every variant once);
-ratios are adapted / first-order.
+Then, unless switched off: a placement table (which stages, rank, k: forward FLOPs for
+every row, step and inference ratios for the rows in ``PLACEMENTS_TIMED``), and the
+train iteration (``model.train_step``: data preprocessor, forward, losses, backward,
+AdamW) of the demo QNv2 Mask R-CNN against its first-order twin (the same model with
+every quadratic layer replaced by its plain conv, sharing the weights; ``U = 0`` as at
+the start of fine-tuning, so both see the same proposals).
 
-    python tools/benchmark_adapters.py                      # CPU, writes docs/benchmarks.md
+Times are medians of interleaved repeats (each repeat runs every variant once);
+ratios are adapted / first-order. On CPU the clock is the process's CPU time
+(``time.process_time``): on a shared machine a process that waits for a core is not
+charged for the wait, so the ratios move less than wall-clock ones (``--clock wall``).
+
+    python tools/benchmark_adapters.py --threads 1 --compile   # CPU, writes docs/benchmarks.md
     python tools/benchmark_adapters.py --device cuda --batch-size 128 --append
 """
 import argparse
@@ -28,19 +38,33 @@ import os
 import os.path as osp
 import platform
 import statistics
+import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from quadra_mm.adapters import inject_quadratic_adapters, quadratic_layers
+from quadra_mm.adapters import inject_quadratic_adapters, quadratic_layers, replace_module
 from quadra_mm.deploy import export_for_inference
-from quadra_mm.ops import saved_tensor_bytes
+from quadra_mm.ops import layer_config, saved_tensor_bytes, share_parameters
 
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_DETECTOR = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_qnv2-r18_fpn_shapes.py')
 ADAPTER = dict(rank=8, kernel_size=3, dilation=2)
-GOALS = dict(step=1.10, saved=1.05, infer=1.05)
+# Issue 7 (CPU, 1 thread, batch 8, 224²): step <= 1.08x eager, <= 1.05x compiled,
+# exported inference <= 1.05x, saved activations 1.00x (SPEC §6: <= 1.05x), demo Mask
+# R-CNN iteration <= 1.03x. GPU (H200, batch 128, bf16): step <= 1.15x eager.
+GOALS = {'cpu': dict(step=1.08, compiled_step=1.05, saved=1.05, infer=1.05, detector=1.03),
+         'cuda': dict(step=1.15, compiled_step=1.05, saved=1.05, infer=1.05, detector=1.05)}
+# Placement table: (label, 0-based stages or None for all) x rank x adapter k.
+PLACEMENT_STAGES = (('all (0-3)', None), ('1-3', (1, 2, 3)), ('2-3', (2, 3)))
+PLACEMENT_RANKS = (4, 8, 16)
+PLACEMENT_KS = (3, 1)
+# The rows that are also timed (the full grid would take about an hour on one core).
+PLACEMENTS_TIMED = (('all (0-3)', 8, 3), ('1-3', 8, 3), ('2-3', 8, 3), ('all (0-3)', 4, 3),
+                    ('all (0-3)', 16, 3), ('all (0-3)', 8, 1))
 
 
 def _mmpretrain_convnext():
@@ -103,28 +127,55 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Bench:
-    """One backbone at one precision: the model variants and their measurements."""
+def median_times(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                 repeats: int, clock: Callable[[], float]) -> Dict[str, float]:
+    """Median time of each ``fn``; every repeat runs all of them once, in turn."""
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for repeat in range(warmup + repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = clock()
+            fn()
+            _sync(device)
+            if repeat >= warmup:
+                times[name].append(clock() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
-    def __init__(self, builder: Callable[[], nn.Module], targets, args, dtype: str) -> None:
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    model.eval()
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()
+
+
+class Bench:
+    """One backbone at one precision and placement: the model variants and their
+    measurements."""
+
+    def __init__(self, builder: Callable[[], nn.Module], targets, args, dtype: str,
+                 adapter: Optional[dict] = None, stages: Optional[Sequence[int]] = None) -> None:
         self.device = torch.device(args.device)
         self.memory_format = torch.channels_last if self.device.type == 'cuda' else torch.contiguous_format
         self.autocast_dtype = torch.bfloat16 if dtype == 'bf16' else None
         torch.manual_seed(0)
         first_order = builder().to(self.device, memory_format=self.memory_format)
         adapted = copy.deepcopy(first_order)
-        inject_quadratic_adapters(adapted, targets, **ADAPTER)
+        inject_quadratic_adapters(adapted, targets, stages=stages, **(adapter or ADAPTER))
         adapted.to(memory_format=self.memory_format)
         # A trained-looking U: export keeps every branch, timings include all of them.
         for _, layer in quadratic_layers(adapted):
             nn.init.normal_(layer.quad_u.weight, std=1e-3)
-        unsaved = copy.deepcopy(adapted)
-        for _, layer in quadratic_layers(unsaved):
-            layer.memory_efficient = False
-        self.models = {'first_order': first_order, 'adapted': adapted, 'adapted_plain_backward': unsaved}
+        self.models = {'first_order': first_order, 'adapted': adapted}
         self.x = torch.randn(args.batch_size, 3, args.image_size, args.image_size,
                              device=self.device).contiguous(memory_format=self.memory_format)
         self.args = args
+
+    def add_plain_backward(self) -> None:
+        unsaved = copy.deepcopy(self.models['adapted'])
+        for _, layer in quadratic_layers(unsaved):
+            layer.memory_efficient = False
+        self.models['adapted_plain_backward'] = unsaved
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -132,33 +183,33 @@ class Bench:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _median_times(self, fns: Dict[str, Callable[[], object]]) -> Dict[str, float]:
-        times: Dict[str, List[float]] = {name: [] for name in fns}
-        for repeat in range(self.args.warmup + self.args.repeats):
-            for name, fn in fns.items():
-                _sync(self.device)
-                start = time.perf_counter()
-                fn()
-                _sync(self.device)
-                if repeat >= self.args.warmup:
-                    times[name].append(time.perf_counter() - start)
-        return {name: statistics.median(values) for name, values in times.items()}
+        return median_times(fns, self.device, self.args.warmup, self.args.repeats, self.args.clock_fn)
 
-    def _train_step_fn(self, model: nn.Module) -> Callable[[], None]:
+    def _train_step_fn(self, model: nn.Module, compiled: bool = False) -> Callable[[], None]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        forward = torch.compile(model) if compiled else model
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
             with self.autocast():
-                out = model(self.x)
+                out = forward(self.x)
             _loss(out).backward()
             optimizer.step()
 
         return step
 
-    def train_times(self) -> Dict[str, float]:
-        for model in self.models.values():
+    def train_times(self, compiled: bool = False) -> Dict[str, float]:
+        """Step times of every model, and of compiled copies of the first-order and the
+        adapted model (keys ``*_compiled``) when ``compiled``."""
+        fns = {}
+        for name, model in self.models.items():
             model.train()
-        return self._median_times({name: self._train_step_fn(m) for name, m in self.models.items()})
+            fns[name] = self._train_step_fn(model)
+        if compiled:
+            torch._dynamo.reset()
+            for name in ('first_order', 'adapted'):
+                fns[f'{name}_compiled'] = self._train_step_fn(copy.deepcopy(self.models[name]), True)
+        return self._median_times(fns)
 
     def peak_memory(self) -> Dict[str, int]:
         """CUDA peak allocated memory of one train step (optimizer state included)."""
@@ -180,11 +231,12 @@ class Bench:
                 result[name] = saved_tensor_bytes(lambda: model(self.x), ignore=model.parameters())[0]
         return result
 
-    def inference_times(self) -> Dict[str, float]:
+    def inference_times(self, compiled: bool = False) -> Dict[str, float]:
         first_order, adapted = self.models['first_order'], self.models['adapted']
         variants = {'first_order': first_order, 'adapted': adapted,
                     'exported': export_for_inference(adapted)}
-        if self.args.compile:
+        if compiled:
+            torch._dynamo.reset()
             variants['first_order_compiled'] = torch.compile(copy.deepcopy(first_order).eval())
             variants['exported_compiled'] = export_for_inference(adapted, compile=True)
         for model in variants.values():
@@ -209,10 +261,7 @@ class Bench:
         counts = {}
         for name in ('first_order', 'adapted'):
             model = self.models[name]
-            model.eval()
-            with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter, torch.no_grad():
-                model(self.x)
-            counts[f'{name}_forward'] = counter.get_total_flops()
+            counts[f'{name}_forward'] = forward_flops(model, self.x)
             model.train()
             with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
                 _loss(model(self.x)).backward()
@@ -233,11 +282,13 @@ def _ratio(value: float, base: float, goal: Optional[float] = None) -> str:
 
 
 def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
+    goals = GOALS[torch.device(args.device).type]
     bench = Bench(builder, targets, args, dtype)
+    bench.add_plain_backward()
     params, flops = bench.params(), bench.flops()
     saved = bench.saved_bytes()
-    train = bench.train_times()
-    infer = bench.inference_times()
+    train = bench.train_times(args.compile)
+    infer = bench.inference_times(args.compile)
     row = {
         'model': name,
         'precision': 'bf16 autocast' if dtype == 'bf16' else 'fp32',
@@ -245,21 +296,108 @@ def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
         'FLOPs fwd / train': (f'{_ratio(flops["adapted_forward"], flops["first_order_forward"])} / '
                               f'{_ratio(flops["adapted_train"], flops["first_order_train"])}'),
         'first-order step': f'{1e3 * train["first_order"]:.0f} ms',
-        'step (mem-eff)': _ratio(train['adapted'], train['first_order'], GOALS['step']),
+        'step (mem-eff)': _ratio(train['adapted'], train['first_order'], goals['step']),
         'step (plain bwd)': _ratio(train['adapted_plain_backward'], train['first_order']),
-        'saved act. (mem-eff)': _ratio(saved['adapted'], saved['first_order'], GOALS['saved']),
+        'saved act. (mem-eff)': _ratio(saved['adapted'], saved['first_order'], goals['saved']),
         'saved act. (plain bwd)': _ratio(saved['adapted_plain_backward'], saved['first_order']),
         'infer (adapted)': _ratio(infer['adapted'], infer['first_order']),
-        'infer (exported)': _ratio(infer['exported'], infer['first_order'], GOALS['infer']),
+        'infer (exported)': _ratio(infer['exported'], infer['first_order'], goals['infer']),
         'export max abs diff': f'{infer["export_max_abs_diff"]:.1e}',
     }
     if args.compile:
+        row['compiled first-order step'] = f'{1e3 * train["first_order_compiled"]:.0f} ms'
+        row['step compiled (adapted vs first-order)'] = _ratio(
+            train['adapted_compiled'], train['first_order_compiled'], goals['compiled_step'])
         row['infer compiled (exported vs first-order)'] = _ratio(
-            infer['exported_compiled'], infer['first_order_compiled'], GOALS['infer'])
+            infer['exported_compiled'], infer['first_order_compiled'], goals['infer'])
     if bench.device.type == 'cuda':
         peak = bench.peak_memory()
         row['peak mem (mem-eff / plain)'] = (f'{_ratio(peak["adapted"], peak["first_order"])} / '
                                              f'{_ratio(peak["adapted_plain_backward"], peak["first_order"])}')
+    print(row, flush=True)
+    return row
+
+
+def placement_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
+    """Forward FLOPs of every placement, step and inference ratios of the timed ones
+    (first precision of ``--dtype``, memory-efficient backward, exported inference)."""
+    rows = []
+    first_order_flops = None
+    for label, stages in PLACEMENT_STAGES:
+        for rank in PLACEMENT_RANKS:
+            for k in PLACEMENT_KS:
+                adapter = dict(rank=rank, kernel_size=k, dilation=2 if k > 1 else 1)
+                bench = Bench(builder, targets, args, args.dtype[0], adapter, stages)
+                params = bench.params()
+                if first_order_flops is None:
+                    first_order_flops = forward_flops(bench.models['first_order'], bench.x)
+                row = {'model': name, 'stages': label, 'rank': str(rank), 'k': str(k),
+                       'adapters': str(len(list(quadratic_layers(bench.models['adapted'])))),
+                       'params': f'+{100 * (params["adapted"] / params["first_order"] - 1):.2f}%',
+                       'FLOPs fwd': _ratio(forward_flops(bench.models['adapted'], bench.x), first_order_flops),
+                       'step': '', 'infer (exported)': ''}
+                if (label, rank, k) in PLACEMENTS_TIMED:
+                    train = bench.train_times()
+                    infer = bench.inference_times()
+                    row['step'] = _ratio(train['adapted'], train['first_order'])
+                    row['infer (exported)'] = _ratio(infer['exported'], infer['first_order'])
+                print(row, flush=True)
+                rows.append(row)
+    return rows
+
+
+def first_order_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every quadratic layer replaced by its plain layer,
+    sharing nothing with ``model`` and holding the same primary weights."""
+    twin = copy.deepcopy(model)
+    for layer_name, layer in list(quadratic_layers(twin)):
+        plain = (nn.Conv2d if isinstance(layer, nn.Conv2d) else nn.Linear)(**layer_config(layer),
+                                                                         device='meta')
+        replace_module(twin, layer_name, share_parameters(plain, layer))
+    return twin
+
+
+def detector_row(args) -> Dict[str, str]:
+    """Train iteration of the demo QNv2 Mask R-CNN against its first-order twin, on one
+    batch of generated shapes data (same batch, same RNG seed for both)."""
+    from mmengine.config import Config
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    from mmdet.registry import MODELS
+
+    import quadra_mm  # noqa: F401  (registers QuadraNetV2)
+    from quadra_mm.datasets import make_demo_data
+
+    cfg = Config.fromfile(args.detector_config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    with tempfile.TemporaryDirectory() as root:
+        data = make_demo_data(osp.join(root, 'shapes'), num_train=cfg.train_dataloader.batch_size,
+                              num_val=1, img_size=cfg.get('img_size', 192), seed=1)
+        cfg.train_dataloader.dataset.data_root = data['out'] + '/'
+        batch = next(iter(Runner.build_dataloader(cfg.train_dataloader)))
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    adapted = MODELS.build(cfg.model).to(args.device).train()
+    first_order = first_order_twin(adapted).to(args.device).train()
+    device = torch.device(args.device)
+
+    def step_fn(model):
+        wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-4))
+
+        def step():
+            torch.manual_seed(0)
+            model.train_step(batch, wrapper)
+        return step
+
+    times = median_times({'first_order': step_fn(first_order), 'adapted': step_fn(adapted)}, device,
+                         args.warmup, args.detector_repeats, args.clock_fn)
+    row = {'detector': osp.basename(args.detector_config),
+           'adapters': str(len(list(quadratic_layers(adapted)))),
+           'batch': f'{cfg.train_dataloader.batch_size} x {tuple(batch["inputs"][0].shape[1:])}',
+           'first-order iteration': f'{1e3 * times["first_order"]:.0f} ms',
+           'adapted iteration': f'{1e3 * times["adapted"]:.0f} ms',
+           'ratio': _ratio(times['adapted'], times['first_order'], GOALS[device.type]['detector'])}
     print(row, flush=True)
     return row
 
@@ -270,15 +408,28 @@ def _device_name(device: torch.device) -> str:
     return f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
 
 
-INTRO = f"""# Adapter benchmarks
+def markdown_table(rows: List[Dict[str, str]]) -> str:
+    header = list(rows[0])
+    for row in rows[1:]:
+        header += [key for key in row if key not in header]
+    table = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    table += ['| ' + ' | '.join(row.get(key, '') for key in header) + ' |' for row in rows]
+    return '\n'.join(table)
+
+
+def intro(device_type: str) -> str:
+    goals = GOALS[device_type]
+    return f"""# Adapter benchmarks
 
 Written by `tools/benchmark_adapters.py` (see its docstring for the method). Adapters:
 rank {ADAPTER['rank']}, k={ADAPTER['kernel_size']}, d={ADAPTER['dilation']}, quadratic
 kernel, on every depthwise conv of ConvNeXt-T and every bottleneck 3x3 conv of ResNet-50.
 Ratios are adapted / first-order, same process, medians of interleaved repeats.
 
-Goals (SPEC §6): train step ≤ {GOALS['step']:.2f}×, saved activations ≤ {GOALS['saved']:.2f}×
-(fp32 and autocast), inference after export ≤ {GOALS['infer']:.2f}× (✓ met, ✗ missed).
+Goals ({device_type}, issue 7): train step ≤ {goals['step']:.2f}× eager and
+≤ {goals['compiled_step']:.2f}× compiled, saved activations ≤ {goals['saved']:.2f}×
+(fp32 and autocast), inference after export ≤ {goals['infer']:.2f}×, demo Mask R-CNN
+iteration ≤ {goals['detector']:.2f}× (✓ met, ✗ missed).
 
 * *FLOPs train* counts one forward+backward; with the memory-efficient backward it
   includes the branch recompute.
@@ -286,6 +437,7 @@ Goals (SPEC §6): train step ≤ {GOALS['step']:.2f}×, saved activations ≤ {G
   model's parameters excluded (autocast's low-precision weight copies are counted).
 * *step*: forward + backward + AdamW over all parameters (joint fine-tuning, the
   costlier stage). *plain bwd*: the same adapters with `memory_efficient=False`.
+  *compiled*: `torch.compile` (inductor) of the model, the optimizer step eager.
 * *infer*: eval forward under `torch.inference_mode`, adapters with non-zero `U`.
 """
 
@@ -298,10 +450,16 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, help='CPU threads (torch.set_num_threads)')
+    parser.add_argument('--clock', choices=['cpu', 'wall'],
+                        help='process CPU time or wall time (default: cpu on CPU, wall on CUDA)')
     parser.add_argument('--dtype', nargs='+', choices=['fp32', 'bf16'], default=['fp32', 'bf16'])
     parser.add_argument('--models', nargs='+', choices=list(ZOOS['mmpretrain']), default=list(ZOOS['mmpretrain']))
     parser.add_argument('--zoo', choices=list(ZOOS), default='mmpretrain')
-    parser.add_argument('--compile', action='store_true', help='also time torch.compile inference')
+    parser.add_argument('--compile', action='store_true', help='also time torch.compile train and inference')
+    parser.add_argument('--no-placement', action='store_true', help='skip the placement table')
+    parser.add_argument('--no-detector', action='store_true', help='skip the Mask R-CNN iteration')
+    parser.add_argument('--detector-config', default=DEMO_DETECTOR)
+    parser.add_argument('--detector-repeats', type=int, default=10)
     parser.add_argument('--out', default='docs/benchmarks.md')
     parser.add_argument('--append', action='store_true', help='add a section to --out')
     args = parser.parse_args()
@@ -310,16 +468,22 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
+    clock = args.clock or ('cpu' if device.type == 'cpu' else 'wall')
+    args.clock_fn = time.process_time if clock == 'cpu' else time.perf_counter
 
+    started = time.perf_counter()
     rows = [measure(name, *ZOOS[args.zoo][name], args, dtype) for name in args.models for dtype in args.dtype]
-    header = list(rows[0])
-    for row in rows[1:]:
-        header += [key for key in row if key not in header]
-    table = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    table += ['| ' + ' | '.join(row.get(key, '') for key in header) + ' |' for row in rows]
     section = (f'## {_device_name(device)} — torch {torch.__version__}, {args.zoo} models, '
                f'batch {args.batch_size}, {args.image_size}², {args.repeats} repeats, '
-               f'{datetime.date.today().isoformat()}\n\n' + '\n'.join(table) + '\n')
+               f'{clock} clock, {datetime.date.today().isoformat()}\n\n' + markdown_table(rows) + '\n')
+    if not args.no_placement:
+        placements = [row for name in args.models for row in placement_rows(name, *ZOOS[args.zoo][name], args)]
+        section += (f'\n### Cost per placement ({args.dtype[0]}, d=2 for k=3; step and inference '
+                    f'timed for {len(PLACEMENTS_TIMED)} rows per model)\n\n' + markdown_table(placements) + '\n')
+    if not args.no_detector:
+        section += (f'\n### Whole detector: train iteration, {args.detector_repeats} repeats\n\n'
+                    + markdown_table([detector_row(args)]) + '\n')
+    section += f'\nBenchmark wall time: {(time.perf_counter() - started) / 60:.1f} min.\n'
     print(section)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if args.append and osp.exists(args.out):
@@ -327,7 +491,7 @@ def main() -> None:
             f.write('\n' + section)
     else:
         with open(args.out, 'w', encoding='utf-8') as f:
-            f.write(INTRO + '\n' + section)
+            f.write(intro(device.type) + '\n' + section)
 
 
 if __name__ == '__main__':
