@@ -13,7 +13,12 @@ own extension points; torch itself is never patched.
   pickled object is still refused. The allow-list is active only inside a
   load that goes through mmengine's ``CheckpointLoader`` (``load_from``,
   ``resume``, ``init_cfg=dict(type='Pretrained')``), i.e. for files the user
-  pointed mmengine at.
+  pointed mmengine at. A file that cannot be read (truncated, not a
+  checkpoint, refused by the allow-list) is one
+  :class:`~quadra_mm.checkpoint_errors.CheckpointReadError` naming the file
+  and the cause.
+* FLOP counting: :mod:`quadra_mm.flops` fixes the ``aten::matmul`` handle of
+  mmengine's complexity analysis for broadcast batches.
 * Atomic checkpoint writes. mmengine's ``LocalBackend.put`` opens the target
   with ``'wb'``; a run killed mid-write leaves a truncated ``epoch_N.pth`` that
   ``last_checkpoint`` still points to. :class:`AtomicLocalBackend` writes to a
@@ -31,6 +36,9 @@ import torch
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from . import flops
+from .checkpoint_errors import unreadable_checkpoint
 
 
 def _numpy_pickle_globals() -> List[object]:
@@ -74,8 +82,15 @@ def _with_mmengine_globals(loader: Callable) -> Callable:
 
     @functools.wraps(loader)
     def load(filename: str, map_location=None):
-        with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-            return loader(filename, map_location)
+        try:
+            with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
+                return loader(filename, map_location)
+        except Exception as error:
+            # torch names neither the file nor the cause of a damaged one.
+            named = unreadable_checkpoint(filename, error)
+            if named is None:
+                raise
+            raise named from error
 
     load.__quadra_mm_safe_globals__ = True
     return load
@@ -121,3 +136,4 @@ class AtomicLocalBackend(LocalBackend):
 def install() -> None:
     install_checkpoint_loaders()
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    flops.install()
