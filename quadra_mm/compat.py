@@ -27,7 +27,7 @@ own extension points; torch itself is never patched.
 import functools
 import os
 import pickle
-import tempfile
+import uuid
 from typing import Callable, List, Union
 from pathlib import Path
 
@@ -119,8 +119,13 @@ class AtomicLocalBackend(LocalBackend):
                       mode: str) -> None:
         directory = os.path.dirname(os.path.abspath(filepath))
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=directory, prefix=f'.{os.path.basename(filepath)}.')
+        # Not tempfile.mkstemp: its files are mode 0600 whatever the umask,
+        # and the rename would carry that mode to the checkpoint. os.open
+        # with 0o666 gets the mode (umask, default ACLs) of any new file.
+        tmp = os.path.join(
+            directory,
+            f'.{os.path.basename(filepath)}.{uuid.uuid4().hex}.tmp')
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, mode) as f:
                 f.write(data)

@@ -146,13 +146,13 @@ def test_stats_hook_logs_per_stage_ratios(tmp_path):
     runner.train()
     scalars = runner.message_hub.log_scalars
     for stage in range(4):
-        ratio = scalars[f'train/qnv2/stage{stage}_ratio']
+        ratio = scalars[f'train/qnv2_stage{stage}_ratio']
         assert len(ratio.data[0]) == 2  # iterations 2 and 4
         assert ratio.current() > 0  # U trained away from zero
-        assert scalars[f'train/qnv2/stage{stage}_ab_norm'].current() > 0
+        assert scalars[f'train/qnv2_stage{stage}_ab_norm'].current() > 0
     # the values reach the visualizer backends through the LoggerHook
     import glob
     import json
     logged = glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))
     lines = [json.loads(l) for l in open(logged[-1])]
-    assert any('qnv2/stage0_ratio' in line for line in lines)
+    assert any('qnv2_stage0_ratio' in line for line in lines)

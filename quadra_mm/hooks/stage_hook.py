@@ -43,6 +43,13 @@ class QuadraticStageHook(Hook):
     The stage is a function of the runner's iteration (or epoch), so a run
     resumed on either side of the boundary is in the right stage.
 
+    Only parameters that were trainable when the run started are toggled:
+    what the backbone froze itself (``frozen_stages``, ``requires_grad=False``
+    norms) stays frozen in stage 2. mmdet's ResNet, for one, re-freezes its
+    stem and first stages only at the next ``model.train()``, and the optimizer
+    holds those parameters: unfreezing them for an iteration (or, with an
+    epoch-based loop, for a whole epoch) would update them.
+
     The learning-rate multiplier is set up once, in ``before_run``, before a
     resumed optimizer state is loaded: each optimizer parameter group that
     holds primary parameters is split in two, the primary part getting
@@ -82,6 +89,11 @@ class QuadraticStageHook(Hook):
         self.stage: Optional[int] = None
         self._primary: Dict[str, nn.Parameter] = {}
 
+    @property
+    def primary(self) -> Dict[str, nn.Parameter]:
+        """The parameters the stage switch toggles (after ``before_run``)."""
+        return dict(self._primary)
+
     def _model(self, runner) -> nn.Module:
         return runner.model.module if is_model_wrapper(
             runner.model) else runner.model
@@ -92,7 +104,13 @@ class QuadraticStageHook(Hook):
         return 2 if epoch >= self.switch_epoch else 1
 
     def before_run(self, runner) -> None:
-        self._primary = primary_parameters(self._model(runner), self.module)
+        primary = primary_parameters(self._model(runner), self.module)
+        # `self._primary` is kept across runs of one hook: a second run
+        # (e.g. after an interrupted `runner.train()`) finds the primary terms
+        # frozen by this hook, not by the backbone.
+        recorded = {id(p) for p in self._primary.values()}
+        self._primary = {name: p for name, p in primary.items()
+                         if p.requires_grad or id(p) in recorded}
         if is_model_wrapper(runner.model) and not getattr(
                 runner.model, 'find_unused_parameters', True):
             raise ValueError(

@@ -14,16 +14,18 @@ from quadra_mm.registry import register_hook
 class QuadraticStatsHook(Hook):
     """Every ``interval`` training iterations, log per backbone stage:
 
-    * ``qnv2/stage{s}_ratio``: ``||quadratic branch|| / ||primary term||``
+    * ``qnv2_stage{s}_ratio``: ``||quadratic branch|| / ||primary term||``
       over that stage's quadratic layers (L2 norms of their outputs in the
       iteration's forward pass, summed in quadrature);
-    * ``qnv2/stage{s}_u_norm`` and ``qnv2/stage{s}_ab_norm``: Frobenius
+    * ``qnv2_stage{s}_u_norm`` and ``qnv2_stage{s}_ab_norm``: Frobenius
       norms of the adapters' output projection ``U`` and of ``A``, ``B``.
 
     The values go to the runner's message hub as ``train/`` scalars, so
     the LoggerHook prints them and sends them to every visualizer backend
     (TensorBoard, W&B, ...). Layers without a stage are reported as
-    ``stage_all``.
+    ``stageall``. The names hold no ``/``: in a log line, mmdet's
+    ``analyze_logs.py`` takes a key with ``/`` for a validation metric
+    (``coco/bbox_mAP``) and drops the keys after it (``iter``, ``epoch``).
 
     Args:
         interval (int): log every ``interval`` iterations.
@@ -67,7 +69,7 @@ class QuadraticStatsHook(Hook):
             acc['ab'] += float(layer.quad_a.weight.detach().norm())**2 + \
                 float(layer.quad_b.weight.detach().norm())**2
         for stage, acc in sorted(sums.items()):
-            tag = f'train/qnv2/stage{stage}'
+            tag = f'train/qnv2_stage{stage}'
             if acc['primary'] > 0:
                 runner.message_hub.update_scalar(
                     f'{tag}_ratio', math.sqrt(acc['branch'] / acc['primary']))

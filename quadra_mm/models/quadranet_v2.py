@@ -1,13 +1,17 @@
 """QuadraNetV2: any first-order backbone turned into a quadratic network."""
 import copy
-from typing import Callable, Dict, List, Optional, Sequence, Type, Union
+from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence, Type,
+                    Union)
 
+import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from quadra_mm.adapters import inject_quadratic_adapters, reset_adapters
+from quadra_mm.ops import QuadraticConv2d
 from quadra_mm.registry import register_model
 from .checkpoint import load_adapted_checkpoint
 
@@ -72,6 +76,12 @@ class QuadraNetV2(BaseModule):
             return nn.Module.__new__(cls)
         return cls._build(*args, **kwargs)
 
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # The adapted class is made when a model is built, so it cannot be
+        # pickled by name; an instance refers to its first-order base class
+        # instead, and the adapted class is rebuilt from that on load.
+        return (_new_adapted_instance, (self._qnv2_base, ), self.__dict__)
+
     def __init__(self, *args, **kwargs) -> None:
         # The instance was fully built by ``__new__``.
         pass
@@ -99,6 +109,7 @@ class QuadraNetV2(BaseModule):
         replaced = inject_quadratic_adapters(
             model, targets, stages=stages, **(adapter or {}))
         model.__class__ = _adapted_class(type(model))
+        model.qnv2_norms_after = norms_after_quadratic_convs(model)
         if other_init is not None or not hasattr(model, 'init_cfg'):
             model.init_cfg = other_init
         if not hasattr(model, '_is_init'):  # a plain nn.Module backbone
@@ -113,7 +124,11 @@ class QuadraNetV2(BaseModule):
             return super().init_weights()  # mmengine warns and skips
         init_adapted_weights(
             self, super().init_weights, self.qnv2_pretrained,
-            owner=f'QuadraNetV2[{type(self).__mro__[2].__name__}]')
+            owner=f'QuadraNetV2[{self._qnv2_base.__name__}]')
+
+    def forward(self, *args, **kwargs):
+        complete_bn_fusion(self.qnv2_norms_after)
+        return super().forward(*args, **kwargs)
 
 
 def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
@@ -145,16 +160,113 @@ def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
 
 
 def _adapted_class(base: Type[nn.Module]) -> Type[nn.Module]:
-    """``QuadraNetV2<Base>``: the class of an adapted ``base`` instance.
+    """``QuadraNetV2<module.Base>``: the class of an adapted ``base`` instance,
+    one per base class (mmdet's and mmpretrain's ``ResNet`` get two).
 
-    Published as a module attribute so that adapted models pickle."""
+    Instances pickle through :meth:`QuadraNetV2.__reduce_ex__`, which names
+    ``base``, so a fresh process rebuilds this class on load."""
     if base not in _ADAPTED_CLASSES:
-        name = f'QuadraNetV2{base.__name__}'
-        adapted = type(name, (QuadraNetV2, base), {
+        name = f'QuadraNetV2<{base.__module__}.{base.__qualname__}>'
+        _ADAPTED_CLASSES[base] = type(name, (QuadraNetV2, base), {
             '__module__': __name__,
             '__qualname__': name,
-            '__doc__': f'{base.__name__} adapted by QuadraNetV2.'
+            '__doc__': f'{base.__name__} adapted by QuadraNetV2.',
+            '_qnv2_base': base,
         })
-        globals()[name] = adapted
-        _ADAPTED_CLASSES[base] = adapted
     return _ADAPTED_CLASSES[base]
+
+
+def _new_adapted_instance(base: Type[nn.Module]) -> nn.Module:
+    """An empty instance of the adapted ``base`` class (unpickling, deepcopy);
+    the state is set by ``nn.Module.__setstate__``."""
+    cls = _adapted_class(base)
+    return cls.__new__(cls)
+
+
+class NormAfterConv(NamedTuple):
+    """A BatchNorm ``parent.<norm_name>`` that mmcv's ``fuse_conv_bn`` would
+    fold into the quadratic conv ``parent.<conv_name>`` (``layer_name`` in
+    the model), and the primary weight and bias it would fold it into."""
+    layer_name: str
+    parent: nn.Module
+    conv_name: str
+    norm_name: str
+    norm: nn.Module
+    weight: nn.Parameter
+    bias: Optional[nn.Parameter]
+
+
+def norms_after_quadratic_convs(model: nn.Module) -> List[NormAfterConv]:
+    """The quadratic convs of ``model`` that a BatchNorm follows, paired as
+    mmcv's ``fuse_conv_bn`` pairs them: a BatchNorm child right after a
+    ``Conv2d`` child of the same module, in registration order."""
+    pairs = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        last_conv = last_name = None
+        for name, child in module.named_children():
+            if isinstance(child, _BatchNorm):
+                if isinstance(last_conv, QuadraticConv2d):
+                    pairs.append(NormAfterConv(
+                        prefix + last_name, module, last_name, name, child,
+                        last_conv.weight, last_conv.bias))
+                last_conv = None
+            elif isinstance(child, nn.Conv2d):
+                last_conv, last_name = child, name
+            else:
+                visit(child, f'{prefix}{name}.')
+
+    visit(model, '')
+    return pairs
+
+
+@torch.no_grad()
+def complete_bn_fusion(pairs: List[NormAfterConv]) -> None:
+    """Apply a BatchNorm folded into a quadratic conv's primary term to its
+    quadratic branch too.
+
+    mmcv's ``fuse_conv_bn`` (mmdet ``benchmark.py --fuse-conv-bn``) folds
+    ``BN(y) = f * (y - mean) + beta``, ``f = gamma / sqrt(var + eps)``, into
+    the conv's ``weight`` and ``bias`` and puts an ``nn.Identity`` in the
+    BN's place. For ``y = L(x) + s U(phi(A(x), B(x)))`` that leaves the branch
+    un-normalised; ``BN(y) = L'(x) + s (f U)(phi(...))`` with ``L'`` the fused
+    primary conv, so the rows of ``U`` are scaled by ``f`` here (also for a
+    layer exported by :mod:`quadra_mm.deploy`, which keeps ``quad_u``). A
+    pair is completed only when the BN's slot holds an ``nn.Identity`` and
+    the conv's weight and bias are exactly mmcv's fusion of the recorded
+    ones; any other removal of the BN is an error naming the layer.
+
+    Args:
+        pairs: from :func:`norms_after_quadratic_convs`; completed pairs
+            are removed.
+    """
+    for index, pair in reversed(list(enumerate(pairs))):
+        current = pair.parent._modules.get(pair.norm_name)
+        if current is pair.norm:
+            continue
+        if isinstance(current, _BatchNorm):  # e.g. converted to SyncBN
+            pairs[index] = pair._replace(norm=current)
+            continue
+        conv, norm = pair.parent._modules.get(pair.conv_name), pair.norm
+        factor = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        bias = torch.zeros_like(norm.running_mean) if pair.bias is None \
+            else pair.bias
+        fused = (isinstance(current, nn.Identity)
+                 and isinstance(conv, nn.Conv2d)
+                 and conv.weight is not pair.weight
+                 and conv.bias is not None
+                 and torch.allclose(conv.weight, pair.weight *
+                                    factor.reshape(-1, 1, 1, 1))
+                 and torch.allclose(conv.bias, (bias - norm.running_mean) *
+                                    factor + norm.bias))
+        if not fused:
+            raise RuntimeError(
+                f'QuadraNetV2: the BatchNorm `{pair.norm_name}` after the '
+                f'quadratic conv `{pair.layer_name}` was replaced by a '
+                f'{type(current).__name__}, not folded into the conv as '
+                'mmcv.cnn.fuse_conv_bn does; its quadratic branch cannot be '
+                'normalised to match')
+        u = getattr(conv, 'quad_u', None)  # none: exported without a branch
+        if u is not None:
+            u.weight.mul_(factor.reshape(-1, 1, 1, 1).to(u.weight.dtype))
+        del pairs[index]
