@@ -29,5 +29,6 @@ model = dict(
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=50),
+    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
 ]
 find_unused_parameters = True

@@ -29,5 +29,6 @@ param_scheduler = [
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=5, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=100),
+    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
 ]
 find_unused_parameters = True

@@ -31,5 +31,6 @@ custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     dict(type='QuadraticStageHook', switch_epoch=10, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=100),
+    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
 ]
 find_unused_parameters = True

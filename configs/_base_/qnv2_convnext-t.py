@@ -26,6 +26,7 @@ qnv2_backbone = dict(
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=12, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=50),
+    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
 ]
 # Frozen primary terms get no gradient in stage 1.
 find_unused_parameters = True

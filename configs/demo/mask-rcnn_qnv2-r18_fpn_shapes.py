@@ -106,6 +106,7 @@ param_scheduler = [
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5),
     dict(type='QuadraticStatsHook', interval=100),
+    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
 ]
 find_unused_parameters = True
 default_hooks = dict(
