@@ -30,5 +30,6 @@ custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=50),
     dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
+    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
 ]
 find_unused_parameters = True

@@ -37,3 +37,58 @@ def save_zoo_checkpoint(model: torch.nn.Module, path: str) -> str:
 
 def demo_detector_cfg() -> Config:
     return Config.fromfile(DEMO_DETECTOR)
+
+
+def detector_run_env(root, img: int = 128, num_train: int = 16,
+                     num_val: int = 8) -> dict:
+    """Small shapes data, a first-order ResNet-18 classifier checkpoint in
+    the mmpretrain model-zoo layout, and the ``--cfg-options`` pointing the
+    demo detector config at them (scored on its training images, so that a
+    short schedule still gives a non-zero mAP)."""
+    import os
+    import sys
+
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS as CLS_MODELS
+
+    from quadra_mm.datasets import make_demo_data
+
+    data = make_demo_data(str(root / 'shapes'), num_train=num_train,
+                          num_val=num_val, img_size=img, crop_size=32, seed=3)
+    init_default_scope('mmpretrain')
+    classifier = CLS_MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=6, in_channels=512)))
+    classifier.init_weights()
+    ckpt = save_zoo_checkpoint(classifier, str(root / 'first_order.pth'))
+    data_root = data['out'] + '/'
+    train_ann = 'annotations/instances_train.json'
+    options = [
+        f'model.backbone.init_cfg.checkpoint={ckpt}',
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.ann_file={train_ann}',
+        f'test_dataloader.dataset.ann_file={train_ann}',
+        'val_dataloader.dataset.data_prefix.img=train/',
+        'test_dataloader.dataset.data_prefix.img=train/',
+        f'val_evaluator.ann_file={data_root}{train_ann}',
+        f'test_evaluator.ann_file={data_root}{train_ann}',
+        f'train_dataloader.dataset.pipeline.2.scale=({img},{img})',
+        f'test_dataloader.dataset.pipeline.1.scale=({img},{img})',
+        f'val_dataloader.dataset.pipeline.1.scale=({img},{img})',
+    ]
+    env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep +
+               os.environ['PATH'], OMP_NUM_THREADS='1',
+               PYTHONUNBUFFERED='1')
+    return dict(root=root, options=options, env=env)
+
+
+def run_tool(args, env, cwd=ROOT, timeout=1200) -> str:
+    """Run a tool to completion; its output, or a failure showing its end."""
+    import subprocess
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr

@@ -1,21 +1,14 @@
 """End to end with the mm tools on generated data: tools/train.py then
 tools/test.py, single process and under torchrun (2 CPU processes, gloo)."""
 import glob
-import os
-import os.path as osp
-import subprocess
 import sys
 
 import pytest
-import torch
-from mmengine.registry import init_default_scope
-from mmpretrain.registry import MODELS as CLS_MODELS
 
 import quadra_mm  # noqa: F401
 from quadra_mm.cli import latest_metrics
-from quadra_mm.datasets import make_demo_data
 
-from helpers import DEMO_DETECTOR, ROOT, save_zoo_checkpoint
+from helpers import DEMO_DETECTOR, detector_run_env, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -25,41 +18,7 @@ TRAIN_ITERS = 160
 
 @pytest.fixture(scope='module')
 def run_env(tmp_path_factory):
-    """Small shapes data, a first-order classifier checkpoint in the
-    mmpretrain model-zoo layout, and the config overrides pointing at them."""
-    root = tmp_path_factory.mktemp('e2e')
-    data = make_demo_data(str(root / 'shapes'), num_train=16, num_val=8,
-                          img_size=IMG, crop_size=32, seed=3)
-    init_default_scope('mmpretrain')
-    classifier = CLS_MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=6, in_channels=512)))
-    classifier.init_weights()
-    ckpt = save_zoo_checkpoint(classifier, str(root / 'first_order.pth'))
-    data_root = data['out'] + '/'
-    # A smoke test of the tools, not of generalisation: the detector is
-    # scored on the images it was trained on, so that a short schedule
-    # still gives a clearly non-zero mAP.
-    train_ann = 'annotations/instances_train.json'
-    options = [
-        f'model.backbone.init_cfg.checkpoint={ckpt}',
-        f'train_dataloader.dataset.data_root={data_root}',
-        f'val_dataloader.dataset.data_root={data_root}',
-        f'test_dataloader.dataset.data_root={data_root}',
-        f'val_dataloader.dataset.ann_file={train_ann}',
-        f'test_dataloader.dataset.ann_file={train_ann}',
-        'val_dataloader.dataset.data_prefix.img=train/',
-        'test_dataloader.dataset.data_prefix.img=train/',
-        f'val_evaluator.ann_file={data_root}{train_ann}',
-        f'test_evaluator.ann_file={data_root}{train_ann}',
-        f'train_dataloader.dataset.pipeline.2.scale=({IMG},{IMG})',
-        f'test_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
-        f'val_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
-    ]
-    env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep +
-               os.environ['PATH'], OMP_NUM_THREADS='1')
-    return dict(root=root, options=options, env=env)
+    return detector_run_env(tmp_path_factory.mktemp('e2e'), img=IMG)
 
 
 def _schedule(iters):
@@ -73,16 +32,9 @@ def _schedule(iters):
             'optim_wrapper.optimizer.lr=0.002']
 
 
-def _run(args, env, cwd=ROOT):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
 def test_train_then_test_with_the_mm_tools(run_env):
     work = run_env['root'] / 'single'
-    log = _run([sys.executable, 'tools/train.py', DEMO_DETECTOR,
+    log = run_tool([sys.executable, 'tools/train.py', DEMO_DETECTOR,
                 '--work-dir', str(work / 'train'), '--cfg-options',
                 *run_env['options'], *_schedule(TRAIN_ITERS)], run_env['env'])
     assert 'QuadraticStageHook: stage 2 from iteration' in log
@@ -90,7 +42,7 @@ def test_train_then_test_with_the_mm_tools(run_env):
     ckpt = work / 'train' / f'iter_{TRAIN_ITERS}.pth'
     assert ckpt.is_file()
 
-    _run([sys.executable, 'tools/test.py', DEMO_DETECTOR, str(ckpt),
+    run_tool([sys.executable, 'tools/test.py', DEMO_DETECTOR, str(ckpt),
           '--work-dir', str(work / 'test'), '--show-dir', 'vis',
           '--cfg-options', *run_env['options']], run_env['env'])
     metrics = latest_metrics(str(work / 'test'), 'coco/bbox_mAP')
@@ -103,7 +55,7 @@ def test_train_then_test_with_the_mm_tools(run_env):
 def test_tools_under_torchrun_with_two_processes(run_env):
     work = run_env['root'] / 'dist'
     env = dict(run_env['env'], PORT='29631')
-    log = _run(['bash', 'tools/dist_train.sh', DEMO_DETECTOR, '2',
+    log = run_tool(['bash', 'tools/dist_train.sh', DEMO_DETECTOR, '2',
                 '--work-dir', str(work / 'train'), '--cfg-options',
                 *run_env['options'], *_schedule(4)], env)
     assert 'Distributed training: True' in log
@@ -111,7 +63,7 @@ def test_tools_under_torchrun_with_two_processes(run_env):
     assert ckpt.is_file()
     # After 4 iterations no score passes the default 0.05 threshold; with
     # none, CocoMetric has nothing to score across the two ranks' results.
-    _run(['bash', 'tools/dist_test.sh', DEMO_DETECTOR, str(ckpt), '2',
+    run_tool(['bash', 'tools/dist_test.sh', DEMO_DETECTOR, str(ckpt), '2',
           '--work-dir', str(work / 'test'), '--cfg-options',
           'model.test_cfg.rcnn.score_thr=0.0', *run_env['options']], env)
     metrics = latest_metrics(str(work / 'test'), 'coco/bbox_mAP')

@@ -27,6 +27,7 @@ custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=12, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=50),
     dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
+    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
 ]
 # Frozen primary terms get no gradient in stage 1.
 find_unused_parameters = True

@@ -107,6 +107,9 @@ custom_hooks = [
     dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5),
     dict(type='QuadraticStatsHook', interval=100),
     dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
+    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
+    # Beside each full checkpoint: only what trained, over its base.
+    dict(type='AdapterCheckpointHook'),
 ]
 find_unused_parameters = True
 default_hooks = dict(

@@ -28,6 +28,7 @@ custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=1, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=50),
     dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
+    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
 ]
 default_hooks = dict(checkpoint=dict(interval=max_epochs))
 work_dir = 'work_dirs/demo/qnv2-resnet18_1xb32_shapes-crops'
