@@ -100,8 +100,9 @@ def test_sigkill_then_resume_is_bit_identical(run_env, uninterrupted,
     if window == 'stage2':
         # Killed after the iter_6 checkpoint: resumes in stage 2, with the
         # sampler's next epoch still ahead.
-        last = _kill_when(run_env, work,
-                          lambda log: (work / 'iter_6.pth').is_file())
+        last_file = work / 'last_checkpoint'
+        last = _kill_when(run_env, work, lambda log: last_file.is_file() and
+                          'iter_6' in last_file.read_text())
         assert last.endswith('iter_6.pth')
     else:
         # Killed after the stage switch at iteration 4 but before iter_6:
