@@ -1,0 +1,209 @@
+"""mmdet's and mmpretrain's own tools on the artefacts of a QNv2 run: a
+miniature of the demo detector trained with tools/train.py, then
+publish_model (mmdet, mmpretrain), analyze_logs (mmdet), DetInferencer with
+a config and with the weights only, and vis_scheduler on the demo's
+classifier config."""
+import glob
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+import time
+from unittest.mock import MagicMock
+
+import mmdet
+import mmpretrain
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS as CLS_MODELS
+
+import quadra_mm  # noqa: F401
+from quadra_mm.datasets import make_demo_data
+
+from helpers import CONFIGS, DEMO_DETECTOR, ROOT, save_zoo_checkpoint
+
+pytestmark = pytest.mark.slow
+
+IMG = 128
+ITERS = 4
+MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
+MMPRETRAIN_TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
+
+
+def _run(args, env=None, cwd=ROOT):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    """A QNv2 demo detector trained for a few iterations on a small shapes
+    set: its work dir, checkpoint, config options and data."""
+    root = tmp_path_factory.mktemp('tools')
+    data = make_demo_data(str(root / 'shapes'), num_train=8, num_val=4,
+                          img_size=IMG, crop_size=32, seed=5)
+    init_default_scope('mmpretrain')
+    classifier = CLS_MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=6, in_channels=512)))
+    classifier.init_weights()
+    first_order = save_zoo_checkpoint(classifier, str(root / 'r18.pth'))
+    data_root = data['out'] + '/'
+    options = [
+        f'model.backbone.init_cfg.checkpoint={first_order}',
+        *(f'{split}_dataloader.dataset.data_root={data_root}'
+          for split in ('train', 'val', 'test')),
+        f'val_evaluator.ann_file={data_root}annotations/instances_val.json',
+        f'test_evaluator.ann_file={data_root}annotations/instances_val.json',
+        f'train_dataloader.dataset.pipeline.2.scale=({IMG},{IMG})',
+        f'test_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
+        f'val_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
+        # every detection kept: the inferencers have something to compare
+        'model.test_cfg.rcnn.score_thr=0.0',
+        'model.test_cfg.rcnn.max_per_img=20',
+    ]
+    work = root / 'train'
+    _run([sys.executable, 'tools/train.py', DEMO_DETECTOR, '--work-dir',
+          str(work), '--cfg-options', *options,
+          f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
+          f'default_hooks.checkpoint.interval={ITERS}',
+          'default_hooks.logger.interval=1', 'custom_hooks.0.switch_iter=2',
+          'custom_hooks.1.interval=1', 'param_scheduler.0.end=2',
+          'param_scheduler.1.begin=2', f'param_scheduler.1.end={ITERS}'])
+    image = sorted(glob.glob(osp.join(data['out'], 'val', '*.png')))[0]
+    return dict(root=root, work=work, options=options, image=image,
+                checkpoint=str(work / f'iter_{ITERS}.pth'))
+
+
+def test_checkpoints_load_with_plain_torch_load(run):
+    checkpoint = torch.load(run['checkpoint'])  # weights_only=True
+    assert any('quad_u' in k for k in checkpoint['state_dict'])
+    assert 'QuadraNetV2' in checkpoint['message_hub']['runtime_info']['cfg']
+
+
+@pytest.mark.parametrize('tools', [MMDET_TOOLS, MMPRETRAIN_TOOLS],
+                         ids=['mmdet', 'mmpretrain'])
+def test_publish_model(run, tools, tmp_path):
+    published = tmp_path / 'published.pth'
+    _run([sys.executable, osp.join(tools, 'model_converters',
+                                   'publish_model.py'),
+          run['checkpoint'], str(published)])
+    # mmdet's tool renames the file with a `mv` it does not wait for.
+    for _ in range(50):
+        final = glob.glob(str(tmp_path / 'published?*.pth'))
+        if final:
+            break
+        time.sleep(0.1)
+    [final] = final
+    original = torch.load(run['checkpoint'])['state_dict']
+    state = torch.load(final)['state_dict']
+    adapters = [k for k in original if 'quad_u' in k]
+    assert adapters
+    for key in adapters:
+        assert torch.equal(state[key], original[key])
+
+
+def test_analyze_logs_reads_the_train_lines(run, tmp_path):
+    """mmdet's analyze_logs: the QNv2 statistics are train values (plotted
+    by iteration), the iterations are all there, the mAP is validation."""
+    # The tool imports seaborn, which the pinned stack does not install.
+    pytest.importorskip('seaborn')
+    [log] = glob.glob(str(run['work'] / '*' / 'vis_data' / '2*.json'))
+    tool = osp.join(MMDET_TOOLS, 'analysis_tools', 'analyze_logs.py')
+    sys.path.insert(0, osp.dirname(tool))
+    try:
+        import analyze_logs
+    finally:
+        sys.path.remove(osp.dirname(tool))
+    [log_dict] = analyze_logs.load_json_logs([log])
+    logged = log_dict[1]
+    assert logged['iter'] == list(range(1, ITERS + 1))
+    assert len(logged['qnv2_stage1_ratio']) == ITERS
+    assert len(logged['bbox_mAP']) == 1
+    out = tmp_path / 'ratio.png'
+    _run([sys.executable, tool, 'plot_curve', log, '--keys', 'loss',
+          'qnv2_stage1_ratio', '--out', str(out), '--backend', 'agg'])
+    assert out.stat().st_size > 0
+    assert 'average iter time' in _run(
+        [sys.executable, tool, 'cal_train_time', log])
+
+
+_INFER = textwrap.dedent('''
+    import argparse, json
+    from mmdet.apis import DetInferencer
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('checkpoint')
+    parser.add_argument('image')
+    parser.add_argument('--config')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+    if args.config:
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options)
+        inferencer = DetInferencer(model=cfg, weights=args.checkpoint,
+                                   device='cpu')
+    else:
+        inferencer = DetInferencer(weights=args.checkpoint, device='cpu')
+    result = inferencer(args.image, no_save_vis=True, return_vis=False)
+    [pred] = result['predictions']
+    print('predictions:', json.dumps(dict(
+        labels=pred['labels'], scores=pred['scores'], bboxes=pred['bboxes'])))
+''')
+
+
+def test_det_inferencer_with_a_config_and_with_the_weights_only(run):
+    """The weights-only inferencer reads the config from the checkpoint
+    before anything imports quadra_mm (a fresh process)."""
+    with_config = _run([sys.executable, '-c', _INFER, run['checkpoint'],
+                        run['image'], '--config', DEMO_DETECTOR,
+                        '--cfg-options', *run['options']])
+    weights_only = _run([sys.executable, '-c', _INFER, run['checkpoint'],
+                         run['image']])
+    with_config, weights_only = (
+        json.loads(next(line for line in log.splitlines()
+                        if line.startswith('predictions:'))[12:])
+        for log in (with_config, weights_only))
+    assert with_config['labels']  # score_thr=0: there are detections
+    assert with_config == weights_only
+
+
+def test_vis_scheduler_draws_the_primary_learning_rate(tmp_path):
+    """tools/vis_scheduler.py (mmpretrain's tool and flags) on the demo's
+    QNv2 classifier config: stage 1 (epoch 0) has the primary terms frozen,
+    stage 2 trains them at 0.1x the lr."""
+    config = osp.join(CONFIGS, 'demo', 'qnv2-resnet18_1xb32_shapes-crops.py')
+    out = tmp_path / 'lr.png'
+    log = _run([sys.executable, 'tools/vis_scheduler.py', config, '-d', '64',
+                '--not-show', '-s', str(out), '--cfg-options',
+                f'work_dir={tmp_path}'])
+    assert 'Learning Rate graph is saved' in log
+    assert out.stat().st_size > 0
+
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        import vis_scheduler
+    finally:
+        sys.path.remove(osp.join(ROOT, 'tools'))
+    upstream = vis_scheduler.load_upstream()
+    vis_scheduler.patch(upstream)
+    cfg = Config.fromfile(config)
+    cfg.work_dir, cfg.log_level = str(tmp_path), 'WARNING'
+    # no lr floor: the primary lr is then exactly 0.1x the other one
+    cfg.param_scheduler[0].eta_min = 0
+
+    class Batches(list):  # as vis_scheduler's FakeDataloader
+        dataset = MagicMock(metainfo=None)
+
+    lrs = upstream.simulate_train(Batches(range(2)), cfg, by_epoch=True)['lr']
+    assert len(lrs) == 4  # 2 epochs of 2 iterations
+    assert all(math.isnan(primary) for _, primary in lrs[:2])
+    for other, primary in lrs[2:]:
+        assert primary == pytest.approx(0.1 * other)
