@@ -101,18 +101,21 @@ def _test_batch(cfg: Config) -> dict:
     return batch
 
 
-def time_inference(model: torch.nn.Module, batch: dict,
-                   repeats: int) -> float:
-    """Median seconds of ``model.test_step(batch)`` over ``repeats`` runs
-    (after one warm-up run)."""
-    model.eval()
-    times = []
+def time_inference(models: List[torch.nn.Module], batch: dict,
+                   repeats: int) -> List[float]:
+    """Median seconds of ``model.test_step(batch)`` per model over
+    ``repeats`` rounds (after a warm-up round); the models take turns in
+    every round, so that a change of machine load hits all of them."""
+    times: List[List[float]] = [[] for _ in models]
     with torch.no_grad():
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            model.test_step(batch)
-            times.append(time.perf_counter() - start)
-    return sorted(times[1:])[len(times[1:]) // 2]
+        for round_ in range(repeats + 1):
+            for model, record in zip(models, times):
+                model.eval()
+                start = time.perf_counter()
+                model.test_step(batch)
+                if round_:
+                    record.append(time.perf_counter() - start)
+    return [sorted(t)[len(t) // 2] for t in times]
 
 
 def main() -> None:
@@ -160,14 +163,14 @@ def main() -> None:
     reloaded = MODELS.build(Config.fromfile(cfg_path).model)
     load_trained_checkpoint(reloaded, ckpt_path)
     batch = _test_batch(cfg)
-    trained_s = time_inference(model, batch, args.repeats)
-    exported_s = time_inference(reloaded, batch, args.repeats)
+    trained_s, exported_s = time_inference([model, reloaded], batch,
+                                           args.repeats)
     num_fused = sum(len(v) for v in fused.values())
     print(f'exported {cfg_path} and {ckpt_path} ({num_fused} fused quadratic '
           'layers, the others plain)')
     print(f'inference ({batch["inputs"][0].shape[1]}x'
           f'{batch["inputs"][0].shape[2]}, 1 image, median of '
-          f'{args.repeats}): trained {trained_s * 1e3:.1f} ms, exported '
+          f'{args.repeats}, {torch.get_num_threads()} threads): trained {trained_s * 1e3:.1f} ms, exported '
           f'{exported_s * 1e3:.1f} ms, speed-up {trained_s / exported_s:.2f}x')
 
 
