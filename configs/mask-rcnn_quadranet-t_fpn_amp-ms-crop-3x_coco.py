@@ -14,5 +14,9 @@ model = dict(
         layer_scale_init_value=1.0,
         gap_before_final_norm=False,
         quadratic=dict(rank=8, kernel_size=3, dilation=2)))
-# RNG state and data position in the checkpoints: --resume is exact.
-custom_hooks = [dict(type='ExactResumeHook')]
+# RNG state and data position in the checkpoints: --resume is exact; the
+# checkpoints load with plain torch.load (publish_model, DetInferencer).
+custom_hooks = [
+    dict(type='ExactResumeHook'),
+    dict(type='WeightsOnlyCheckpointHook'),
+]
