@@ -2,7 +2,7 @@
 # Both first run tools/bootstrap.sh, which sets up .venv/ (idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup test demo benchmark
+.PHONY: setup test demo benchmark study
 
 setup:
 	@bash tools/bootstrap.sh
@@ -15,3 +15,6 @@ demo: setup
 
 benchmark: setup
 	$(PY) tools/benchmark_adapters.py
+
+study: setup
+	$(PY) tools/study.py

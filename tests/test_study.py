@@ -1,0 +1,152 @@
+"""The adaptation study: its data (real Fashion-MNIST through mmpretrain), its
+shift, and ``tools/study.py --quick`` end to end (every arm trains, the
+report and the plots are written, the numbers are finite)."""
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import DATASETS
+
+import quadra_mm.datasets.fashion_mnist  # noqa: F401  (registers the dataset)
+from quadra_mm.datasets import apply_shift, prepare_fashion_mnist
+from quadra_mm.datasets.fashion_mnist import SOURCE_START, VAL_PER_CLASS
+from quadra_mm.datasets.fashion_mnist_files import FILES
+
+from helpers import ROOT
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from study import ABLATIONS, ARMS, TASKS  # noqa: E402
+
+DATA = osp.join(ROOT, 'data', 'fashion_mnist')
+
+
+@pytest.fixture(scope='module')
+def data_dir():
+    return prepare_fashion_mnist(DATA)
+
+
+def _build(data_dir, **kwargs):
+    init_default_scope('mmpretrain')
+    return DATASETS.build(dict(type='FashionMNISTSubset', data_prefix=data_dir,
+                               pipeline=[dict(type='PackInputs')], **kwargs))
+
+
+def _images(dataset):
+    return np.stack([dataset.get_data_info(i)['img'] for i in range(len(dataset))])
+
+
+def test_splits_are_disjoint_and_sized(data_dir):
+    classes = [0, 1, 2, 3, 4]
+    parts = {part: _build(data_dir, part=part, class_ids=classes)
+             for part in ('val', 'train', 'source')}
+    assert len(parts['val']) == 5 * VAL_PER_CLASS
+    assert len(parts['train']) == 5 * (SOURCE_START - VAL_PER_CLASS)
+    assert len(parts['source']) == 5 * (6000 - SOURCE_START)
+    seen = set()
+    for dataset in parts.values():
+        keys = {img.tobytes() for img in _images(dataset)}
+        assert not keys & seen, 'an image is in two splits'
+        seen |= keys
+
+
+def test_test_split_reads_the_test_file(data_dir):
+    # mmpretrain's FashionMNIST reads the training file unless test_mode=True.
+    test = _build(data_dir, part='test', class_ids=list(range(10)))
+    assert len(test) == 10000
+    raw = np.fromfile(osp.join(data_dir, 't10k-images-idx3-ubyte'),
+                      dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    np.testing.assert_array_equal(_images(test)[:5],
+                                  raw[np.argsort(np.fromfile(osp.join(
+                                      data_dir, 't10k-labels-idx1-ubyte'),
+                                      dtype=np.uint8, offset=8),
+                                      kind='stable')][:5])
+
+
+def test_subset_relabels_and_seeds(data_dir):
+    a = _build(data_dir, part='train', class_ids=[9, 5], per_class=7, seed=1)
+    b = _build(data_dir, part='train', class_ids=[9, 5], per_class=7, seed=1)
+    c = _build(data_dir, part='train', class_ids=[9, 5], per_class=7, seed=2)
+    labels = [int(a.get_data_info(i)['gt_label']) for i in range(len(a))]
+    assert labels == [0] * 7 + [1] * 7
+    assert a.metainfo['classes'] == ('Ankle boot', 'Sandal') or \
+        list(a.metainfo['classes']) == ['Ankle boot', 'Sandal']
+    np.testing.assert_array_equal(_images(a), _images(b))
+    assert not np.array_equal(_images(a), _images(c))
+    sample = a[0]
+    assert tuple(sample['inputs'].shape) == (1, 28, 28)
+
+
+def test_shift_is_applied_and_nonlinear(data_dir):
+    plain = _build(data_dir, part='val', class_ids=[0], per_class=3)
+    shifted = _build(data_dir, part='val', class_ids=[0], per_class=3,
+                     shift='solarise_swirl')
+    np.testing.assert_array_equal(_images(shifted),
+                                  apply_shift(_images(plain), 'solarise_swirl'))
+    # Non-monotonic intensity map: white maps below mid-grey.
+    ramp = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    mapped = apply_shift(np.repeat(ramp, 1, 0), 'solarise_swirl')
+    assert mapped.max() == 255 and mapped[0].flat[-1] < 128
+    with pytest.raises(ValueError, match='unknown input shift'):
+        apply_shift(ramp, 'fog')
+
+
+def test_missing_data_names_the_files_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match='apt-get install -y '
+                       'dataset-fashion-mnist') as error:
+        prepare_fashion_mnist(str(tmp_path / 'fm'), source=str(tmp_path))
+    assert 'train-images-idx3-ubyte' in str(error.value)
+    with pytest.raises(FileNotFoundError, match='data_prefix'):
+        _build(str(tmp_path), part='val', class_ids=[0])
+
+
+def test_prepare_is_idempotent(data_dir):
+    sizes = {name: osp.getmtime(osp.join(data_dir, name)) for name in FILES}
+    prepare_fashion_mnist(data_dir)
+    assert sizes == {name: osp.getmtime(osp.join(data_dir, name))
+                     for name in FILES}
+
+
+@pytest.mark.slow
+def test_quick_study_runs_every_arm(tmp_path, data_dir):
+    out = tmp_path / 'docs'
+    result = subprocess.run(
+        [sys.executable, 'tools/study.py', '--quick', '--out', str(out),
+         '--work-dir', str(tmp_path / 'work'), '--data', data_dir],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'ETA' in result.stdout
+    with open(out / 'study' / 'results.json') as f:
+        results = json.load(f)
+    assert set(results['tasks']) == set(TASKS)
+    for task in TASKS:
+        assert set(results['tasks'][task]) == {arm.name for arm in ARMS}
+        for name, arm in results['tasks'][task].items():
+            assert len(arm['runs']) == 2, (task, name)
+            for run in arm['runs']:
+                assert math.isfinite(run['test']) and math.isfinite(run['final'])
+                assert run['curve'] and run['trainable'] > 0
+    arms = results['tasks']['shift']
+    # LoRA and QNv2 adapters: same placement, same parameter count.
+    assert arms['lora']['runs'][0]['adapter_params'] == \
+        arms['qnv2-adapters']['runs'][0]['adapter_params'] > 0
+    assert arms['linear-probe']['runs'][0]['trainable'] < \
+        arms['full-ft']['runs'][0]['trainable']
+    assert set(results['ablation']) == {name for name, *_ in ABLATIONS}
+    assert all(math.isfinite(r['test']) for a in results['ablation'].values()
+               for r in a['runs'])
+    assert all(r['curve'] for r in results['efficiency']['runs'])
+    for name in ('qnv2', 'first-order'):
+        runs = results['detection']['arms'][name]
+        assert len(runs) == 2
+        assert all(math.isfinite(r['bbox_mAP']) and math.isfinite(r['segm_mAP'])
+                   for r in runs)
+    report = (out / 'study.md').read_text()
+    assert '## Verdicts' in report and 'nan' not in report.split('## Set-up')[0]
+    for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency'):
+        with open(out / 'study' / f'{png}.png', 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'

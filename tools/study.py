@@ -1,0 +1,619 @@
+#!/usr/bin/env python
+"""The adaptation study: does quadratic adaptation beat first-order adaptation
+at the same budget? One command, real data (Fashion-MNIST), >= 3 seeds.
+
+    .venv/bin/python tools/study.py                 # -> docs/study.md, docs/study/*.png
+    .venv/bin/python tools/study.py --quick --out /tmp/study   # every arm, tiny subset
+    .venv/bin/python tools/study.py --prepare-data  # only locate / un-gzip the data
+
+Every run is an mmengine ``Runner`` built from a config of ``configs/study``
+(or ``configs/demo``) with the project's ``quadra_mm.cli.build_runner``, as
+``tools/train.py`` / ``tools/test.py`` build theirs, in this one process. The
+protocol (docs/study.md says it again next to the numbers):
+
+1. Source: a first-order CIFAR-style ResNet-18 is pretrained on 5 classes,
+   one source model per seed.
+2. Targets: (a) ``heldout``: the 5 other classes; (b) ``shift``: the source
+   classes through the non-linear "solarise + swirl" shift. Few labels per
+   class, the same images for every arm of a seed.
+3. Arms (:data:`ARMS`), equal iterations, batch and data. Each arm runs the
+   same lr sweep on seed 0, keeps the lr with the best final val accuracy,
+   runs the other seeds at that lr; the test split is scored once per run.
+4. Kernels / ranks / placement on ``shift`` (adapters-only recipe, the lr of
+   ``qnv2-adapters``), efficiency (QuadraNet from scratch, longer), and the
+   demo detector, QNv2 vs a first-order twin with the same extra epochs.
+"""
+import argparse
+import copy
+import functools
+import json
+import math
+import os
+import os.path as osp
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+
+import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
+import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
+from quadra_mm.cli import build_runner  # noqa: E402
+from quadra_mm.datasets import make_demo_data, prepare_fashion_mnist  # noqa: E402
+from quadra_mm.ops import is_adapter_param_name  # noqa: E402
+from study_report import write_report  # noqa: E402
+
+STUDY = osp.join(ROOT, 'configs', 'study')
+DEMO = osp.join(ROOT, 'configs', 'demo')
+TASKS = ('heldout', 'shift')
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one study run (``FULL`` or ``QUICK``)."""
+    name: str
+    source_per_class: int  # source images per class
+    source_iters: int
+    labels_per_class: int  # target train images per class
+    val_per_class: int
+    test_per_class: Optional[int]  # None: the whole test file (1000)
+    iters: int  # target training iterations, every arm
+    val_interval: int
+    batch: int
+    lrs: Tuple[float, ...]
+    seeds: Tuple[int, ...]
+    scratch_factor: int  # efficiency run: iters x this
+    det_train: int  # detection: generated train / val images
+    det_val: int
+    det_img: int
+    det_crop: int
+    det_cls_epochs: int  # first-order crop classifier
+    det_iters: int  # Mask R-CNN iterations
+
+
+FULL = Scale('full', source_per_class=1000, source_iters=300,
+             labels_per_class=100, val_per_class=100, test_per_class=None,
+             iters=100, val_interval=20, batch=50, lrs=(5e-4, 2e-3, 8e-3),
+             seeds=(0, 1, 2), scratch_factor=3, det_train=160, det_val=50,
+             det_img=128, det_crop=48, det_cls_epochs=3, det_iters=120)
+QUICK = Scale('quick', source_per_class=20, source_iters=4,
+              labels_per_class=4, val_per_class=4, test_per_class=4,
+              iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
+              scratch_factor=2, det_train=6, det_val=4, det_img=96,
+              det_crop=32, det_cls_epochs=2, det_iters=4)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    family: str  # 'first-order' or 'qnv2': which config file
+    pretrained: bool
+    describe: str
+    configure: Callable[[Config, int], None]
+
+
+def _switch_at(cfg: Config, switch_iter: int) -> None:
+    (hook, ) = [h for h in cfg.custom_hooks if h.type == 'QuadraticStageHook']
+    hook.switch_iter = switch_iter
+
+
+def _linear_probe(cfg: Config, iters: int) -> None:
+    cfg.model.backbone.update(frozen_stages=4, norm_eval=True)
+
+
+def _full(cfg: Config, iters: int) -> None:
+    pass
+
+
+def _adapters_only(cfg: Config, iters: int) -> None:
+    _switch_at(cfg, iters)  # stage 2 would start after the last iteration
+
+
+def _lora(cfg: Config, iters: int) -> None:
+    cfg.model.backbone.adapter.kernel = 'linear'
+    _adapters_only(cfg, iters)
+
+
+def _stages(cfg: Config, iters: int) -> None:
+    _switch_at(cfg, iters // 2)
+
+
+def _scratch(cfg: Config, iters: int) -> None:
+    if cfg.model.backbone.type == 'QuadraNetV2':
+        cfg.model.backbone.init_cfg = None  # the ResNet's own random init
+    else:
+        cfg.model.backbone.pop('init_cfg')
+    cfg.model.head.pop('init_cfg', None)
+    cfg.custom_hooks = []
+
+
+ARMS = (
+    Arm('linear-probe', 'first-order', True,
+        'pretrained backbone frozen (BN statistics too), head trains', _linear_probe),
+    Arm('full-ft', 'first-order', True,
+        'first-order fine-tuning of every parameter', _full),
+    Arm('lora', 'qnv2', True,
+        "first-order low-rank adapter, kernel='linear' (phi = a + b): "
+        'U((A+B)(x)), same placement and parameter count as qnv2; '
+        'adapters, norms and head train', _lora),
+    Arm('qnv2-adapters', 'qnv2', True,
+        'QNv2 quadratic adapters (stage 1 only): adapters, norms and head '
+        'train, primary terms frozen', _adapters_only),
+    Arm('qnv2-stages', 'qnv2', True,
+        'QNv2 stage training: stage 1 for the first half, then everything '
+        '(primary terms at lr x0.1)', _stages),
+    Arm('quadranet-scratch', 'qnv2', False,
+        'the same quadratic ResNet from random init, every parameter trains',
+        _scratch),
+    Arm('first-order-scratch', 'first-order', False,
+        'the same first-order ResNet from random init', _scratch),
+)
+ARM_BY_NAME = {arm.name: arm for arm in ARMS}
+
+# Part 3, on the shifted task: variations of the adapters-only recipe.
+ABLATIONS = (
+    ('rbf', 'kernel rbf (sigma 1), rank 8, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(kernel='rbf')),
+    ('poly', 'kernel poly (degree 2, c 1), rank 8, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(kernel='poly')),
+    ('rank-4', 'kernel quadratic, rank 4, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(rank=4)),
+    ('rank-16', 'kernel quadratic, rank 16, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(rank=16)),
+    ('late-stages', 'kernel quadratic, rank 8, stages 3-4 only',
+     lambda cfg: cfg.model.backbone.update(stages=[2, 3])),
+)
+
+
+class Progress:
+    """Counts finished work units and prints an ETA from the measured rate."""
+
+    def __init__(self, total_units: float) -> None:
+        self.total, self.done, self.start = total_units, 0.0, time.time()
+
+    def step(self, units: float, label: str, seconds: float) -> None:
+        self.done += units
+        elapsed = time.time() - self.start
+        rate = elapsed / max(self.done, 1e-9)
+        eta = rate * max(self.total - self.done, 0.0)
+        print(f'[{100 * self.done / self.total:5.1f} %] {label}: {seconds:.1f} s'
+              f' | elapsed {_mmss(elapsed)} | ETA {_mmss(eta)}', flush=True)
+
+
+def _mmss(seconds: float) -> str:
+    return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
+
+
+# --------------------------------------------------------------------------
+# running configs in this process
+# --------------------------------------------------------------------------
+def _read_scalars(log_dir: str) -> List[dict]:
+    path = osp.join(log_dir, 'vis_data', 'scalars.json')
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _quiet(cfg: Config, work_dir: str) -> None:
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.relpath(work_dir, ROOT).replace(os.sep, '_') \
+        + f'_{time.time_ns()}'
+    cfg.log_level = 'WARNING'
+    cfg.launcher = 'none'
+    if 'visualizer' in cfg:
+        # mmdet's runtime names its visualizer 'visualizer': a second
+        # detector run in this process would log into the first one's dir.
+        cfg.visualizer.name = cfg.experiment_name
+
+
+def train(cfg: Config, metric: str) -> dict:
+    """Train ``cfg``; the final checkpoint, the val curve of ``metric`` and
+    the mean train-step time."""
+    start = time.time()
+    runner = build_runner(cfg)
+    runner.train()
+    seconds = time.time() - start
+    model = runner.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    adapter = sum(p.numel() for name, p in model.named_parameters()
+                  if is_adapter_param_name(name))
+    records = _read_scalars(runner.log_dir)
+    curve = [(r['step'], r[metric]) for r in records if metric in r]
+    times = [r['time'] for r in records if 'loss' in r and 'time' in r]
+    iters = cfg.train_cfg.get('max_iters')
+    ckpt = osp.join(cfg.work_dir, f'iter_{iters}.pth') if iters else None
+    result = dict(curve=curve, final=curve[-1][1] if curve else math.nan,
+                  seconds=round(seconds, 1),
+                  step_time=sum(times) / len(times) if times else math.nan,
+                  trainable=trainable, adapter_params=adapter,
+                  records=[r for r in records if any(k.startswith('coco/')
+                                                     for k in r)],
+                  checkpoint=ckpt, work_dir=cfg.work_dir)
+    del runner, model
+    return result
+
+
+def test(cfg: Config, checkpoint: str, expected_len: int) -> float:
+    """Top-1 of ``checkpoint`` on the test split of ``cfg``, after checking
+    that split's size (mmpretrain's FashionMNIST quirk, SPEC section 4)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    _quiet(cfg, osp.join(cfg.work_dir, 'test'))
+    runner = build_runner(cfg)
+    size = len(runner.test_dataloader.dataset)
+    if size != expected_len:
+        raise RuntimeError(f'test split of {cfg.filename} has {size} images, '
+                           f'expected {expected_len}')
+    metrics = runner.test()
+    del runner
+    return float(metrics['accuracy/top1'])
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(path: str) -> Config:
+    # Without yapf formatting: the Runner formats its config 4-5 times and
+    # yapf took ~0.7 s a call here, more than a quick run's training.
+    # (Config.fromfile drops its format_python_code for python configs.)
+    parsed = Config.fromfile(path)
+    return Config(parsed.to_dict(), cfg_text=parsed.text,
+                  filename=parsed.filename, format_python_code=False)
+
+
+def load(path: str) -> Config:
+    """A fresh copy of the config file ``path`` (each parsed once)."""
+    return copy.deepcopy(_parsed(path))
+
+
+# --------------------------------------------------------------------------
+# classification configs
+# --------------------------------------------------------------------------
+def _schedule(cfg: Config, iters: int, val_interval: int,
+              warmup: int) -> None:
+    warmup = max(1, min(warmup, iters // 2))
+    cfg.train_cfg.update(max_iters=iters, val_interval=val_interval)
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+             end=warmup),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup,
+             end=iters, eta_min=1e-5),
+    ]
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.default_hooks.logger.update(interval=max(1, min(val_interval, iters)),
+                                    log_metric_by_epoch=False)
+
+
+def _datasets(cfg: Config, data: str, scale: Scale, seed: int,
+              train_part: str, train_per_class: int) -> None:
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_prefix = data
+    cfg.train_dataloader.dataset.update(
+        part=train_part, per_class=train_per_class, seed=seed)
+    cfg.train_dataloader.batch_size = scale.batch
+    cfg.val_dataloader.dataset.update(per_class=scale.val_per_class, seed=0)
+    cfg.test_dataloader.dataset.update(per_class=scale.test_per_class)
+    cfg.randomness = dict(seed=seed)
+
+
+def test_len(scale: Scale) -> int:
+    return 5 * (scale.test_per_class or 1000)
+
+
+def source_cfg(scale: Scale, data: str, seed: int, work: str) -> Config:
+    cfg = load(osp.join(STUDY, 'resnet18-cifar_fmnist-source.py'))
+    _datasets(cfg, data, scale, seed, 'source', scale.source_per_class)
+    cfg.train_dataloader.batch_size = 64 if scale is FULL else scale.batch
+    _schedule(cfg, scale.source_iters, scale.source_iters, warmup=20)
+    _quiet(cfg, osp.join(work, 'source', f'seed{seed}'))
+    return cfg
+
+
+def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
+               lr: float, source: str, work_dir: str,
+               iters: Optional[int] = None) -> Config:
+    prefix = 'qnv2-' if arm.family == 'qnv2' else ''
+    cfg = load(osp.join(STUDY, f'{prefix}resnet18-cifar_fmnist-{task}.py'))
+    iters = iters or scale.iters
+    _datasets(cfg, data, scale, seed, 'train', scale.labels_per_class)
+    _schedule(cfg, iters, scale.val_interval, warmup=10)
+    cfg.optim_wrapper.optimizer.lr = lr
+    cfg.model.backbone.init_cfg.checkpoint = source
+    if task == 'shift':
+        cfg.model.head.init_cfg.checkpoint = source
+    arm.configure(cfg, iters)
+    _quiet(cfg, work_dir)
+    return cfg
+
+
+# --------------------------------------------------------------------------
+# the study
+# --------------------------------------------------------------------------
+class Study:
+
+    def __init__(self, scale: Scale, work: str, data: str) -> None:
+        self.scale, self.work, self.data = scale, work, data
+        s = scale
+        runs = len(TASKS) * len(ARMS) * (len(s.lrs) + len(s.seeds) - 1)
+        runs += len(ABLATIONS) * len(s.seeds)
+        units = runs * s.iters + len(s.seeds) * (
+            s.source_iters * 2 + s.iters * s.scratch_factor)
+        # a test pass: forward only, about a third of a training image
+        self.test_units = 5 * (s.test_per_class or 1000) / (3 * s.batch)
+        units += self.test_units * len(s.seeds) * (
+            len(TASKS) * len(ARMS) + len(ABLATIONS) + 1)
+        # detection: per seed 2 classifiers + 2 detectors; a detector
+        # iteration costs about 6 classification iterations here.
+        units += len(s.seeds) * (2 * s.det_cls_epochs * 10 + 2 * 6 * s.det_iters)
+        self.progress = Progress(units)
+        self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
+                                  detection={})
+
+    def _step(self, units: float, label: str, seconds: float) -> None:
+        self.progress.step(units, label, seconds)
+
+    def source(self) -> Dict[int, str]:
+        out, ckpts = {}, {}
+        for seed in self.scale.seeds:
+            cfg = source_cfg(self.scale, self.data, seed, self.work)
+            run = train(cfg, 'accuracy/top1')
+            run['test'] = test(cfg, run['checkpoint'], test_len(self.scale))
+            ckpts[seed] = run['checkpoint']
+            out[seed] = _summary(run)
+            self._step(2 * self.scale.source_iters + self.test_units,
+                       f'source model, seed {seed}: val {run["final"]:.1f} '
+                       f'test {run["test"]:.1f}', run['seconds'])
+        self.results['source'] = out
+        return ckpts
+
+    def arm(self, task: str, arm: Arm, sources: Dict[int, str]) -> dict:
+        s = self.scale
+        seed0 = s.seeds[0]
+
+        def run(seed: int, lr: float) -> Tuple[Config, dict]:
+            cfg = target_cfg(task, arm, s, self.data, seed, lr, sources[seed],
+                             osp.join(self.work, task, arm.name,
+                                      f'lr{lr:g}_seed{seed}'))
+            result = train(cfg, 'accuracy/top1')
+            self._step(s.iters, f'{task} / {arm.name} lr {lr:g} seed {seed}: '
+                       f'val {result["final"]:.1f}', result['seconds'])
+            return cfg, result
+
+        sweep = {lr: run(seed0, lr) for lr in s.lrs}
+        best = max(s.lrs, key=lambda lr: sweep[lr][1]['final'])
+        runs = [sweep[best]] + [run(seed, best) for seed in s.seeds[1:]]
+        summaries = []
+        for seed, (cfg, result) in zip(s.seeds, runs):
+            start = time.time()
+            result['test'] = test(cfg, result['checkpoint'], test_len(s))
+            summaries.append(dict(_summary(result), seed=seed))
+            self._step(self.test_units, f'{task} / {arm.name} seed {seed}: '
+                       f'test {result["test"]:.1f}', time.time() - start)
+        return dict(describe=arm.describe, lr=best,
+                    sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in s.lrs},
+                    runs=summaries)
+
+    def ablations(self, sources: Dict[int, str]) -> None:
+        s = self.scale
+        lr = self.results['tasks']['shift']['qnv2-adapters']['lr']
+        base = ARM_BY_NAME['qnv2-adapters']
+        for name, describe, change in ABLATIONS:
+            summaries = []
+            for seed in s.seeds:
+                cfg = target_cfg('shift', base, s, self.data, seed, lr,
+                                 sources[seed], osp.join(
+                                     self.work, 'ablation', name, f'seed{seed}'))
+                change(cfg)
+                result = train(cfg, 'accuracy/top1')
+                result['test'] = test(cfg, result['checkpoint'], test_len(s))
+                summaries.append(dict(_summary(result), seed=seed))
+                self._step(s.iters + self.test_units, f'ablation {name} seed {seed}: test '
+                           f'{result["test"]:.1f}', result['seconds'])
+            self.results['ablation'][name] = dict(describe=describe, lr=lr,
+                                                  runs=summaries)
+
+    def efficiency(self, sources: Dict[int, str]) -> None:
+        """QuadraNet from scratch on ``shift`` for ``scratch_factor`` times
+        the adaptation budget, val curve only."""
+        s = self.scale
+        arm = ARM_BY_NAME['quadranet-scratch']
+        lr = self.results['tasks']['shift'][arm.name]['lr']
+        iters = s.iters * s.scratch_factor
+        summaries = []
+        for seed in s.seeds:
+            cfg = target_cfg('shift', arm, s, self.data, seed, lr,
+                             sources[seed], osp.join(
+                                 self.work, 'efficiency', f'seed{seed}'),
+                             iters=iters)
+            result = train(cfg, 'accuracy/top1')
+            summaries.append(dict(_summary(result), seed=seed))
+            self._step(iters, f'QuadraNet from scratch x{s.scratch_factor}, '
+                       f'seed {seed}: val {result["final"]:.1f}',
+                       result['seconds'])
+        self.results['efficiency'] = dict(lr=lr, iters=iters, runs=summaries)
+
+    def detection(self) -> None:
+        """QNv2 vs first-order demo detector, the same extra classifier
+        epochs for both, on a reduced shapes set and schedule."""
+        s = self.scale
+        shapes = osp.join(self.work, 'shapes')
+        start = time.time()
+        make_demo_data(shapes, num_train=s.det_train, num_val=s.det_val,
+                       img_size=s.det_img, crop_size=s.det_crop, seed=0,
+                       skip_existing=True)
+        self.results['detection']['data_seconds'] = round(time.time() - start, 1)
+        arms: Dict[str, list] = {'qnv2': [], 'first-order': []}
+        for seed in s.seeds:
+            cls_cfg = _crops_cfg(osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py'),
+                                 shapes, s, seed, s.det_cls_epochs,
+                                 osp.join(self.work, 'det', f'seed{seed}', 'classifier'))
+            cls = train(cls_cfg, 'accuracy/top1')
+            first_order = _epoch_ckpt(cls_cfg)
+            self._step(s.det_cls_epochs * 10, f'detection seed {seed}: first-order '
+                       f'classifier top-1 {cls["final"]:.1f}', cls['seconds'])
+            for name, adapt_path, det_path in (
+                    ('qnv2', osp.join(DEMO, 'qnv2-resnet18_1xb32_shapes-crops.py'),
+                     osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py')),
+                    ('first-order', osp.join(
+                        STUDY, 'resnet18_1xb32_shapes-crops_extra-epochs.py'),
+                     osp.join(STUDY, 'mask-rcnn_r18_fpn_shapes.py'))):
+                where = osp.join(self.work, 'det', f'seed{seed}', name)
+                adapt_cfg = _crops_cfg(adapt_path, shapes, s, seed, None,
+                                       osp.join(where, 'classifier'))
+                adapt_cfg.model.backbone.init_cfg.checkpoint = first_order
+                adapt_cfg.model.head.init_cfg = dict(
+                    type='Pretrained', checkpoint=first_order, prefix='head.')
+                adapted = train(adapt_cfg, 'accuracy/top1')
+                det_cfg = _detector_cfg(det_path, shapes, s, seed,
+                                        _epoch_ckpt(adapt_cfg),
+                                        osp.join(where, 'detector'))
+                det = train(det_cfg, 'coco/bbox_mAP')
+                coco = det['records'][-1]
+                arms[name].append(dict(
+                    seed=seed, classifier_top1=cls['final'],
+                    adapted_top1=adapted['final'],
+                    bbox_mAP=coco['coco/bbox_mAP'], segm_mAP=coco['coco/segm_mAP'],
+                    bbox_mAP_50=coco['coco/bbox_mAP_50'],
+                    segm_mAP_50=coco['coco/segm_mAP_50'],
+                    seconds=round(adapted['seconds'] + det['seconds'], 1),
+                    detector_step_time=det['step_time']))
+                self._step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
+                           f'detection seed {seed} {name}: classifier '
+                           f'{adapted["final"]:.1f}, bbox {coco["coco/bbox_mAP"]:.3f}'
+                           f' segm {coco["coco/segm_mAP"]:.3f}',
+                           adapted['seconds'] + det['seconds'])
+        self.results['detection'].update(arms=arms)
+
+    def run(self) -> dict:
+        start = time.time()
+        sources = self.source()
+        for task in TASKS:
+            self.results['tasks'][task] = {
+                arm.name: self.arm(task, arm, sources) for arm in ARMS}
+        self.ablations(sources)
+        self.efficiency(sources)
+        self.detection()
+        self.results.update(
+            seconds=round(time.time() - start, 1),
+            finished=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+            machine=f'{platform.machine()}, {os.cpu_count()} CPU cores, '
+            f'torch {torch.__version__}, {torch.get_num_threads()} threads')
+        return self.results
+
+
+def _summary(run: dict) -> dict:
+    keep = ('final', 'test', 'curve', 'seconds', 'step_time', 'trainable',
+            'adapter_params')
+    return {k: run[k] for k in keep if k in run}
+
+
+def _epoch_ckpt(cfg: Config) -> str:
+    return osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+
+
+def _crops_cfg(path: str, shapes: str, scale: Scale, seed: int,
+               epochs: Optional[int], work_dir: str) -> Config:
+    """A demo crop-classifier config on the study's shapes set."""
+    cfg = load(path)
+    root = osp.join(shapes, 'crops') + '/'
+    for loader, resize in (('train_dataloader', 1), ('val_dataloader', 1)):
+        cfg[loader].dataset.data_root = root
+        cfg[loader].dataset.pipeline[resize].scale = (scale.det_crop, ) * 2
+    cfg.test_dataloader = cfg.val_dataloader
+    if epochs is not None:
+        cfg.train_cfg.update(max_epochs=epochs, val_interval=epochs)
+        cfg.default_hooks.checkpoint.interval = epochs
+    cfg.randomness = dict(seed=seed)
+    _quiet(cfg, work_dir)
+    return cfg
+
+
+def _detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
+                  backbone_ckpt: str, work_dir: str) -> Config:
+    """A demo detector config on the study's shapes set, reduced schedule:
+    warm-up and stage switch at 1/16 of the iterations, as in the demo."""
+    cfg = load(path)
+    root = shapes + '/'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = root
+    size = (scale.det_img, scale.det_img)
+    cfg.train_dataloader.dataset.pipeline[2].scale = size
+    # mmengine pauses 2 s at every epoch end of an iteration-based loop.
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg.val_dataloader.dataset.pipeline[1].scale = size
+    cfg.test_dataloader = cfg.val_dataloader
+    ann = osp.join(root, 'annotations', 'instances_val.json')
+    cfg.val_evaluator.ann_file = ann
+    cfg.test_evaluator = cfg.val_evaluator
+    iters = scale.det_iters
+    warmup = max(1, iters // 16)
+    cfg.train_cfg.update(max_iters=iters, val_interval=iters)
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+             end=warmup),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup,
+             end=iters, eta_min=1e-5),
+    ]
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.default_hooks.logger.update(interval=max(1, min(20, iters)),
+                                    log_metric_by_epoch=False)
+    for hook in cfg.custom_hooks:
+        if hook.type == 'QuadraticStageHook':
+            hook.switch_iter = warmup
+        if hook.type == 'QuadraticStatsHook':
+            hook.interval = iters
+    cfg.model.backbone.init_cfg.checkpoint = backbone_ckpt
+    cfg.randomness = dict(seed=seed)
+    _quiet(cfg, work_dir)
+    return cfg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='every arm on a tiny subset (a test, not a result)')
+    parser.add_argument('--out', default=osp.join(ROOT, 'docs'),
+                        help='writes <out>/study.md and <out>/study/*.png')
+    parser.add_argument('--work-dir', default=None,
+                        help='runs and checkpoints (default work_dirs/study[-quick])')
+    parser.add_argument('--data', default=osp.join(ROOT, 'data', 'fashion_mnist'),
+                        help='where the un-gzipped Fashion-MNIST idx files go')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads; 1 was faster than 2 on the shared '
+                        '2-core machine the study was run on')
+    parser.add_argument('--report-only', metavar='RESULTS_JSON',
+                        help='only (re)write the report from a results.json '
+                        'of an earlier run')
+    parser.add_argument('--prepare-data', action='store_true',
+                        help='only locate and un-gzip Fashion-MNIST')
+    args = parser.parse_args()
+    try:
+        prepare_fashion_mnist(args.data)
+    except FileNotFoundError as error:
+        raise SystemExit(f'tools/study.py: {error}')
+    if args.prepare_data:
+        print(f'Fashion-MNIST ready in {args.data}')
+        return
+    scale = QUICK if args.quick else FULL
+    torch.set_num_threads(args.threads)
+    work = args.work_dir or osp.join(
+        ROOT, 'work_dirs', 'study' + ('-quick' if args.quick else ''))
+    os.chdir(ROOT)
+    if args.report_only:
+        with open(args.report_only) as f:
+            results = json.load(f)
+    else:
+        results = Study(scale, osp.abspath(work), osp.abspath(args.data)).run()
+        with open(osp.join(work, 'results.json'), 'w') as f:
+            json.dump(results, f, indent=1)
+    os.makedirs(args.out, exist_ok=True)
+    report = write_report(results, args.out, data_dir=args.data)
+    print(f'\nstudy ({scale.name}) done in {_mmss(results["seconds"])}: {report}')
+
+
+if __name__ == '__main__':
+    main()
