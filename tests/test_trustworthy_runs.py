@@ -140,7 +140,8 @@ def test_checkpoint_of_what_trained_round_trips(run_env, uninterrupted):
         assert all(torch.equal(got[k], expected[k]) for k in got), path
 
 
-def test_exported_pair_scores_the_same(run_env, uninterrupted, tmp_path):
+def test_exported_and_trained_only_checkpoints_score_the_same(
+        run_env, uninterrupted, tmp_path):
     ckpt = uninterrupted / f'iter_{ITERS}.pth'
     out = run_tool([sys.executable, 'tools/export.py', DEMO_DETECTOR,
                     str(ckpt), str(tmp_path / 'exported'), '--repeats', '2',
@@ -153,9 +154,13 @@ def test_exported_pair_scores_the_same(run_env, uninterrupted, tmp_path):
     assert 'ExportedQuadraNet' in exported_cfg.read_text()
 
     scores = []
+    trained_options = [*run_env['options'], *SCHEDULE]
     for config, checkpoint, options in (
-            (DEMO_DETECTOR, ckpt, [*run_env['options'], *SCHEDULE]),
-            (str(exported_cfg), exported_ckpt, [])):
+            (DEMO_DETECTOR, ckpt, trained_options),
+            (str(exported_cfg), exported_ckpt, []),
+            # AdapterCheckpointHook loads its file over the base.
+            (DEMO_DETECTOR, uninterrupted / f'adapter_iter_{ITERS}.pth',
+             trained_options)):
         work = tmp_path / f'test_{len(scores)}'
         run_tool([sys.executable, 'tools/test.py', config, str(checkpoint),
                   '--work-dir', str(work), *(['--cfg-options', *options]
@@ -164,3 +169,16 @@ def test_exported_pair_scores_the_same(run_env, uninterrupted, tmp_path):
         scores.append(latest_metrics(str(work), 'coco/bbox_mAP'))
     for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'):
         assert abs(scores[0][key] - scores[1][key]) <= 1e-3, (key, scores)
+        assert scores[2][key] == scores[0][key], (key, scores)
+
+    # mmdet's inference APIs load the pair as well.
+    from mmdet.apis import DetInferencer, inference_detector, init_detector
+    image = str(sorted((run_env['root'] / 'shapes' / 'train').glob('*.png'))[0])
+    model = init_detector(str(exported_cfg), str(exported_ckpt), device='cpu')
+    assert model.dataset_meta['classes'][0] == 'circle'
+    found = inference_detector(model, image).pred_instances
+    inferencer = DetInferencer(model=str(exported_cfg),
+                               weights=str(exported_ckpt), device='cpu',
+                               show_progress=False)
+    predicted = inferencer(image, no_save_vis=True, no_save_pred=True)
+    assert len(found) == len(predicted['predictions'][0]['labels']) > 0
