@@ -3,6 +3,7 @@ miniature of the demo detector trained with tools/train.py, then
 publish_model (mmdet, mmpretrain), analyze_logs (mmdet), DetInferencer with
 a config and with the weights only, and vis_scheduler on the demo's
 classifier config."""
+import argparse
 import glob
 import json
 import math
@@ -17,7 +18,9 @@ import mmdet
 import mmpretrain
 import pytest
 import torch
-from mmengine.config import Config
+from mmcv.cnn import fuse_conv_bn
+from mmdet.apis import inference_detector, init_detector
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS as CLS_MODELS
 
@@ -173,6 +176,27 @@ def test_det_inferencer_with_a_config_and_with_the_weights_only(run):
         for log in (with_config, weights_only))
     assert with_config['labels']  # score_thr=0: there are detections
     assert with_config == weights_only
+
+
+def test_fuse_conv_bn_on_the_detector_keeps_its_predictions(run):
+    """What mmdet's benchmark.py --fuse-conv-bn does to the model (mmcv's
+    fuse_conv_bn after loading the checkpoint), on the trained detector."""
+    cfg = Config.fromfile(DEMO_DETECTOR)
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg.merge_from_dict(parser.parse_args(
+        ['--cfg-options', *run['options']]).cfg_options)
+    model = init_detector(cfg, run['checkpoint'], device='cpu')
+    expected = inference_detector(model, run['image']).pred_instances
+    fused = inference_detector(fuse_conv_bn(model),
+                               run['image']).pred_instances
+    assert not any(isinstance(m, torch.nn.BatchNorm2d)
+                   for m in model.backbone.modules())
+    assert len(expected) > 0
+    torch.testing.assert_close(fused.scores, expected.scores, rtol=1e-4,
+                               atol=1e-5)
+    torch.testing.assert_close(fused.bboxes, expected.bboxes, rtol=1e-4,
+                               atol=1e-3)
 
 
 def test_vis_scheduler_draws_the_primary_learning_rate(tmp_path):
