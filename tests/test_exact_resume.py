@@ -62,7 +62,11 @@ class _DropoutModel(BaseModel):
         return out
 
 
-def _runner(work_dir, hooks, resume_from=None):
+def _runner(work_dir, hooks, loop, resume_from=None):
+    # 8 samples in batches of 2: an epoch is 4 iterations; checkpoints at
+    # iterations 2, 4, 6 (iteration 2 is mid-epoch).
+    train_cfg = dict(by_epoch=False, max_iters=6) if loop == 'iter' else \
+        dict(by_epoch=True, max_epochs=2)
     return Runner(
         model=_DropoutModel(),
         work_dir=str(work_dir),
@@ -73,32 +77,37 @@ def _runner(work_dir, hooks, resume_from=None):
                                                shuffle=True),
             batch_size=2, collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        train_cfg=dict(by_epoch=False, max_iters=6),
+        train_cfg=train_cfg,
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2,
                                            by_epoch=False)),
         custom_hooks=hooks,
         load_from=resume_from, resume=resume_from is not None,
         default_scope='mmengine',
-        experiment_name=f'exact_resume_{work_dir.name}')
+        experiment_name=f'exact_resume_{loop}_{work_dir.name}')
 
 
-def _final_weight(work_dir):
-    return torch.load(work_dir / 'iter_6.pth',
+def _final_weight(work_dir, loop):
+    last = 'iter_6.pth' if loop == 'iter' else 'iter_8.pth'
+    return torch.load(work_dir / last,
                       weights_only=False)['state_dict']['linear.weight']
 
 
+@pytest.mark.parametrize('loop', ['iter', 'epoch'])
 @pytest.mark.parametrize('with_hook', [True, False])
-def test_resumed_run_repeats_the_uninterrupted_one(tmp_path, with_hook):
+def test_resumed_run_repeats_the_uninterrupted_one(tmp_path, with_hook, loop):
+    """Resumed from the mid-epoch checkpoint of iteration 2: mmengine's
+    IterBasedTrainLoop replays the consumed batches, its EpochBasedTrainLoop
+    restarts the epoch (the hook skips them)."""
     hooks = [ExactResumeHook()] if with_hook else []
-    _runner(tmp_path / 'whole', hooks).train()
+    _runner(tmp_path / 'whole', hooks, loop).train()
     # Another run's draws between the two: the resumed run must not depend
     # on the state the process happens to be in.
     _draws()
     hooks = [ExactResumeHook()] if with_hook else []
-    _runner(tmp_path / 'resumed', hooks,
+    _runner(tmp_path / 'resumed', hooks, loop,
             str(tmp_path / 'whole' / 'iter_2.pth')).train()
-    same = torch.equal(_final_weight(tmp_path / 'whole'),
-                       _final_weight(tmp_path / 'resumed'))
+    same = torch.equal(_final_weight(tmp_path / 'whole', loop),
+                       _final_weight(tmp_path / 'resumed', loop))
     # Without the hook the resumed run draws differently (the control).
     assert same == with_hook
     if with_hook:
