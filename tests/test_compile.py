@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+from mmcv.cnn.bricks import DropPath
 from mmpretrain.models import ConvNeXt, ResNet, VisionTransformer
 from torch import nn
 
@@ -18,22 +19,36 @@ from quadra_mm.deploy import export_for_inference
 
 from helpers import TINY_CONVNEXT
 
+
+
+def _vit() -> nn.Module:
+    model = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+                              img_size=32, patch_size=8)
+    # mmpretrain gives each block's DropPath a numpy float (np.linspace), which dynamo
+    # traces as a tensor: `drop_prob == 0.` in mmcv's drop_path then breaks the graph
+    # of the first-order ViT too. A Python float keeps the test about the adapters.
+    for module in model.modules():
+        if isinstance(module, DropPath):
+            module.drop_prob = float(module.drop_prob)
+    return model
+
+
 # name -> (builder, preset, input shape); tiny archs, 32 px, so dynamo traces fast.
 BACKBONES = {
     'convnext': (lambda: ConvNeXt(arch=TINY_CONVNEXT, drop_path_rate=0.0), 'convnext', (2, 3, 32, 32)),
     'resnet': (lambda: ResNet(depth=18, stem_channels=8, base_channels=8), 'resnet', (2, 3, 32, 32)),
-    'vit': (lambda: VisionTransformer(
-        arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
-        img_size=32, patch_size=8, drop_path_rate=0.0), 'vit', (2, 3, 32, 32)),
+    'vit': (_vit, 'vit', (2, 3, 32, 32)),
 }
 
 
 def adapted(name: str, kernel: str = 'quadratic') -> nn.Module:
+    """The backbone with adapters (non-zero U), in training mode."""
     builder, preset, _ = BACKBONES[name]
     model = builder()
     inject_quadratic_adapters(model, preset, rank=4, kernel=kernel)
     for _, layer in quadratic_layers(model):
         nn.init.normal_(layer.quad_u.weight, std=0.1)
+    model.train()  # mmpretrain backbones' train() returns None
     return model
 
 
@@ -64,7 +79,7 @@ def test_no_graph_breaks(name, mode):
 
 def test_no_graph_breaks_under_autocast():
     """bf16 autocast: the shared cast of x and the backward's re-entered autocast trace."""
-    model = adapted('convnext', kernel='rbf').train()
+    model = adapted('convnext', kernel='rbf')
     with torch.autocast('cpu', dtype=torch.bfloat16):
         count, reasons = graph_breaks(model, inputs('convnext'))
     assert count == 0, reasons
@@ -84,7 +99,7 @@ def test_compiled_matches_eager(name):
     """One full graph (``fullgraph=True``) through AOTAutograd, which traces the analytic
     backward into the joint graph; outputs and every parameter gradient agree."""
     torch._dynamo.reset()
-    model = adapted(name, kernel='poly').train()
+    model = adapted(name, kernel='poly')
     x = inputs(name)
     outs, grads = _forward_backward(model, x)
     c_outs, c_grads = _forward_backward(copy.deepcopy(model), x, 'aot_eager')
@@ -97,10 +112,15 @@ def test_compiled_matches_eager(name):
 
 @pytest.mark.slow
 def test_inductor_matches_eager():
-    """The default backend on a small shape (inductor compiles C++ kernels on CPU)."""
+    """The default backend (inductor compiles C++ kernels on CPU: a two-layer model keeps
+    that under a minute), fp32, memory-efficient conv and linear adapters."""
     torch._dynamo.reset()
-    model = adapted('convnext', kernel='rbf').train()
-    x = torch.randn(1, 3, 32, 32)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 16))
+    inject_quadratic_adapters(model, [dict(type='1'), dict(type='3')], rank=4, kernel='rbf')
+    for _, layer in quadratic_layers(model):
+        nn.init.normal_(layer.quad_u.weight, std=0.1)
+    x = torch.randn(2, 3, 8, 8)
     outs, grads = _forward_backward(model, x)
     c_outs, c_grads = _forward_backward(copy.deepcopy(model), x, 'inductor')
     for out, c_out in zip(outs, c_outs):

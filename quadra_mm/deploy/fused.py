@@ -8,7 +8,7 @@ weight and bias Parameters at their original keys. On CUDA, without autograd and
 outside ``torch.compile``, ``phi``, ``U'`` and the add run as one Triton kernel
 (:func:`~quadra_mm.deploy.triton_kernels.fused_branch_add_`); elsewhere in eager ops.
 """
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -49,13 +49,13 @@ class FusedQuadraticNeuron(nn.Module):
     def _primary(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _project(self, h: Tensor) -> Tensor:
+    def _project(self, h: Tensor, out: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError
 
-    def branch(self, x: Tensor) -> Tensor:
-        """``s * U(phi(A(x), B(x)))``."""
+    def branch(self, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """``s * U(phi(A(x), B(x)))``, added into ``out`` in place when given."""
         a, b = split_projections(self.quad_ab(x), self._channel_dim, self.interleave)
-        return self._project(self.interaction(a, b))
+        return self._project(self.interaction(a, b), out)
 
     def _fused_kernel_applies(self, primary: Tensor) -> bool:
         return (primary.is_cuda and not self.interleave and not torch.is_grad_enabled()
@@ -63,8 +63,10 @@ class FusedQuadraticNeuron(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         primary = self._primary(x)
-        if not self._fused_kernel_applies(primary):
+        if torch.jit.is_tracing():  # mmengine's FLOP count has no handle for baddbmm_
             return primary.add_(self.branch(x))
+        if not self._fused_kernel_applies(primary):
+            return self.branch(x, out=primary)
         ab = self.quad_ab(x)
         if self._channel_dim == -1:  # linear: tokens as rows
             fused_branch_add_(primary.view(-1, primary.shape[-1]), ab.reshape(-1, ab.shape[-1]),
@@ -101,8 +103,8 @@ class FusedQuadraticConv2d(nn.Conv2d, FusedQuadraticNeuron):
     def _primary(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight, self.bias)
 
-    def _project(self, h: Tensor) -> Tensor:
-        return pointwise_conv(h, self.quad_u.weight, self.quad_u.groups)
+    def _project(self, h: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        return pointwise_conv(h, self.quad_u.weight, self.quad_u.groups, out)
 
 
 class FusedQuadraticLinear(nn.Linear, FusedQuadraticNeuron):
@@ -132,8 +134,9 @@ class FusedQuadraticLinear(nn.Linear, FusedQuadraticNeuron):
     def _primary(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    def _project(self, h: Tensor) -> Tensor:
-        return self.quad_u(h)
+    def _project(self, h: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        branch = self.quad_u(h)
+        return branch if out is None else out.add_(branch)
 
 
 @torch.no_grad()

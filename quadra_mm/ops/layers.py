@@ -84,6 +84,8 @@ class QuadraticNeuron(nn.Module):
     quad_a: nn.Module
     quad_b: nn.Module
     quad_u: nn.Module
+    # Whether forward adds the branch into L's output inside the branch (see forward).
+    _adds_into_output = True
 
     def _init_adapter(self, a: nn.Module, b: nn.Module, u: nn.Module, *, rank: int, scale: float,
                       kernel: str, kernel_cfg: Optional[dict], memory_efficient: bool,
@@ -127,7 +129,8 @@ class QuadraticNeuron(nn.Module):
     def _primary(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                   out: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
@@ -148,26 +151,32 @@ class QuadraticNeuron(nn.Module):
             return None
         return self._scaled(grad_scaled.to(w_u.dtype))
 
-    def branch(self, x: Tensor) -> Tensor:
-        """The scaled adapter output ``s * U(phi(A(x), B(x)))``."""
+    def _branch(self, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
         x = self._branch_input(autocast_input(x))
         weights = (self.quad_a.weight, self.quad_b.weight, self.quad_u.weight)
         # A tracer (mmengine's FLOP count, ONNX) sees an autograd Function as one
         # opaque op: trace the branch's own convs instead.
         if self.memory_efficient and torch.is_grad_enabled() and not torch.jit.is_tracing():
-            return QuadraticBranch.apply(self, x, *weights)
-        return self._branch_fn(x, *weights)
+            return QuadraticBranch.apply(self, out, x, *weights)
+        return self._branch_fn(x, *weights, out)
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The scaled adapter output ``s * U(phi(A(x), B(x)))``."""
+        return self._branch(x)
 
     def forward(self, x: Tensor) -> Tensor:
         # One autocast cast of x shared by L and the branch: both save that one tensor.
         x = autocast_input(x)
         primary = self._primary(x)
+        # The branch goes into L's output in place (L's backward does not save its output;
+        # a separate branch tensor costs an allocation and a full pass), except when its
+        # norm is recorded or a tracer counts ops (mmengine has no handle for baddbmm_).
+        if self._adds_into_output and not (self.record_stats or torch.jit.is_tracing()):
+            return self._branch(x, out=primary)
         branch = self.branch(x)
         if self.record_stats:
             self.last_stats = (torch.linalg.vector_norm(branch.detach(), dtype=torch.float32),
                                torch.linalg.vector_norm(primary.detach(), dtype=torch.float32))
-        # In place: L's output is not saved by its backward, and a copy costs a full
-        # output-sized pass.
         return primary.add_(branch)
 
     def _adapter_repr(self) -> str:
@@ -274,9 +283,10 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
         a, b = split_projections(ab, 1, self.depthwise)
         return a, b, self.interaction(a, b)
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                   out: Optional[Tensor] = None) -> Tensor:
         _, _, h = self._recompute(x, fuse_projections(w_a, w_b, self.depthwise))
-        return pointwise_conv(h, self._scaled(w_u), self.quad_u.groups)
+        return pointwise_conv(h, self._scaled(w_u), self.quad_u.groups, out)
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                          needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
@@ -344,13 +354,18 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
         return layer
 
     forward = QuadraticNeuron.forward
+    # AOTAutograd (torch 2.14) fails to trace the memory-efficient Function returning a
+    # dirty 3-d input (tokens); a linear's U is one GEMM either way.
+    _adds_into_output = False
 
     def _primary(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor) -> Tensor:
+    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                   out: Optional[Tensor] = None) -> Tensor:
         a, b = split_projections(F.linear(x, fuse_projections(w_a, w_b, False)), -1, False)
-        return F.linear(self.interaction(a, b), self._scaled(w_u))
+        branch = F.linear(self.interaction(a, b), self._scaled(w_u))
+        return branch if out is None else out.add_(branch)
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                          needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
