@@ -8,7 +8,6 @@ import glob
 import json
 import math
 import os.path as osp
-import subprocess
 import sys
 import textwrap
 import time
@@ -21,13 +20,10 @@ import torch
 from mmcv.cnn import fuse_conv_bn
 from mmdet.apis import inference_detector, init_detector
 from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmpretrain.registry import MODELS as CLS_MODELS
 
 import quadra_mm  # noqa: F401
-from quadra_mm.datasets import make_demo_data
 
-from helpers import CONFIGS, DEMO_DETECTOR, ROOT, save_zoo_checkpoint
+from helpers import CONFIGS, DEMO_DETECTOR, ROOT, detector_run_env, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -37,51 +33,28 @@ MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 MMPRETRAIN_TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
 
 
-def _run(args, env=None, cwd=ROOT):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     """A QNv2 demo detector trained for a few iterations on a small shapes
-    set: its work dir, checkpoint, config options and data."""
-    root = tmp_path_factory.mktemp('tools')
-    data = make_demo_data(str(root / 'shapes'), num_train=8, num_val=4,
-                          img_size=IMG, crop_size=32, seed=5)
-    init_default_scope('mmpretrain')
-    classifier = CLS_MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=6, in_channels=512)))
-    classifier.init_weights()
-    first_order = save_zoo_checkpoint(classifier, str(root / 'r18.pth'))
-    data_root = data['out'] + '/'
-    options = [
-        f'model.backbone.init_cfg.checkpoint={first_order}',
-        *(f'{split}_dataloader.dataset.data_root={data_root}'
-          for split in ('train', 'val', 'test')),
-        f'val_evaluator.ann_file={data_root}annotations/instances_val.json',
-        f'test_evaluator.ann_file={data_root}annotations/instances_val.json',
-        f'train_dataloader.dataset.pipeline.2.scale=({IMG},{IMG})',
-        f'test_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
-        f'val_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
+    set with tools/train.py: its work dir, checkpoint, options and an image."""
+    env = detector_run_env(tmp_path_factory.mktemp('tools'), img=IMG,
+                           num_train=8, num_val=4)
+    options = env['options'] + [
         # every detection kept: the inferencers have something to compare
         'model.test_cfg.rcnn.score_thr=0.0',
         'model.test_cfg.rcnn.max_per_img=20',
     ]
-    work = root / 'train'
-    _run([sys.executable, 'tools/train.py', DEMO_DETECTOR, '--work-dir',
-          str(work), '--cfg-options', *options,
-          f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
-          f'default_hooks.checkpoint.interval={ITERS}',
-          'default_hooks.logger.interval=1', 'custom_hooks.0.switch_iter=2',
-          'custom_hooks.1.interval=1', 'param_scheduler.0.end=2',
-          'param_scheduler.1.begin=2', f'param_scheduler.1.end={ITERS}'])
-    image = sorted(glob.glob(osp.join(data['out'], 'val', '*.png')))[0]
-    return dict(root=root, work=work, options=options, image=image,
+    work = env['root'] / 'train'
+    run_tool([sys.executable, 'tools/train.py', DEMO_DETECTOR, '--work-dir',
+              str(work), '--cfg-options', *options,
+              f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
+              f'default_hooks.checkpoint.interval={ITERS}',
+              'default_hooks.logger.interval=1', 'custom_hooks.0.switch_iter=2',
+              'custom_hooks.1.interval=1', 'param_scheduler.0.end=2',
+              'param_scheduler.1.begin=2', f'param_scheduler.1.end={ITERS}'],
+             env['env'])
+    image = sorted((env['root'] / 'shapes' / 'val').glob('*.png'))[0]
+    return dict(env=env['env'], work=work, options=options, image=str(image),
                 checkpoint=str(work / f'iter_{ITERS}.pth'))
 
 
@@ -95,9 +68,9 @@ def test_checkpoints_load_with_plain_torch_load(run):
                          ids=['mmdet', 'mmpretrain'])
 def test_publish_model(run, tools, tmp_path):
     published = tmp_path / 'published.pth'
-    _run([sys.executable, osp.join(tools, 'model_converters',
-                                   'publish_model.py'),
-          run['checkpoint'], str(published)])
+    run_tool([sys.executable, osp.join(tools, 'model_converters',
+                                       'publish_model.py'),
+              run['checkpoint'], str(published)], run['env'])
     # mmdet's tool renames the file with a `mv` it does not wait for.
     for _ in range(50):
         final = glob.glob(str(tmp_path / 'published?*.pth'))
@@ -131,51 +104,55 @@ def test_analyze_logs_reads_the_train_lines(run, tmp_path):
     assert len(logged['qnv2_stage1_ratio']) == ITERS
     assert len(logged['bbox_mAP']) == 1
     out = tmp_path / 'ratio.png'
-    _run([sys.executable, tool, 'plot_curve', log, '--keys', 'loss',
-          'qnv2_stage1_ratio', '--out', str(out), '--backend', 'agg'])
+    run_tool([sys.executable, tool, 'plot_curve', log, '--keys', 'loss',
+              'qnv2_stage1_ratio', '--out', str(out), '--backend', 'agg'],
+             run['env'])
     assert out.stat().st_size > 0
-    assert 'average iter time' in _run(
-        [sys.executable, tool, 'cal_train_time', log])
+    assert 'average iter time' in run_tool(
+        [sys.executable, tool, 'cal_train_time', log], run['env'])
 
 
 _INFER = textwrap.dedent('''
-    import argparse, json
+    import argparse, json, sys
     from mmdet.apis import DetInferencer
     from mmengine.config import Config, DictAction
     parser = argparse.ArgumentParser()
     parser.add_argument('checkpoint')
     parser.add_argument('image')
-    parser.add_argument('--config')
+    parser.add_argument('config')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
-    if args.config:
-        cfg = Config.fromfile(args.config)
-        cfg.merge_from_dict(args.cfg_options)
-        inferencer = DetInferencer(model=cfg, weights=args.checkpoint,
-                                   device='cpu')
-    else:
-        inferencer = DetInferencer(weights=args.checkpoint, device='cpu')
-    result = inferencer(args.image, no_save_vis=True, return_vis=False)
-    [pred] = result['predictions']
-    print('predictions:', json.dumps(dict(
-        labels=pred['labels'], scores=pred['scores'], bboxes=pred['bboxes'])))
+    # Weights only first: the config comes out of the checkpoint, which is
+    # loaded before that config's custom_imports bring in quadra_mm.
+    assert 'quadra_mm' not in sys.modules
+    weights_only = DetInferencer(weights=args.checkpoint, device='cpu')
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    with_config = DetInferencer(model=cfg, weights=args.checkpoint,
+                                device='cpu')
+    for name, inferencer in (('weights only', weights_only),
+                             ('with config', with_config)):
+        [pred] = inferencer(args.image, no_save_vis=True)['predictions']
+        print(f'{name}:', json.dumps(dict(labels=pred['labels'],
+                                          scores=pred['scores'],
+                                          bboxes=pred['bboxes'])))
 ''')
 
 
+def _predictions(log: str, name: str) -> dict:
+    return json.loads(next(line for line in log.splitlines()
+                           if line.startswith(f'{name}:'))[len(name) + 1:])
+
+
 def test_det_inferencer_with_a_config_and_with_the_weights_only(run):
-    """The weights-only inferencer reads the config from the checkpoint
-    before anything imports quadra_mm (a fresh process)."""
-    with_config = _run([sys.executable, '-c', _INFER, run['checkpoint'],
-                        run['image'], '--config', DEMO_DETECTOR,
-                        '--cfg-options', *run['options']])
-    weights_only = _run([sys.executable, '-c', _INFER, run['checkpoint'],
-                         run['image']])
-    with_config, weights_only = (
-        json.loads(next(line for line in log.splitlines()
-                        if line.startswith('predictions:'))[12:])
-        for log in (with_config, weights_only))
+    """DetInferencer(weights=...) in a fresh process, and with the config
+    file plus the run's options: the same predictions."""
+    log = run_tool([sys.executable, '-c', _INFER, run['checkpoint'],
+                    run['image'], DEMO_DETECTOR, '--cfg-options',
+                    *run['options']], run['env'])
+    with_config = _predictions(log, 'with config')
     assert with_config['labels']  # score_thr=0: there are detections
-    assert with_config == weights_only
+    assert _predictions(log, 'weights only') == with_config
 
 
 def test_fuse_conv_bn_on_the_detector_keeps_its_predictions(run):
@@ -205,9 +182,9 @@ def test_vis_scheduler_draws_the_primary_learning_rate(tmp_path):
     stage 2 trains them at 0.1x the lr."""
     config = osp.join(CONFIGS, 'demo', 'qnv2-resnet18_1xb32_shapes-crops.py')
     out = tmp_path / 'lr.png'
-    log = _run([sys.executable, 'tools/vis_scheduler.py', config, '-d', '64',
-                '--not-show', '-s', str(out), '--cfg-options',
-                f'work_dir={tmp_path}'])
+    log = run_tool([sys.executable, 'tools/vis_scheduler.py', config, '-d',
+                    '64', '--not-show', '-s', str(out), '--cfg-options',
+                    f'work_dir={tmp_path}'], env=None)
     assert 'Learning Rate graph is saved' in log
     assert out.stat().st_size > 0
 
