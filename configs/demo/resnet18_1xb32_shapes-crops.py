@@ -2,7 +2,6 @@
 # on object crops of the generated shapes data. It stands in for a model-zoo
 # ImageNet checkpoint (nothing is downloaded on an offline machine).
 _base_ = 'mmpretrain::_base_/default_runtime.py'
-custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 data_root = 'data/shapes/crops/'
 num_classes = 6
@@ -69,8 +68,6 @@ test_cfg = dict()
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs))
-# RNG state and data position in the checkpoints: --resume is exact.
-custom_hooks = [dict(type='ExactResumeHook')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
 work_dir = 'work_dirs/demo/resnet18_1xb32_shapes-crops'
