@@ -4,6 +4,7 @@ publish_model (mmdet, mmpretrain), analyze_logs (mmdet), DetInferencer with
 a config and with the weights only, and vis_scheduler on the demo's
 classifier config."""
 import argparse
+import ast
 import glob
 import json
 import math
@@ -11,6 +12,7 @@ import os.path as osp
 import sys
 import textwrap
 import time
+from collections import defaultdict
 from unittest.mock import MagicMock
 
 import mmdet
@@ -86,30 +88,43 @@ def test_publish_model(run, tools, tmp_path):
         assert torch.equal(state[key], original[key])
 
 
-def test_analyze_logs_reads_the_train_lines(run, tmp_path):
-    """mmdet's analyze_logs: the QNv2 statistics are train values (plotted
-    by iteration), the iterations are all there, the mAP is validation."""
-    # The tool imports seaborn, which the pinned stack does not install.
-    pytest.importorskip('seaborn')
+ANALYZE_LOGS = osp.join(MMDET_TOOLS, 'analysis_tools', 'analyze_logs.py')
+
+
+def _train_log(run) -> str:
     [log] = glob.glob(str(run['work'] / '*' / 'vis_data' / '2*.json'))
-    tool = osp.join(MMDET_TOOLS, 'analysis_tools', 'analyze_logs.py')
-    sys.path.insert(0, osp.dirname(tool))
-    try:
-        import analyze_logs
-    finally:
-        sys.path.remove(osp.dirname(tool))
-    [log_dict] = analyze_logs.load_json_logs([log])
+    return log
+
+
+def test_analyze_logs_reads_the_train_lines(run):
+    """mmdet's analyze_logs parser: the QNv2 statistics are train values,
+    each train line keeps its `iter`, the mAP is validation. The tool's own
+    `load_json_logs`, taken from its file: the module imports seaborn, which
+    the pinned stack does not install (the CLI is run in the next test)."""
+    tree = ast.parse(open(ANALYZE_LOGS).read())
+    [function] = [node for node in tree.body if isinstance(
+        node, ast.FunctionDef) and node.name == 'load_json_logs']
+    namespace = dict(json=json, defaultdict=defaultdict)
+    exec(compile(ast.Module([function], type_ignores=[]), ANALYZE_LOGS,
+                 'exec'), namespace)
+    [log_dict] = namespace['load_json_logs']([_train_log(run)])
     logged = log_dict[1]
-    assert logged['iter'] == list(range(1, ITERS + 1))
+    assert logged['iter'] == logged['step'] == list(range(1, ITERS + 1))
+    assert len(logged['time']) == ITERS
     assert len(logged['qnv2_stage1_ratio']) == ITERS
     assert len(logged['bbox_mAP']) == 1
+
+
+def test_analyze_logs_cli(run, tmp_path):
+    pytest.importorskip('seaborn')
     out = tmp_path / 'ratio.png'
-    run_tool([sys.executable, tool, 'plot_curve', log, '--keys', 'loss',
-              'qnv2_stage1_ratio', '--out', str(out), '--backend', 'agg'],
-             run['env'])
+    run_tool([sys.executable, ANALYZE_LOGS, 'plot_curve', _train_log(run),
+              '--keys', 'loss', 'qnv2_stage1_ratio', '--out', str(out),
+              '--backend', 'agg'], run['env'])
     assert out.stat().st_size > 0
     assert 'average iter time' in run_tool(
-        [sys.executable, tool, 'cal_train_time', log], run['env'])
+        [sys.executable, ANALYZE_LOGS, 'cal_train_time', _train_log(run)],
+        run['env'])
 
 
 _INFER = textwrap.dedent('''
