@@ -59,6 +59,9 @@ def test_checkpoints_load_with_plain_torch_load_and_resume(tmp_path):
     checkpoint = torch.load(tmp_path / 'iter_2.pth')
     assert checkpoint['meta']['iter'] == 2
     assert checkpoint['optimizer']['state']
+    # module versions, which load_state_dict reads, are kept
+    assert checkpoint['state_dict']._metadata['backbone.stages.0.0.norm'] \
+        == first.model.state_dict()._metadata['backbone.stages.0.0.norm']
     losses = first.message_hub.get_scalar('train/loss').data[0]
 
     second = _runner(tmp_path, 3, resume=True)

@@ -20,7 +20,8 @@ def to_weights_only(value: Any) -> Any:
     A ``HistoryBuffer`` becomes ``{'__history_buffer__': dict(log_history=
     <tensor>, count_history=<tensor>, max_length=<int>)}`` (the tensors hold
     its numpy arrays bit for bit); a numpy array becomes a tensor and a numpy
-    scalar a python number. Containers are rebuilt, tensors and python
+    scalar a python number. Containers are rebuilt (an ``OrderedDict`` with
+    its attributes, e.g. a state dict's ``_metadata``), tensors and python
     scalars are kept as they are.
     """
     if isinstance(value, HistoryBuffer):
@@ -33,7 +34,12 @@ def to_weights_only(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, OrderedDict):
-        return OrderedDict((k, to_weights_only(v)) for k, v in value.items())
+        converted = OrderedDict(
+            (k, to_weights_only(v)) for k, v in value.items())
+        # A state dict's `_metadata` (module versions) that
+        # `load_state_dict` reads.
+        converted.__dict__.update(value.__dict__)
+        return converted
     if isinstance(value, dict):
         return {k: to_weights_only(v) for k, v in value.items()}
     if type(value) in (list, tuple):
