@@ -168,10 +168,11 @@ def main() -> None:
     num_fused = sum(len(v) for v in fused.values())
     print(f'exported {cfg_path} and {ckpt_path} ({num_fused} fused quadratic '
           'layers, the others plain)')
-    print(f'inference ({batch["inputs"][0].shape[1]}x'
-          f'{batch["inputs"][0].shape[2]}, 1 image, median of '
-          f'{args.repeats}, {torch.get_num_threads()} threads): trained {trained_s * 1e3:.1f} ms, exported '
-          f'{exported_s * 1e3:.1f} ms, speed-up {trained_s / exported_s:.2f}x')
+    _, h, w = batch['inputs'][0].shape
+    print(f'inference ({h}x{w}, 1 image, median of {args.repeats}, '
+          f'{torch.get_num_threads()} threads): trained '
+          f'{trained_s * 1e3:.1f} ms, exported {exported_s * 1e3:.1f} ms, '
+          f'speed-up {trained_s / exported_s:.2f}x')
 
 
 if __name__ == '__main__':
