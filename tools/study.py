@@ -26,6 +26,7 @@ protocol (docs/study.md says it again next to the numbers):
 import argparse
 import copy
 import functools
+import hashlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -80,9 +81,9 @@ class Scale:
 
 FULL = Scale('full', source_per_class=1000, source_iters=300,
              labels_per_class=100, val_per_class=100, test_per_class=None,
-             iters=100, val_interval=20, batch=50, lrs=(5e-4, 2e-3, 8e-3),
-             seeds=(0, 1, 2), scratch_factor=3, det_train=160, det_val=50,
-             det_img=128, det_crop=48, det_cls_epochs=3, det_iters=120)
+             iters=60, val_interval=20, batch=32, lrs=(5e-4, 2e-3, 8e-3),
+             seeds=(0, 1, 2), scratch_factor=3, det_train=400, det_val=60,
+             det_img=128, det_crop=48, det_cls_epochs=6, det_iters=200)
 QUICK = Scale('quick', source_per_class=20, source_iters=4,
               labels_per_class=4, val_per_class=4, test_per_class=4,
               iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
@@ -170,6 +171,8 @@ ABLATIONS = (
     ('late-stages', 'kernel quadratic, rank 8, stages 3-4 only',
      lambda cfg: cfg.model.backbone.update(stages=[2, 3])),
 )
+PARTS = ('source', *TASKS, *(name for name, *_ in ABLATIONS), 'efficiency',
+         'detection')
 
 
 class Progress:
@@ -212,9 +215,44 @@ def _quiet(cfg: Config, work_dir: str) -> None:
         cfg.visualizer.name = cfg.experiment_name
 
 
+def fingerprint(cfg: Config) -> str:
+    """A hash of everything in ``cfg`` but the per-process run names."""
+    content = cfg.to_dict()
+    content.pop('experiment_name', None)
+    content.get('visualizer', {}).pop('name', None)
+    return hashlib.sha1(json.dumps(content, sort_keys=True,
+                                   default=str).encode()).hexdigest()
+
+
+def cached(path: str, cfg: Config, compute: Callable[[], object]):
+    """``compute()``, or what it returned for the same config before.
+
+    Each run's result is kept next to its checkpoint (``path``), keyed by
+    :func:`fingerprint`: a study stopped half-way (or split over several
+    processes with ``--parts``) continues where it stopped, and a changed
+    config is run again."""
+    key = fingerprint(cfg)
+    if osp.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved.get('config') == key:
+            return saved['result']
+    result = compute()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.partial', 'w') as f:
+        json.dump(dict(config=key, result=result), f)
+    os.replace(path + '.partial', path)
+    return result
+
+
 def train(cfg: Config, metric: str) -> dict:
-    """Train ``cfg``; the final checkpoint, the val curve of ``metric`` and
-    the mean train-step time."""
+    """Train ``cfg`` (or reuse its earlier result); the final checkpoint,
+    the val curve of ``metric`` and the mean train-step time."""
+    return cached(osp.join(cfg.work_dir, 'study_run.json'), cfg,
+                  lambda: _train(cfg, metric))
+
+
+def _train(cfg: Config, metric: str) -> dict:
     start = time.time()
     runner = build_runner(cfg)
     runner.train()
@@ -245,6 +283,11 @@ def test(cfg: Config, checkpoint: str, expected_len: int) -> float:
     cfg = copy.deepcopy(cfg)
     cfg.load_from = checkpoint
     _quiet(cfg, osp.join(cfg.work_dir, 'test'))
+    return cached(osp.join(cfg.work_dir, 'study_test.json'), cfg,
+                  lambda: _test(cfg, expected_len))
+
+
+def _test(cfg: Config, expected_len: int) -> float:
     runner = build_runner(cfg)
     size = len(runner.test_dataloader.dataset)
     if size != expected_len:
@@ -335,20 +378,23 @@ def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
 # --------------------------------------------------------------------------
 class Study:
 
-    def __init__(self, scale: Scale, work: str, data: str) -> None:
+    def __init__(self, scale: Scale, work: str, data: str,
+                 parts: Sequence[str] = PARTS) -> None:
         self.scale, self.work, self.data = scale, work, data
         s = scale
-        runs = len(TASKS) * len(ARMS) * (len(s.lrs) + len(s.seeds) - 1)
-        runs += len(ABLATIONS) * len(s.seeds)
-        units = runs * s.iters + len(s.seeds) * (
-            s.source_iters * 2 + s.iters * s.scratch_factor)
+        seeds = len(s.seeds)
         # a test pass: forward only, about a third of a training image
         self.test_units = 5 * (s.test_per_class or 1000) / (3 * s.batch)
-        units += self.test_units * len(s.seeds) * (
-            len(TASKS) * len(ARMS) + len(ABLATIONS) + 1)
+        run = s.iters + self.test_units
+        units = seeds * (2 * s.source_iters + self.test_units)
+        units += sum(t in parts for t in TASKS) * len(ARMS) * (
+            len(s.lrs) * s.iters + (seeds - 1) * s.iters + seeds * self.test_units)
+        units += sum(name in parts for name, *_ in ABLATIONS) * seeds * run
+        units += ('efficiency' in parts) * seeds * s.iters * s.scratch_factor
         # detection: per seed 2 classifiers + 2 detectors; a detector
         # iteration costs about 6 classification iterations here.
-        units += len(s.seeds) * (2 * s.det_cls_epochs * 10 + 2 * 6 * s.det_iters)
+        units += ('detection' in parts) * seeds * (
+            2 * s.det_cls_epochs * 10 + 2 * 6 * s.det_iters)
         self.progress = Progress(units)
         self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
                                   detection={})
@@ -395,13 +441,14 @@ class Study:
                        f'test {result["test"]:.1f}', time.time() - start)
         return dict(describe=arm.describe, lr=best,
                     sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in s.lrs},
+                    sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in s.lrs),
                     runs=summaries)
 
-    def ablations(self, sources: Dict[int, str]) -> None:
+    def ablations(self, sources: Dict[int, str], ablations) -> None:
         s = self.scale
-        lr = self.results['tasks']['shift']['qnv2-adapters']['lr']
         base = ARM_BY_NAME['qnv2-adapters']
-        for name, describe, change in ABLATIONS:
+        for name, describe, change in ablations:
+            lr = self.results['tasks']['shift'][base.name]['lr']
             summaries = []
             for seed in s.seeds:
                 cfg = target_cfg('shift', base, s, self.data, seed, lr,
@@ -488,15 +535,26 @@ class Study:
                            adapted['seconds'] + det['seconds'])
         self.results['detection'].update(arms=arms)
 
-    def run(self) -> dict:
+    def run(self, parts: Sequence[str] = PARTS) -> dict:
+        """Run ``parts`` (all by default); what they need from other parts
+        (source models, the lr the shifted task chose) is run or reused."""
         start = time.time()
         sources = self.source()
         for task in TASKS:
-            self.results['tasks'][task] = {
-                arm.name: self.arm(task, arm, sources) for arm in ARMS}
-        self.ablations(sources)
-        self.efficiency(sources)
-        self.detection()
+            if task in parts:
+                self.results['tasks'][task] = {
+                    arm.name: self.arm(task, arm, sources) for arm in ARMS}
+        ablations = [a for a in ABLATIONS if a[0] in parts]
+        if ablations or 'efficiency' in parts:
+            shift = self.results['tasks'].setdefault('shift', {})
+            for name in ('qnv2-adapters', 'quadranet-scratch'):
+                if name not in shift:
+                    shift[name] = self.arm('shift', ARM_BY_NAME[name], sources)
+        self.ablations(sources, ablations)
+        if 'efficiency' in parts:
+            self.efficiency(sources)
+        if 'detection' in parts:
+            self.detection()
         self.results.update(
             seconds=round(time.time() - start, 1),
             finished=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
@@ -585,6 +643,9 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads; 1 was faster than 2 on the shared '
                         '2-core machine the study was run on')
+    parser.add_argument('--parts', nargs='+', choices=PARTS, default=PARTS,
+                        help='run only these parts (their results are kept '
+                        'in --work-dir; the report needs all of them)')
     parser.add_argument('--report-only', metavar='RESULTS_JSON',
                         help='only (re)write the report from a results.json '
                         'of an earlier run')
@@ -607,7 +668,15 @@ def main() -> None:
         with open(args.report_only) as f:
             results = json.load(f)
     else:
-        results = Study(scale, osp.abspath(work), osp.abspath(args.data)).run()
+        results = Study(scale, osp.abspath(work), osp.abspath(args.data),
+                        args.parts).run(args.parts)
+        if not set(TASKS) <= set(args.parts):
+            print(f'parts {args.parts} done; the report needs both tasks '
+                  f'{TASKS} (finished runs are reused)')
+            return
+        if 'detection' not in args.parts:
+            results['detection']['note'] = (
+                'It was left out of this invocation\'s `--parts`.')
         with open(osp.join(work, 'results.json'), 'w') as f:
             json.dump(results, f, indent=1)
     os.makedirs(args.out, exist_ok=True)

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from quadra_mm.datasets.fashion_mnist_shift import apply_shift  # noqa: E402
 
-__all__ = ['write_report', 'verdict', 'mean_std']
+__all__ = ['write_report', 'headline_table', 'verdict', 'mean_std']
 
 ARM_LABELS = {
     'linear-probe': 'linear probe',
@@ -216,6 +216,52 @@ def _first_reach(runs: List[dict], target: float) -> Optional[int]:
     return hits[0] if hits else None
 
 
+def training_seconds(results: dict) -> float:
+    """Sum of the recorded training times of every run of the study."""
+    total = sum(r['seconds'] for r in results['source'].values())
+    for arms in results['tasks'].values():
+        for arm in arms.values():
+            total += arm.get('sweep_seconds', 0) + sum(
+                r['seconds'] for r in arm['runs'][1:])
+    groups = [*results['ablation'].values()]
+    if 'efficiency' in results:
+        groups.append(results['efficiency'])
+    for group in groups:
+        total += sum(r['seconds'] for r in group['runs'])
+    total += sum(r['seconds'] for runs in results['detection'].get(
+        'arms', {}).values() for r in runs)
+    return total
+
+
+def headline_table(results: dict) -> List[str]:
+    """Test top-1 of every arm on both tasks (the README shows it too)."""
+    tasks = results['tasks']
+    lines = ['| arm (same budget, data and lr sweep) | ' + ' | '.join(
+        f'{TASK_LABELS[t]}: test top-1 %' for t in tasks) + ' |',
+        '|---|' + '---|' * len(tasks)]
+    for name in next(iter(tasks.values())):
+        lines.append(f'| {ARM_LABELS[name]} | ' + ' | '.join(
+            fmt([r['test'] for r in tasks[t][name]['runs']]) for t in tasks)
+            + ' |')
+    return lines
+
+
+def _detection_table(det: dict) -> List[str]:
+    lines = ['| detector | classifier top-1 after the extra epochs | bbox mAP | '
+             'bbox mAP@50 | segm mAP | segm mAP@50 |', '|---|---|---|---|---|---|']
+    for name in ('qnv2', 'first-order'):
+        runs = det[name]
+        lines.append(
+            f'| {name} | {fmt([r["adapted_top1"] for r in runs])} | '
+            f'{fmt([r["bbox_mAP"] for r in runs], 3)} | '
+            f'{fmt([r["bbox_mAP_50"] for r in runs], 3)} | '
+            f'{fmt([r["segm_mAP"] for r in runs], 3)} | '
+            f'{fmt([r["segm_mAP_50"] for r in runs], 3)} |')
+    lines += ['', 'First-order crop classifiers both arms start from: top-1 '
+              f'{fmt([r["classifier_top1"] for r in det["qnv2"]])} %.']
+    return lines
+
+
 def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     """Write ``<out_dir>/study.md``, ``<out_dir>/study/*.png`` and
     ``<out_dir>/study/results.json``; return the path of the report."""
@@ -232,23 +278,42 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     seeds = len(s['seeds'])
     shift = tasks['shift']
     target = statistics.fmean(r['final'] for r in shift['qnv2-stages']['runs'])
-    plot_efficiency(results, target, osp.join(fig_dir, 'efficiency.png'))
-    reach = _first_reach(results['efficiency']['runs'], target)
-    eff_iters = results['efficiency']['iters']
+    eff = None
+    if 'efficiency' in results:
+        plot_efficiency(results, target, osp.join(fig_dir, 'efficiency.png'))
+        reach = _first_reach(results['efficiency']['runs'], target)
+        eff_iters = results['efficiency']['iters']
+        if reach is None:
+            eff = (f'QuadraNet from scratch did **not** reach the QNv2 '
+                   f'stage-training val accuracy ({target:.1f} %) within '
+                   f'{eff_iters} iterations ({s["scratch_factor"]}× the '
+                   f'adaptation budget of {s["iters"]}): ratio > '
+                   f'{s["scratch_factor"]}×')
+        else:
+            eff = (f'QuadraNet from scratch first reached the QNv2 '
+                   f'stage-training val accuracy ({target:.1f} %) at iteration '
+                   f'{reach} (mean curve), {reach / s["iters"]:.1f}× the '
+                   f'{s["iters"]} adaptation iterations')
+    det = results['detection'].get('arms')
 
     md: List[str] = []
     add = md.append
     add('# Does quadratic adaptation help? An adaptation study on real data')
     add('')
     add(f'Written by `tools/study.py` ({s["name"]} scale) on {results["finished"]}, '
-        f'{results["machine"]}; the whole study took '
-        f'{results["seconds"] / 60:.1f} min. Every number is the mean ± '
+        f'{results["machine"]}. Training time of all its runs: '
+        f'{training_seconds(results) / 60:.0f} min (sum of the runs, lr sweeps '
+        'included; tests and start-up excluded). Every number is the mean ± '
         f'sample std over {seeds} seeds; raw numbers in '
         '[`study/results.json`](study/results.json).')
     if s['name'] != 'full':
         add('')
         add('**This is a `--quick` smoke run on a tiny subset: the numbers '
             'mean nothing.**')
+    add('')
+    md += headline_table(results)
+    add('')
+    add('![final accuracy](study/final_accuracy.png)')
     add('')
     add('## Verdicts')
     add('')
@@ -279,8 +344,7 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
         claims.append((f'(b): {ablation["describe"]} beats the default '
                        '(quadratic, rank 8, all stages), adapters only',
                        verdict(ablation['runs'], shift['qnv2-adapters']['runs'])))
-    det = results['detection']['arms']
-    for key in ('bbox_mAP', 'segm_mAP'):
+    for key in ('bbox_mAP', 'segm_mAP') if det else ():
         claims.append((f'detection: the QNv2 demo detector beats its '
                        f'first-order twin on {key.replace("_", " ")} '
                        '(×100 for the difference)',
@@ -292,20 +356,11 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     for claim, text in claims:
         add(f'| {claim} | {text} |')
     add('')
-    if reach is None:
-        eff = (f'QuadraNet from scratch did **not** reach the QNv2 '
-               f'stage-training val accuracy ({target:.1f} %) within '
-               f'{eff_iters} iterations ({s["scratch_factor"]}× the adaptation '
-               f'budget of {s["iters"]}): ratio > {s["scratch_factor"]}×')
-    else:
-        eff = (f'QuadraNet from scratch first reached the QNv2 stage-training '
-               f'val accuracy ({target:.1f} %) at iteration {reach} (mean '
-               f'curve), {reach / s["iters"]:.1f}× the {s["iters"]} adaptation '
-               'iterations')
-    add(f'Adaptation efficiency (task b): {eff}. The source pretraining that '
-        f'adaptation relies on cost {s["source_iters"]} iterations of batch 64 '
-        'per seed, paid once per source model (see below).')
-    add('')
+    if eff:
+        add(f'Adaptation efficiency (task b): {eff}. The source pretraining '
+            f'that adaptation relies on cost {s["source_iters"]} iterations of '
+            'batch 64 per seed, paid once per source model (see below).')
+        add('')
     add('## Set-up')
     add('')
     add('- **Data**: Fashion-MNIST (real 28×28 product photos), from the '
@@ -358,8 +413,6 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     add('## Results')
     add('')
     add('![learning curves](study/curves.png)')
-    add('')
-    add('![final accuracy](study/final_accuracy.png)')
     for task, arms in tasks.items():
         add('')
         add(f'### {TASK_LABELS[task]}')
@@ -399,15 +452,18 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     add('')
     add('## Adaptation efficiency')
     add('')
-    add('![efficiency](study/efficiency.png)')
-    add('')
-    add(f'QuadraNet from scratch on task (b), {eff_iters} iterations at the lr '
-        f'its arm chose ({results["efficiency"]["lr"]:g}), same data and '
-        f'batch. {eff}. Pretraining cost, reported separately: '
-        f'{s["source_iters"]} source iterations (batch 64) per source model; '
-        f'adaptation itself: {s["iters"]} iterations (batch {s["batch"]}). '
-        'Final val top-1 of the long scratch runs: '
-        f'{fmt([r["final"] for r in results["efficiency"]["runs"]])} %.')
+    if eff:
+        add('![efficiency](study/efficiency.png)')
+        add('')
+        add(f'QuadraNet from scratch on task (b), {eff_iters} iterations at '
+            f'the lr its arm chose ({results["efficiency"]["lr"]:g}), same '
+            f'data and batch. {eff}. Pretraining cost, reported separately: '
+            f'{s["source_iters"]} source iterations (batch 64) per source '
+            f'model; adaptation itself: {s["iters"]} iterations (batch '
+            f'{s["batch"]}). Final val top-1 of the long scratch runs: '
+            f'{fmt([r["final"] for r in results["efficiency"]["runs"]])} %.')
+    else:
+        add('Not run for this report (`--parts efficiency`).')
     add('')
     src = results['source']
     add(f'Source models (their own 5 classes): val '
@@ -417,7 +473,7 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     add('')
     add('## Detection, controlled (demo detector)')
     add('')
-    add(f'Per seed: a first-order ResNet-18 crop classifier '
+    add(f'Protocol (`--parts detection`), per seed: a first-order ResNet-18 crop classifier '
         f'({s["det_cls_epochs"]} epochs), then either the demo\'s QNv2 '
         'adaptation step (`configs/demo/qnv2-resnet18_1xb32_shapes-crops.py`, '
         '2 epochs, stage training) or the same 2 epochs of first-order '
@@ -430,30 +486,23 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
         '800), warm-up and stage switch at 1/16 of them as in the demo. '
         'Scored by mmdet\'s `CocoMetric` on the val split.')
     add('')
-    add('| detector | classifier top-1 after the extra epochs | bbox mAP | '
-        'bbox mAP@50 | segm mAP | segm mAP@50 |')
-    add('|---|---|---|---|---|---|')
-    for name in ('qnv2', 'first-order'):
-        runs = det[name]
-        add(f'| {name} | {fmt([r["adapted_top1"] for r in runs])} | '
-            f'{fmt([r["bbox_mAP"] for r in runs], 3)} | '
-            f'{fmt([r["bbox_mAP_50"] for r in runs], 3)} | '
-            f'{fmt([r["segm_mAP"] for r in runs], 3)} | '
-            f'{fmt([r["segm_mAP_50"] for r in runs], 3)} |')
-    add('')
-    add('First-order crop classifiers both arms start from: top-1 '
-        f'{fmt([r["classifier_top1"] for r in det["qnv2"]])} %.')
+    if det:
+        md.extend(_detection_table(det))
+    else:
+        add('**Not run for this report.** '
+            + results['detection'].get('note', ''))
     add('')
     add('## Limits')
     add('')
     add('- Small scale: a 0.18 M-parameter ResNet on 28×28 images, '
         f'{s["labels_per_class"]} labels per class, {s["iters"]} iterations '
-        'per arm, 3 seeds; the paper\'s claims are about ImageNet/COCO-size '
+        f'per arm, {seeds} seeds; the paper\'s claims are about ImageNet/COCO-size '
         'models and budgets. A verdict here is about this scale only.')
     add('- The lr was chosen on one seed; other hyper-parameters (weight '
         'decay, rank, alpha, stage switch, primary lr multiplier) were not '
         'tuned for any arm.')
-    add('- The detection part is a reduced schedule on generated shapes.')
+    add('- The detection part is a reduced schedule on generated shapes'
+        + ('.' if det else ', and was not run for this report.'))
     path = osp.join(out_dir, 'study.md')
     with open(path, 'w') as f:
         f.write('\n'.join(md) + '\n')
