@@ -25,10 +25,10 @@ from quadra_mm.models import QuadraNetV2
 from helpers import ROOT
 
 
-def _qnv2_resnet18(scope='mmdet', stages=None, **backbone):
+def _qnv2_resnet(scope='mmdet', stages=None, depth=18, **backbone):
     return DET_MODELS.build(dict(
         type='QuadraNetV2',
-        backbone=dict(type=f'{scope}.ResNet', depth=18, **backbone),
+        backbone=dict(type=f'{scope}.ResNet', depth=depth, **backbone),
         targets='resnet', stages=stages, adapter=dict(rank=4)))
 
 
@@ -59,16 +59,17 @@ class _Snapshot(Hook):
 
 
 class _Detector(BaseModel):
-    """A QNv2 R-18 with mmdet's `frozen_stages=1` and a head, adapters on
-    the stages that train (as configs/mask-rcnn_qnv2-r50_fpn_1x_coco.py)."""
+    """The QNv2-R50 backbone of configs/mask-rcnn_qnv2-r50_fpn_1x_coco.py
+    (mmdet's `frozen_stages=1`, adapters on the stages that train) and a
+    head."""
 
     def __init__(self):
         super().__init__()
         init_default_scope('mmdet')
-        self.backbone = _qnv2_resnet18(
-            stages=(1, 2, 3), frozen_stages=1, out_indices=(3, ),
+        self.backbone = _qnv2_resnet(
+            depth=50, stages=(1, 2, 3), frozen_stages=1, out_indices=(3, ),
             norm_eval=True)
-        self.head = nn.Linear(512, 1)
+        self.head = nn.Linear(2048, 1)
 
     def forward(self, inputs, targets=None, mode='tensor'):
         out = self.head(self.backbone(inputs)[-1].mean((2, 3)))
@@ -78,12 +79,12 @@ class _Detector(BaseModel):
 
 
 def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
-    """R-18 QNv2 with frozen_stages=1 (stem and layer1 frozen by mmdet's
+    """R-50 QNv2 with frozen_stages=1 (stem and layer1 frozen by mmdet's
     ResNet): stage 1 is iteration 1, stage 2 iterations 2-3. The frozen
     weights are bit-identical after the stage-2 optimizer steps; the other
     primary weights did move. The checkpoints the run wrote have the mode of
     any file created in the same directory."""
-    data = [dict(inputs=torch.randn(3, 64, 64), targets=torch.randn(1))
+    data = [dict(inputs=torch.randn(3, 32, 32), targets=torch.randn(1))
             for _ in range(6)]
     snapshot = _Snapshot()
     old_umask = os.umask(0o022)
@@ -97,7 +98,8 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
             optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2)),
             train_cfg=dict(by_epoch=False, max_iters=3),
             default_hooks=dict(checkpoint=dict(
-                type='CheckpointHook', interval=3, by_epoch=False)),
+                type='CheckpointHook', interval=3, by_epoch=False,
+                save_optimizer=False)),
             custom_hooks=[dict(type='QuadraticStageHook', switch_iter=1),
                           snapshot],
             default_scope='mmdet')
@@ -128,7 +130,7 @@ def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_branch():
     """mmcv's fuse_conv_bn (mmdet benchmark.py --fuse-conv-bn) on an adapted
     ResNet: same outputs as the unfused model."""
     init_default_scope('mmdet')
-    model = _qnv2_resnet18(out_indices=(0, 1, 2, 3))
+    model = _qnv2_resnet(out_indices=(0, 1, 2, 3))
     model.eval()  # mm ResNets' train() returns None: no chaining
     _perturb(model)
     x = torch.randn(2, 3, 64, 64)
@@ -145,7 +147,7 @@ def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_branch():
 
 def test_a_norm_removed_without_folding_is_an_error_naming_the_layer():
     init_default_scope('mmdet')
-    model = _qnv2_resnet18()
+    model = _qnv2_resnet()
     model.eval()
     model.layer2[0].bn2 = nn.Identity()  # removed, the conv left as it was
     with pytest.raises(RuntimeError, match=r'`bn2` after the quadratic conv '
@@ -168,7 +170,7 @@ _UNPICKLE = textwrap.dedent('''
 def test_mmdet_and_mmpretrain_resnets_adapted_in_one_process(tmp_path):
     """Two bases of the same name get two adapted classes; both deep-copy
     and pickle, and unpickle in a fresh process that built neither."""
-    det, cls = _qnv2_resnet18('mmdet'), _qnv2_resnet18('mmpretrain')
+    det, cls = _qnv2_resnet('mmdet'), _qnv2_resnet('mmpretrain')
     det.eval()
     cls.eval()
     assert type(det) is not type(cls)
