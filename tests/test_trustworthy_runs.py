@@ -121,6 +121,11 @@ def test_checkpoint_of_what_trained_round_trips(run_env, uninterrupted):
     full = uninterrupted / f'iter_{ITERS}.pth'
     adapter = uninterrupted / f'adapter_iter_{ITERS}.pth'
     stage1 = uninterrupted / f'adapter_iter_{CKPT_EVERY}.pth'
+    # Plain torch.load reads them (with WeightsOnlyCheckpointHook in the
+    # config), the resume state included.
+    state = torch.load(full, weights_only=True)['exact_resume']
+    assert state['iter'] == ITERS and len(state['rng']) == 1
+    assert 'trained_only' in torch.load(adapter, weights_only=True)['meta']
     sizes = {p.name: p.stat().st_size for p in (full, adapter, stage1)}
     print('checkpoint sizes (bytes):', sizes)
     # In stage 1 the primary backbone weights did not train: left out.
