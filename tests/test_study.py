@@ -20,7 +20,7 @@ from quadra_mm.datasets.fashion_mnist_files import FILES
 from helpers import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
-from study import ABLATIONS, ARMS, TASKS  # noqa: E402
+from study import ABLATIONS, ARMS, TASKS, cached  # noqa: E402
 
 DATA = osp.join(ROOT, 'data', 'fashion_mnist')
 
@@ -109,6 +109,24 @@ def test_prepare_is_idempotent(data_dir):
     prepare_fashion_mnist(data_dir)
     assert sizes == {name: osp.getmtime(osp.join(data_dir, name))
                      for name in FILES}
+
+
+def test_run_results_are_reused_only_for_the_same_config(tmp_path):
+    from mmengine.config import Config
+    calls = []
+
+    def run():
+        calls.append(1)
+        return dict(top1=float(len(calls)))
+
+    path = str(tmp_path / 'run' / 'study_run.json')
+    first = Config(dict(lr=0.1, experiment_name='a', visualizer=dict(name='a')))
+    assert cached(path, first, run) == dict(top1=1.0)
+    # Only the per-process run names differ: the result is reused.
+    again = Config(dict(lr=0.1, experiment_name='b', visualizer=dict(name='b')))
+    assert cached(path, again, run) == dict(top1=1.0)
+    assert cached(path, Config(dict(lr=0.2)), run) == dict(top1=2.0)
+    assert len(calls) == 2
 
 
 @pytest.mark.slow

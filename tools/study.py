@@ -47,6 +47,7 @@ from mmengine.config import Config  # noqa: E402
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
 import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
 from quadra_mm.cli import build_runner  # noqa: E402
+from quadra_mm.hooks.stage_hook import primary_parameters  # noqa: E402
 from quadra_mm.datasets import make_demo_data, prepare_fashion_mnist  # noqa: E402
 from quadra_mm.ops import is_adapter_param_name  # noqa: E402
 from study_report import write_report  # noqa: E402
@@ -179,15 +180,24 @@ class Progress:
     """Counts finished work units and prints an ETA from the measured rate."""
 
     def __init__(self, total_units: float) -> None:
-        self.total, self.done, self.start = total_units, 0.0, time.time()
+        self.total, self.done = total_units, 0.0
+        self.start = self.last = time.time()
+        self.reused = 0.0
 
     def step(self, units: float, label: str, seconds: float) -> None:
-        self.done += units
-        elapsed = time.time() - self.start
+        now = time.time()
+        if now - self.last < 0.5:  # reused from an earlier invocation
+            self.reused += units
+            label += ' (reused)'
+        else:
+            self.done += units
+        self.last = now
+        elapsed = now - self.start
         rate = elapsed / max(self.done, 1e-9)
-        eta = rate * max(self.total - self.done, 0.0)
-        print(f'[{100 * self.done / self.total:5.1f} %] {label}: {seconds:.1f} s'
-              f' | elapsed {_mmss(elapsed)} | ETA {_mmss(eta)}', flush=True)
+        left = max(self.total - self.reused - self.done, 0.0)
+        print(f'[{100 * (self.done + self.reused) / self.total:5.1f} %] '
+              f'{label}: {seconds:.1f} s | elapsed {_mmss(elapsed)} | '
+              f'ETA {_mmss(rate * left)}', flush=True)
 
 
 def _mmss(seconds: float) -> str:
@@ -373,6 +383,54 @@ def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
     return cfg
 
 
+def step_time_ratios(scale: Scale, data: str, source: str,
+                     repeats: int = 5, steps: int = 3) -> Dict[str, float]:
+    """Train-step time of each arm and part-3 variant on task (b) over that
+    of full first-order fine-tuning: forward, cross-entropy, backward and
+    AdamW on the parameters the arm trains, batch ``scale.batch``, models
+    measured in turn in this process (the same machine load), median of
+    ``repeats`` rounds of ``steps`` steps each."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    variants: Dict[str, Tuple[str, Callable[[Config], None], bool]] = {
+        'full-ft': ('full-ft', _full, False),
+        'linear-probe': ('linear-probe', _linear_probe, False),
+        'lora': ('lora', _lora, True),
+        'qnv2-adapters': ('qnv2-adapters', _adapters_only, True),
+        'qnv2 stage 2 (everything trains)': ('qnv2-stages', _stages, False),
+    }
+    for name, _, change in ABLATIONS:
+        variants[name] = ('qnv2-adapters', lambda cfg, iters, change=change: (
+            _adapters_only(cfg, iters), change(cfg)), True)
+    models = {}
+    for label, (arm, configure, stage1) in variants.items():
+        cfg = target_cfg('shift', ARM_BY_NAME[arm], scale, data, 0, 1e-3,
+                         source, osp.join(ROOT, 'work_dirs', 'unused'))
+        configure(cfg, scale.iters)
+        model = MODELS.build(cfg.model)
+        model.train()
+        if stage1:  # stage 1: the primary terms are frozen
+            for param in primary_parameters(model, 'backbone').values():
+                param.requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        models[label] = (model, torch.optim.AdamW(params, lr=1e-3))
+    inputs = torch.randn(scale.batch, 1, 28, 28)
+    labels = torch.randint(0, 5, (scale.batch, ))
+    times: Dict[str, List[float]] = {label: [] for label in models}
+    for _ in range(repeats + 1):  # the first round warms up
+        for label, (model, optimizer) in models.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = torch.nn.functional.cross_entropy(
+                    model(inputs, mode='tensor'), labels)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            times[label].append(time.perf_counter() - start)
+    median = {label: sorted(t[1:])[len(t[1:]) // 2] for label, t in times.items()}
+    return {label: median[label] / median['full-ft'] for label in median}
+
+
 # --------------------------------------------------------------------------
 # the study
 # --------------------------------------------------------------------------
@@ -551,6 +609,11 @@ class Study:
                 if name not in shift:
                     shift[name] = self.arm('shift', ARM_BY_NAME[name], sources)
         self.ablations(sources, ablations)
+        if ablations:
+            start = time.time()
+            self.results['step_time_ratios'] = step_time_ratios(
+                self.scale, self.data, sources[self.scale.seeds[0]])
+            self._step(0, 'step-time ratios', time.time() - start)
         if 'efficiency' in parts:
             self.efficiency(sources)
         if 'detection' in parts:
