@@ -152,7 +152,7 @@ def plot_bars(results: dict, path: str) -> None:
             for r in a['runs']]
     ax.set_ylim(max(0.0, min(lows) - 10), 100)
     ax.grid(axis='y', alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc='upper left', framealpha=0.95)
     ax.set_title('Final test accuracy per arm, mean ± std over seeds', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
