@@ -34,7 +34,7 @@ import os.path as osp
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -63,6 +63,7 @@ class Scale:
     name: str
     source_per_class: int  # source images per class
     source_iters: int
+    source_batch: int
     labels_per_class: int  # target train images per class
     val_per_class: int
     test_per_class: Optional[int]  # None: the whole test file (1000)
@@ -80,12 +81,12 @@ class Scale:
     det_iters: int  # Mask R-CNN iterations
 
 
-FULL = Scale('full', source_per_class=1000, source_iters=300,
+FULL = Scale('full', source_per_class=1000, source_iters=300, source_batch=64,
              labels_per_class=100, val_per_class=100, test_per_class=None,
              iters=60, val_interval=20, batch=32, lrs=(5e-4, 2e-3, 8e-3),
              seeds=(0, 1, 2), scratch_factor=3, det_train=400, det_val=60,
              det_img=128, det_crop=48, det_cls_epochs=6, det_iters=200)
-QUICK = Scale('quick', source_per_class=20, source_iters=4,
+QUICK = Scale('quick', source_per_class=20, source_iters=4, source_batch=10,
               labels_per_class=4, val_per_class=4, test_per_class=4,
               iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
               scratch_factor=2, det_train=6, det_val=4, det_img=96,
@@ -360,7 +361,7 @@ def test_len(scale: Scale) -> int:
 def source_cfg(scale: Scale, data: str, seed: int, work: str) -> Config:
     cfg = load(osp.join(STUDY, 'resnet18-cifar_fmnist-source.py'))
     _datasets(cfg, data, scale, seed, 'source', scale.source_per_class)
-    cfg.train_dataloader.batch_size = 64 if scale is FULL else scale.batch
+    cfg.train_dataloader.batch_size = scale.source_batch
     _schedule(cfg, scale.source_iters, scale.source_iters, warmup=20)
     _quiet(cfg, osp.join(work, 'source', f'seed{seed}'))
     return cfg
@@ -597,7 +598,8 @@ class Study:
         """Run ``parts`` (all by default); what they need from other parts
         (source models, the lr the shifted task chose) is run or reused."""
         start = time.time()
-        sources = self.source()
+        # Everything but the detection part adapts the source models.
+        sources = self.source() if set(parts) - {'detection'} else {}
         for task in TASKS:
             if task in parts:
                 self.results['tasks'][task] = {
@@ -709,6 +711,9 @@ def main() -> None:
     parser.add_argument('--parts', nargs='+', choices=PARTS, default=PARTS,
                         help='run only these parts (their results are kept '
                         'in --work-dir; the report needs all of them)')
+    parser.add_argument('--seeds', type=int, nargs='+',
+                        help='run only these seeds (with --parts, to split a '
+                        'study over processes)')
     parser.add_argument('--report-only', metavar='RESULTS_JSON',
                         help='only (re)write the report from a results.json '
                         'of an earlier run')
@@ -723,6 +728,8 @@ def main() -> None:
         print(f'Fashion-MNIST ready in {args.data}')
         return
     scale = QUICK if args.quick else FULL
+    if args.seeds:
+        scale = replace(scale, seeds=tuple(args.seeds))
     torch.set_num_threads(args.threads)
     work = args.work_dir or osp.join(
         ROOT, 'work_dirs', 'study' + ('-quick' if args.quick else ''))

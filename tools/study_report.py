@@ -373,7 +373,7 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
         else:
             saved = 1 - s['iters'] / reach
             adapt_images = s['iters'] * s['batch']
-            source_images = s['source_iters'] * 64
+            source_images = s['source_iters'] * s.get('source_batch', 64)
             claims.append((paper, '**not supported** at this scale: from '
                            f'scratch needed {reach / s["iters"]:.1f}× the '
                            f'adaptation steps (the adaptation saves {saved:.0%} '
@@ -389,7 +389,8 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     if eff:
         add(f'Adaptation efficiency (task b): {eff}. The source pretraining '
             f'that adaptation relies on cost {s["source_iters"]} iterations of '
-            'batch 64 per seed, paid once per source model (see below).')
+            f'batch {s.get("source_batch", 64)} per seed, paid once per source '
+            'model (see below).')
         add('')
     add('## Set-up')
     add('')
@@ -504,7 +505,8 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
         add(f'QuadraNet from scratch on task (b), {eff_iters} iterations at '
             f'the lr its arm chose ({results["efficiency"]["lr"]:g}), same '
             f'data and batch. {eff}. Pretraining cost, reported separately: '
-            f'{s["source_iters"]} source iterations (batch 64) per source '
+            f'{s["source_iters"]} source iterations (batch '
+            f'{s.get("source_batch", 64)}) per source '
             f'model; adaptation itself: {s["iters"]} iterations (batch '
             f'{s["batch"]}). Final val top-1 of the long scratch runs: '
             f'{fmt([r["final"] for r in results["efficiency"]["runs"]])} %.')
