@@ -25,6 +25,7 @@ setup(
     packages=find_packages(include=['quadra_mm', 'quadra_mm.*']),
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'tests': ['pytest>=8', 'pytest-timeout']},
+    # seaborn: mmdet's tools/analysis_tools/analyze_logs.py imports it; the tests run that tool.
+    extras_require={'tests': ['pytest>=8', 'pytest-timeout', 'seaborn']},
     license='Apache-2.0',
 )

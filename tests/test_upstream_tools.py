@@ -99,8 +99,8 @@ def _train_log(run) -> str:
 def test_analyze_logs_reads_the_train_lines(run):
     """mmdet's analyze_logs parser: the QNv2 statistics are train values,
     each train line keeps its `iter`, the mAP is validation. The tool's own
-    `load_json_logs`, taken from its file: the module imports seaborn, which
-    the pinned stack does not install (the CLI is run in the next test)."""
+    `load_json_logs`, taken from its file, so that its result can be read
+    (the CLI is run in the next test)."""
     tree = ast.parse(open(ANALYZE_LOGS).read())
     [function] = [node for node in tree.body if isinstance(
         node, ast.FunctionDef) and node.name == 'load_json_logs']
@@ -116,7 +116,6 @@ def test_analyze_logs_reads_the_train_lines(run):
 
 
 def test_analyze_logs_cli(run, tmp_path):
-    pytest.importorskip('seaborn')
     out = tmp_path / 'ratio.png'
     run_tool([sys.executable, ANALYZE_LOGS, 'plot_curve', _train_log(run),
               '--keys', 'loss', 'qnv2_stage1_ratio', '--out', str(out),
