@@ -327,19 +327,22 @@ def load(path: str) -> Config:
 # --------------------------------------------------------------------------
 # classification configs
 # --------------------------------------------------------------------------
-def _schedule(cfg: Config, iters: int, val_interval: int,
-              warmup: int) -> None:
+def _schedule(cfg: Config, iters: int, val_interval: int, warmup: int,
+              start_factor: float = 0.1, log_interval: Optional[int] = None) -> None:
+    """Linear warm-up then cosine over ``iters``; one checkpoint at the end; log
+    every ``log_interval`` (default ``val_interval``) iterations."""
     warmup = max(1, min(warmup, iters // 2))
     cfg.train_cfg.update(max_iters=iters, val_interval=val_interval)
     cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+        dict(type='LinearLR', start_factor=start_factor, by_epoch=False, begin=0,
              end=warmup),
         dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup,
              end=iters, eta_min=1e-5),
     ]
     cfg.default_hooks.checkpoint.interval = iters
-    cfg.default_hooks.logger.update(interval=max(1, min(val_interval, iters)),
-                                    log_metric_by_epoch=False)
+    cfg.default_hooks.logger.update(
+        interval=max(1, min(log_interval or val_interval, iters)),
+        log_metric_by_epoch=False)
 
 
 def _datasets(cfg: Config, data: str, scale: Scale, seed: int,
@@ -674,16 +677,7 @@ def _detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
     cfg.test_evaluator = cfg.val_evaluator
     iters = scale.det_iters
     warmup = max(1, iters // 16)
-    cfg.train_cfg.update(max_iters=iters, val_interval=iters)
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-             end=warmup),
-        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup,
-             end=iters, eta_min=1e-5),
-    ]
-    cfg.default_hooks.checkpoint.interval = iters
-    cfg.default_hooks.logger.update(interval=max(1, min(20, iters)),
-                                    log_metric_by_epoch=False)
+    _schedule(cfg, iters, iters, warmup, start_factor=0.01, log_interval=20)
     for hook in cfg.custom_hooks:
         if hook.type == 'QuadraticStageHook':
             hook.switch_iter = warmup
