@@ -14,6 +14,18 @@ DEMO_DETECTOR = osp.join(CONFIGS, 'demo',
 TINY_CONVNEXT = dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64])
 
 
+def tiny_training(num_samples: int) -> dict:
+    """``train_dataloader`` and ``optim_wrapper`` of a Runner over
+    ``num_samples`` random 3x32x32 inputs, batch 2, in order, AdamW lr 1e-2."""
+    data = [dict(inputs=torch.randn(3, 32, 32), targets=torch.randn(1))
+            for _ in range(num_samples)]
+    return dict(
+        train_dataloader=dict(
+            dataset=data, batch_size=2, collate_fn=dict(type='default_collate'),
+            sampler=dict(type='DefaultSampler', shuffle=False)),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2)))
+
+
 def convnext_cfg(arch=None, out_indices=(0, 1, 2, 3), **kwargs) -> dict:
     return dict(type='mmpretrain.ConvNeXt', arch=arch or TINY_CONVNEXT,
                 out_indices=list(out_indices), gap_before_final_norm=False,

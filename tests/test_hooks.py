@@ -11,7 +11,7 @@ import quadra_mm  # noqa: F401
 from quadra_mm.hooks import QuadraticStageHook, primary_parameters
 from quadra_mm.ops import is_adapter_param_name
 
-from helpers import TINY_CONVNEXT, convnext_cfg, qnv2_cfg
+from helpers import TINY_CONVNEXT, convnext_cfg, qnv2_cfg, tiny_training
 
 
 class TinyDetector(BaseModel):
@@ -51,8 +51,6 @@ class RecordChanges(Hook):
 
 def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None):
     torch.manual_seed(0)
-    data = [dict(inputs=torch.randn(3, 32, 32), targets=torch.randn(1))
-            for _ in range(8)]
     recorder = RecordChanges()
     hooks = [dict(type='QuadraticStageHook', switch_iter=switch_iter,
                   primary_lr_mult=0.5), recorder]
@@ -61,10 +59,7 @@ def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None):
     runner = Runner(
         model=TinyDetector(),
         work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
-            batch_size=2, collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2)),
+        **tiny_training(8),
         param_scheduler=dict(type='CosineAnnealingLR', T_max=8,
                              by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),

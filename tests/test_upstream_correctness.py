@@ -22,7 +22,7 @@ import quadra_mm  # noqa: F401
 from quadra_mm.adapters import quadratic_layers
 from quadra_mm.models import QuadraNetV2
 
-from helpers import ROOT
+from helpers import ROOT, tiny_training
 
 
 def _qnv2_resnet(scope='mmdet', stages=None, depth=18, **backbone):
@@ -84,18 +84,11 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
     weights are bit-identical after the stage-2 optimizer steps; the other
     primary weights did move. The checkpoints the run wrote have the mode of
     any file created in the same directory."""
-    data = [dict(inputs=torch.randn(3, 32, 32), targets=torch.randn(1))
-            for _ in range(6)]
     snapshot = _Snapshot()
     old_umask = os.umask(0o022)
     try:
         runner = Runner(
-            model=_Detector(), work_dir=str(tmp_path),
-            train_dataloader=dict(
-                dataset=data, batch_size=2, collate_fn=dict(
-                    type='default_collate'),
-                sampler=dict(type='DefaultSampler', shuffle=False)),
-            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2)),
+            model=_Detector(), work_dir=str(tmp_path), **tiny_training(6),
             train_cfg=dict(by_epoch=False, max_iters=3),
             default_hooks=dict(checkpoint=dict(
                 type='CheckpointHook', interval=3, by_epoch=False,

@@ -10,19 +10,13 @@ import quadra_mm  # noqa: F401
 from quadra_mm.hooks.weights_only_checkpoint_hook import (
     restore_history_buffers, to_weights_only)
 
+from helpers import tiny_training
 from test_hooks import TinyDetector
 
 
 def _runner(work_dir, max_iters, resume=False):
-    data = [dict(inputs=torch.randn(3, 32, 32), targets=torch.randn(1))
-            for _ in range(8)]
     return Runner(
-        model=TinyDetector(), work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=data, batch_size=2, collate_fn=dict(
-                type='default_collate'),
-            sampler=dict(type='DefaultSampler', shuffle=False)),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2)),
+        model=TinyDetector(), work_dir=str(work_dir), **tiny_training(8),
         param_scheduler=dict(type='CosineAnnealingLR', T_max=4,
                              by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
