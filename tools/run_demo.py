@@ -48,7 +48,11 @@ def last_checkpoint(work_dir: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-root', default='work_dirs/demo')
+    parser.add_argument('--seed', type=int, default=None,
+                        help="every training step's randomness.seed (default: "
+                        "the configs' own, 0); the data stays the same")
     args = parser.parse_args()
+    seed = [] if args.seed is None else [f'randomness.seed={args.seed}']
     work = {name: osp.join(args.work_root, name) for name in (
         'classifier', 'adapted', 'detector', 'test')}
     times: Dict[str, float] = {}
@@ -57,18 +61,18 @@ def main() -> None:
     run('data', ['tools/make_demo_data.py', '--out', 'data/shapes',
                  '--skip-existing'], times)
     run('first-order classifier',
-        ['tools/train.py', CLASSIFIER, '--work-dir', work['classifier']],
-        times)
+        ['tools/train.py', CLASSIFIER, '--work-dir', work['classifier'],
+         *(['--cfg-options', *seed] if seed else [])], times)
     first_order = last_checkpoint(work['classifier'])
     run('QNv2 adaptation (mmpretrain)',
         ['tools/train.py', ADAPTED, '--work-dir', work['adapted'],
          '--cfg-options', f'model.backbone.init_cfg.checkpoint={first_order}',
-         f'model.head.init_cfg.checkpoint={first_order}'], times)
+         f'model.head.init_cfg.checkpoint={first_order}', *seed], times)
     adapted = last_checkpoint(work['adapted'])
     run('Mask R-CNN training (mmdet)',
         ['tools/train.py', DETECTOR, '--work-dir', work['detector'],
-         '--cfg-options', f'model.backbone.init_cfg.checkpoint={adapted}'],
-        times)
+         '--cfg-options', f'model.backbone.init_cfg.checkpoint={adapted}',
+         *seed], times)
     detector = last_checkpoint(work['detector'])
     run('COCO evaluation (mmdet)',
         ['tools/test.py', DETECTOR, detector, '--work-dir', work['test'],
@@ -78,6 +82,7 @@ def main() -> None:
     adapted_acc = latest_metrics(osp.join(ROOT, work['adapted']), 'accuracy/top1')
     coco = latest_metrics(osp.join(ROOT, work['test']), 'coco/bbox_mAP')
     summary = dict(
+        seed=args.seed,
         first_order_top1=classifier['accuracy/top1'],
         qnv2_adapted_top1=adapted_acc['accuracy/top1'],
         bbox_mAP=coco['coco/bbox_mAP'],

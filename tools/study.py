@@ -8,8 +8,10 @@ at the same budget? One command, real data (Fashion-MNIST), >= 3 seeds.
 
 Every run is an mmengine ``Runner`` built from a config of ``configs/study``
 (or ``configs/demo``) with the project's ``quadra_mm.cli.build_runner``, as
-``tools/train.py`` / ``tools/test.py`` build theirs, in this one process. The
-protocol (docs/study.md says it again next to the numbers):
+``tools/train.py`` / ``tools/test.py`` build theirs, in one of ``--workers``
+processes (default: one per CPU core, one torch thread each; every run is
+seeded, so its result does not depend on which worker ran it). The protocol
+(docs/study.md says it again next to the numbers):
 
 1. Source: a first-order CIFAR-style ResNet-18 is pretrained on 5 classes,
    one source model per seed.
@@ -29,11 +31,14 @@ import functools
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import os.path as osp
 import platform
 import sys
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -79,18 +84,20 @@ class Scale:
     det_crop: int
     det_cls_epochs: int  # first-order crop classifier
     det_iters: int  # Mask R-CNN iterations
+    timing_repeats: int  # rounds of the step-time measurement
 
 
 FULL = Scale('full', source_per_class=1000, source_iters=300, source_batch=64,
              labels_per_class=100, val_per_class=100, test_per_class=None,
-             iters=60, val_interval=20, batch=32, lrs=(5e-4, 2e-3, 8e-3),
+             iters=60, val_interval=20, batch=32, lrs=(2e-3, 8e-3, 3.2e-2, 1.28e-1),
              seeds=(0, 1, 2), scratch_factor=3, det_train=400, det_val=60,
-             det_img=128, det_crop=48, det_cls_epochs=6, det_iters=200)
+             det_img=128, det_crop=48, det_cls_epochs=6, det_iters=200,
+             timing_repeats=5)
 QUICK = Scale('quick', source_per_class=20, source_iters=4, source_batch=10,
               labels_per_class=4, val_per_class=4, test_per_class=4,
               iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
               scratch_factor=2, det_train=6, det_val=4, det_img=96,
-              det_crop=32, det_cls_epochs=2, det_iters=4)
+              det_crop=32, det_cls_epochs=2, det_iters=4, timing_repeats=1)
 
 
 @dataclass(frozen=True)
@@ -172,27 +179,40 @@ ABLATIONS = (
      lambda cfg: cfg.model.backbone.adapter.update(rank=16)),
     ('late-stages', 'kernel quadratic, rank 8, stages 3-4 only',
      lambda cfg: cfg.model.backbone.update(stages=[2, 3])),
+    # The two cheaper placements of docs/benchmarks.md (issue 7): a default
+    # may change only with their accuracy measured here.
+    ('stages-2-4', 'kernel quadratic, rank 8, stages 2-4',
+     lambda cfg: cfg.model.backbone.update(stages=[1, 2, 3])),
+    ('1x1', 'kernel quadratic, rank 8, 1x1 A/B (not atrous), all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(kernel_size=1, dilation=1)),
 )
 PARTS = ('source', *TASKS, *(name for name, *_ in ABLATIONS), 'efficiency',
          'detection')
 
 
 class Progress:
-    """Counts finished work units and prints an ETA from the measured rate."""
+    """Counts finished work units and prints an ETA from the measured rate
+    (thread-safe: the study's parts report from several threads)."""
 
     def __init__(self, total_units: float) -> None:
         self.total, self.done = total_units, 0.0
-        self.start = self.last = time.time()
+        self.start = time.time()
         self.reused = 0.0
+        self.lock = threading.Lock()
 
-    def step(self, units: float, label: str, seconds: float) -> None:
+    def step(self, units: float, label: str, seconds: float,
+             reused: bool = False) -> None:
+        with self.lock:
+            self._step(units, label, seconds, reused)
+
+    def _step(self, units: float, label: str, seconds: float,
+              reused: bool) -> None:
         now = time.time()
-        if now - self.last < 0.5:  # reused from an earlier invocation
+        if reused:  # by an earlier invocation: no time spent now
             self.reused += units
             label += ' (reused)'
         else:
             self.done += units
-        self.last = now
         elapsed = now - self.start
         rate = elapsed / max(self.done, 1e-9)
         left = max(self.total - self.reused - self.done, 0.0)
@@ -235,6 +255,16 @@ def fingerprint(cfg: Config) -> str:
                                    default=str).encode()).hexdigest()
 
 
+def _saved(path: str, cfg: Config) -> Optional[dict]:
+    """What :func:`cached` kept at ``path`` for ``cfg``, if anything."""
+    if osp.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved.get('config') == fingerprint(cfg):
+            return saved
+    return None
+
+
 def cached(path: str, cfg: Config, compute: Callable[[], object]):
     """``compute()``, or what it returned for the same config before.
 
@@ -243,11 +273,9 @@ def cached(path: str, cfg: Config, compute: Callable[[], object]):
     processes with ``--parts``) continues where it stopped, and a changed
     config is run again."""
     key = fingerprint(cfg)
-    if osp.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
-        if saved.get('config') == key:
-            return saved['result']
+    saved = _saved(path, cfg)
+    if saved is not None:
+        return saved['result']
     result = compute()
     os.makedirs(osp.dirname(path), exist_ok=True)
     with open(path + '.partial', 'w') as f:
@@ -259,8 +287,11 @@ def cached(path: str, cfg: Config, compute: Callable[[], object]):
 def train(cfg: Config, metric: str) -> dict:
     """Train ``cfg`` (or reuse its earlier result); the final checkpoint,
     the val curve of ``metric`` and the mean train-step time."""
-    return cached(osp.join(cfg.work_dir, 'study_run.json'), cfg,
-                  lambda: _train(cfg, metric))
+    return cached(_run_path(cfg), cfg, lambda: _train(cfg, metric))
+
+
+def _run_path(cfg: Config) -> str:
+    return osp.join(cfg.work_dir, 'study_run.json')
 
 
 def _train(cfg: Config, metric: str) -> dict:
@@ -319,9 +350,14 @@ def _parsed(path: str) -> Config:
                   filename=parsed.filename, format_python_code=False)
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def load(path: str) -> Config:
-    """A fresh copy of the config file ``path`` (each parsed once)."""
-    return copy.deepcopy(_parsed(path))
+    """A fresh copy of the config file ``path`` (each parsed once; mmengine's
+    parser is not thread-safe: its base lookup goes through pkg_resources)."""
+    with _LOAD_LOCK:
+        return copy.deepcopy(_parsed(path))
 
 
 # --------------------------------------------------------------------------
@@ -388,12 +424,12 @@ def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
 
 
 def step_time_ratios(scale: Scale, data: str, source: str,
-                     repeats: int = 5, steps: int = 3) -> Dict[str, float]:
+                     steps: int = 3) -> Dict[str, float]:
     """Train-step time of each arm and part-3 variant on task (b) over that
     of full first-order fine-tuning: forward, cross-entropy, backward and
     AdamW on the parameters the arm trains, batch ``scale.batch``, models
     measured in turn in this process (the same machine load), median of
-    ``repeats`` rounds of ``steps`` steps each."""
+    ``scale.timing_repeats`` rounds of ``steps`` steps each."""
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope('mmpretrain')
     variants: Dict[str, Tuple[str, Callable[[Config], None], bool]] = {
@@ -421,7 +457,7 @@ def step_time_ratios(scale: Scale, data: str, source: str,
     inputs = torch.randn(scale.batch, 1, 28, 28)
     labels = torch.randint(0, 5, (scale.batch, ))
     times: Dict[str, List[float]] = {label: [] for label in models}
-    for _ in range(repeats + 1):  # the first round warms up
+    for _ in range(scale.timing_repeats + 1):  # the first round warms up
         for label, (model, optimizer) in models.items():
             start = time.perf_counter()
             for _ in range(steps):
@@ -438,11 +474,34 @@ def step_time_ratios(scale: Scale, data: str, source: str,
 # --------------------------------------------------------------------------
 # the study
 # --------------------------------------------------------------------------
+def _concurrently(fn: Callable, items) -> list:
+    """``[fn(item) for item in items]``, each call in its own thread: the
+    calls only wait on worker processes, and no thread ever waits for a
+    free thread (no pool to exhaust)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(len(items)) as threads:
+        return list(threads.map(fn, items))
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
 class Study:
+    """The study's parts, each run from a thread of this process that hands
+    its trainings and tests to a pool of ``workers`` processes: independent
+    runs (lr sweeps, seeds, arms, the detection chain) overlap, dependent
+    ones (the seeds after their arm's sweep, part 3 after the lr it reuses)
+    wait for what they need."""
 
     def __init__(self, scale: Scale, work: str, data: str,
-                 parts: Sequence[str] = PARTS) -> None:
+                 parts: Sequence[str] = PARTS, workers: int = 1,
+                 threads: int = 1) -> None:
         self.scale, self.work, self.data = scale, work, data
+        self.workers, self.threads = workers, threads
+        self.pool: Optional[ProcessPoolExecutor] = None
         s = scale
         seeds = len(s.seeds)
         # a test pass: forward only, about a third of a training image
@@ -461,89 +520,113 @@ class Study:
         self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
                                   detection={})
 
-    def _step(self, units: float, label: str, seconds: float) -> None:
-        self.progress.step(units, label, seconds)
+    def _step(self, units: float, label: str, seconds: float,
+              reused: bool = False) -> None:
+        self.progress.step(units, label, seconds, reused)
+
+    def _train(self, cfg: Config, metric: str) -> dict:
+        """:func:`train` in a worker; ``reused``: by an earlier invocation."""
+        reused = _saved(_run_path(cfg), cfg) is not None
+        return dict(self.pool.submit(train, cfg, metric).result(), reused=reused)
+
+    def _test(self, cfg: Config, checkpoint: str) -> float:
+        return self.pool.submit(test, cfg, checkpoint,
+                                test_len(self.scale)).result()
 
     def source(self) -> Dict[int, str]:
-        out, ckpts = {}, {}
-        for seed in self.scale.seeds:
+        def one(seed: int) -> dict:
             cfg = source_cfg(self.scale, self.data, seed, self.work)
-            run = train(cfg, 'accuracy/top1')
-            run['test'] = test(cfg, run['checkpoint'], test_len(self.scale))
-            ckpts[seed] = run['checkpoint']
-            out[seed] = _summary(run)
+            run = self._train(cfg, 'accuracy/top1')
+            run['test'] = self._test(cfg, run['checkpoint'])
             self._step(2 * self.scale.source_iters + self.test_units,
                        f'source model, seed {seed}: val {run["final"]:.1f} '
-                       f'test {run["test"]:.1f}', run['seconds'])
-        self.results['source'] = out
-        return ckpts
+                       f'test {run["test"]:.1f}', run['seconds'], run['reused'])
+            return run
+
+        runs = dict(zip(self.scale.seeds, _concurrently(one, self.scale.seeds)))
+        self.results['source'] = {seed: _summary(run) for seed, run in runs.items()}
+        return {seed: run['checkpoint'] for seed, run in runs.items()}
 
     def arm(self, task: str, arm: Arm, sources: Dict[int, str]) -> dict:
         s = self.scale
-        seed0 = s.seeds[0]
 
         def run(seed: int, lr: float) -> Tuple[Config, dict]:
             cfg = target_cfg(task, arm, s, self.data, seed, lr, sources[seed],
                              osp.join(self.work, task, arm.name,
                                       f'lr{lr:g}_seed{seed}'))
-            result = train(cfg, 'accuracy/top1')
+            result = self._train(cfg, 'accuracy/top1')
             self._step(s.iters, f'{task} / {arm.name} lr {lr:g} seed {seed}: '
-                       f'val {result["final"]:.1f}', result['seconds'])
+                       f'val {result["final"]:.1f}', result['seconds'],
+                       result['reused'])
             return cfg, result
 
-        sweep = {lr: run(seed0, lr) for lr in s.lrs}
+        sweep = dict(zip(s.lrs, _concurrently(
+            lambda lr: run(s.seeds[0], lr), s.lrs)))
         best = max(s.lrs, key=lambda lr: sweep[lr][1]['final'])
-        runs = [sweep[best]] + [run(seed, best) for seed in s.seeds[1:]]
-        summaries = []
-        for seed, (cfg, result) in zip(s.seeds, runs):
+        runs = [sweep[best]] + _concurrently(lambda seed: run(seed, best),
+                                             s.seeds[1:])
+
+        def scored(seed_run: Tuple[int, Tuple[Config, dict]]) -> dict:
+            seed, (cfg, result) = seed_run
             start = time.time()
-            result['test'] = test(cfg, result['checkpoint'], test_len(s))
-            summaries.append(dict(_summary(result), seed=seed))
+            result['test'] = self._test(cfg, result['checkpoint'])
             self._step(self.test_units, f'{task} / {arm.name} seed {seed}: '
-                       f'test {result["test"]:.1f}', time.time() - start)
+                       f'test {result["test"]:.1f}', time.time() - start,
+                       result['reused'])
+            return dict(_summary(result), seed=seed)
+
         return dict(describe=arm.describe, lr=best,
                     sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in s.lrs},
                     sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in s.lrs),
-                    runs=summaries)
+                    runs=_concurrently(scored, zip(s.seeds, runs)))
 
-    def ablations(self, sources: Dict[int, str], ablations) -> None:
+    def ablations(self, sources: Dict[int, str], ablations, lr: float) -> None:
+        """Part 3: the adapters-only recipe at ``lr`` (the one its arm chose
+        on the shifted task), changed by each of ``ablations``."""
         s = self.scale
         base = ARM_BY_NAME['qnv2-adapters']
-        for name, describe, change in ablations:
-            lr = self.results['tasks']['shift'][base.name]['lr']
-            summaries = []
-            for seed in s.seeds:
-                cfg = target_cfg('shift', base, s, self.data, seed, lr,
-                                 sources[seed], osp.join(
-                                     self.work, 'ablation', name, f'seed{seed}'))
-                change(cfg)
-                result = train(cfg, 'accuracy/top1')
-                result['test'] = test(cfg, result['checkpoint'], test_len(s))
-                summaries.append(dict(_summary(result), seed=seed))
-                self._step(s.iters + self.test_units, f'ablation {name} seed {seed}: test '
-                           f'{result["test"]:.1f}', result['seconds'])
-            self.results['ablation'][name] = dict(describe=describe, lr=lr,
-                                                  runs=summaries)
 
-    def efficiency(self, sources: Dict[int, str]) -> None:
+        def one(item: Tuple[Tuple[str, str, Callable], int]) -> dict:
+            (name, _, change), seed = item
+            cfg = target_cfg('shift', base, s, self.data, seed, lr,
+                             sources[seed], osp.join(
+                                 self.work, 'ablation', name, f'seed{seed}'))
+            change(cfg)
+            result = self._train(cfg, 'accuracy/top1')
+            result['test'] = self._test(cfg, result['checkpoint'])
+            self._step(s.iters + self.test_units, f'ablation {name} seed {seed}: '
+                       f'test {result["test"]:.1f}', result['seconds'],
+                       result['reused'])
+            return dict(_summary(result), seed=seed)
+
+        items = [(ablation, seed) for ablation in ablations for seed in s.seeds]
+        runs = _concurrently(one, items)
+        for name, describe, _ in ablations:
+            self.results['ablation'][name] = dict(
+                describe=describe, lr=lr,
+                runs=[run for (ablation, _), run in zip(items, runs)
+                      if ablation[0] == name])
+
+    def efficiency(self, sources: Dict[int, str], lr: float) -> None:
         """QuadraNet from scratch on ``shift`` for ``scratch_factor`` times
-        the adaptation budget, val curve only."""
+        the adaptation budget at ``lr`` (its arm's choice), val curve only."""
         s = self.scale
         arm = ARM_BY_NAME['quadranet-scratch']
-        lr = self.results['tasks']['shift'][arm.name]['lr']
         iters = s.iters * s.scratch_factor
-        summaries = []
-        for seed in s.seeds:
+
+        def one(seed: int) -> dict:
             cfg = target_cfg('shift', arm, s, self.data, seed, lr,
                              sources[seed], osp.join(
                                  self.work, 'efficiency', f'seed{seed}'),
                              iters=iters)
-            result = train(cfg, 'accuracy/top1')
-            summaries.append(dict(_summary(result), seed=seed))
+            result = self._train(cfg, 'accuracy/top1')
             self._step(iters, f'QuadraNet from scratch x{s.scratch_factor}, '
                        f'seed {seed}: val {result["final"]:.1f}',
-                       result['seconds'])
-        self.results['efficiency'] = dict(lr=lr, iters=iters, runs=summaries)
+                       result['seconds'], result['reused'])
+            return dict(_summary(result), seed=seed)
+
+        self.results['efficiency'] = dict(lr=lr, iters=iters,
+                                          runs=_concurrently(one, s.seeds))
 
     def detection(self) -> None:
         """QNv2 vs first-order demo detector, the same extra classifier
@@ -555,79 +638,109 @@ class Study:
                        img_size=s.det_img, crop_size=s.det_crop, seed=0,
                        skip_existing=True)
         self.results['detection']['data_seconds'] = round(time.time() - start, 1)
-        arms: Dict[str, list] = {'qnv2': [], 'first-order': []}
-        for seed in s.seeds:
+        detectors = (
+            ('qnv2', osp.join(DEMO, 'qnv2-resnet18_1xb32_shapes-crops.py'),
+             osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py')),
+            ('first-order', osp.join(
+                STUDY, 'resnet18_1xb32_shapes-crops_extra-epochs.py'),
+             osp.join(STUDY, 'mask-rcnn_r18_fpn_shapes.py')))
+
+        def one_seed(seed: int) -> List[dict]:
             cls_cfg = _crops_cfg(osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py'),
                                  shapes, s, seed, s.det_cls_epochs,
                                  osp.join(self.work, 'det', f'seed{seed}', 'classifier'))
-            cls = train(cls_cfg, 'accuracy/top1')
+            cls = self._train(cls_cfg, 'accuracy/top1')
             first_order = _epoch_ckpt(cls_cfg)
             self._step(s.det_cls_epochs * 10, f'detection seed {seed}: first-order '
-                       f'classifier top-1 {cls["final"]:.1f}', cls['seconds'])
-            for name, adapt_path, det_path in (
-                    ('qnv2', osp.join(DEMO, 'qnv2-resnet18_1xb32_shapes-crops.py'),
-                     osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py')),
-                    ('first-order', osp.join(
-                        STUDY, 'resnet18_1xb32_shapes-crops_extra-epochs.py'),
-                     osp.join(STUDY, 'mask-rcnn_r18_fpn_shapes.py'))):
+                       f'classifier top-1 {cls["final"]:.1f}', cls['seconds'],
+                       cls['reused'])
+
+            def one_arm(detector: Tuple[str, str, str]) -> dict:
+                name, adapt_path, det_path = detector
                 where = osp.join(self.work, 'det', f'seed{seed}', name)
                 adapt_cfg = _crops_cfg(adapt_path, shapes, s, seed, None,
                                        osp.join(where, 'classifier'))
                 adapt_cfg.model.backbone.init_cfg.checkpoint = first_order
                 adapt_cfg.model.head.init_cfg = dict(
                     type='Pretrained', checkpoint=first_order, prefix='head.')
-                adapted = train(adapt_cfg, 'accuracy/top1')
+                adapted = self._train(adapt_cfg, 'accuracy/top1')
                 det_cfg = _detector_cfg(det_path, shapes, s, seed,
                                         _epoch_ckpt(adapt_cfg),
                                         osp.join(where, 'detector'))
-                det = train(det_cfg, 'coco/bbox_mAP')
+                det = self._train(det_cfg, 'coco/bbox_mAP')
                 coco = det['records'][-1]
-                arms[name].append(dict(
+                self._step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
+                           f'detection seed {seed} {name}: classifier '
+                           f'{adapted["final"]:.1f}, bbox {coco["coco/bbox_mAP"]:.3f}'
+                           f' segm {coco["coco/segm_mAP"]:.3f}',
+                           adapted['seconds'] + det['seconds'], det['reused'])
+                return dict(
                     seed=seed, classifier_top1=cls['final'],
                     adapted_top1=adapted['final'],
                     bbox_mAP=coco['coco/bbox_mAP'], segm_mAP=coco['coco/segm_mAP'],
                     bbox_mAP_50=coco['coco/bbox_mAP_50'],
                     segm_mAP_50=coco['coco/segm_mAP_50'],
                     seconds=round(adapted['seconds'] + det['seconds'], 1),
-                    detector_step_time=det['step_time']))
-                self._step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
-                           f'detection seed {seed} {name}: classifier '
-                           f'{adapted["final"]:.1f}, bbox {coco["coco/bbox_mAP"]:.3f}'
-                           f' segm {coco["coco/segm_mAP"]:.3f}',
-                           adapted['seconds'] + det['seconds'])
-        self.results['detection'].update(arms=arms)
+                    detector_step_time=det['step_time'])
+
+            return _concurrently(one_arm, detectors)
+
+        per_seed = _concurrently(one_seed, s.seeds)
+        self.results['detection'].update(arms={
+            name: [runs[i] for runs in per_seed]
+            for i, (name, *_) in enumerate(detectors)})
+
+    def classification(self, parts: Sequence[str]) -> Dict[int, str]:
+        """Sources, both tasks' arms, then part 3 and the efficiency runs,
+        each as soon as the lr it reuses is chosen."""
+        sources = self.source()
+        ablations = [a for a in ABLATIONS if a[0] in parts]
+        wanted = [(task, arm) for task in TASKS if task in parts for arm in ARMS]
+        for name in ('qnv2-adapters', 'quadranet-scratch'):  # what they reuse
+            if (ablations or 'efficiency' in parts) and 'shift' not in parts:
+                wanted.append(('shift', ARM_BY_NAME[name]))
+
+        def arm_then_dependents(item: Tuple[str, Arm]) -> dict:
+            task, arm = item
+            out = self.arm(task, arm, sources)
+            if task == 'shift' and arm.name == 'qnv2-adapters':
+                self.ablations(sources, ablations, out['lr'])
+            if task == 'shift' and arm.name == 'quadranet-scratch' and \
+                    'efficiency' in parts:
+                self.efficiency(sources, out['lr'])
+            return out
+
+        outs = _concurrently(arm_then_dependents, wanted)
+        for (task, arm), out in zip(wanted, outs):
+            self.results['tasks'].setdefault(task, {})[arm.name] = out
+        return sources
 
     def run(self, parts: Sequence[str] = PARTS) -> dict:
         """Run ``parts`` (all by default); what they need from other parts
         (source models, the lr the shifted task chose) is run or reused."""
         start = time.time()
-        # Everything but the detection part adapts the source models.
-        sources = self.source() if set(parts) - {'detection'} else {}
-        for task in TASKS:
-            if task in parts:
-                self.results['tasks'][task] = {
-                    arm.name: self.arm(task, arm, sources) for arm in ARMS}
-        ablations = [a for a in ABLATIONS if a[0] in parts]
-        if ablations or 'efficiency' in parts:
-            shift = self.results['tasks'].setdefault('shift', {})
-            for name in ('qnv2-adapters', 'quadranet-scratch'):
-                if name not in shift:
-                    shift[name] = self.arm('shift', ARM_BY_NAME[name], sources)
-        self.ablations(sources, ablations)
-        if ablations:
-            start = time.time()
-            self.results['step_time_ratios'] = step_time_ratios(
-                self.scale, self.data, sources[self.scale.seeds[0]])
-            self._step(0, 'step-time ratios', time.time() - start)
-        if 'efficiency' in parts:
-            self.efficiency(sources)
+        branches = {}
         if 'detection' in parts:
-            self.detection()
+            branches['detection'] = self.detection
+        # Everything but the detection part adapts the source models.
+        if set(parts) - {'detection'}:
+            branches['classification'] = lambda: self.classification(parts)
+        with ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context('spawn'),
+                initializer=_init_worker, initargs=(self.threads, )) as self.pool:
+            done = dict(zip(branches, _concurrently(
+                lambda branch: branch(), branches.values())))
+        if any(name in parts for name, *_ in ABLATIONS):
+            # timed in this process once every worker is done: no other load
+            start_ratios = time.time()
+            self.results['step_time_ratios'] = step_time_ratios(
+                self.scale, self.data, done['classification'][self.scale.seeds[0]])
+            self._step(0, 'step-time ratios', time.time() - start_ratios)
         self.results.update(
-            seconds=round(time.time() - start, 1),
+            seconds=round(time.time() - start, 1), workers=self.workers,
             finished=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
             machine=f'{platform.machine()}, {os.cpu_count()} CPU cores, '
-            f'torch {torch.__version__}, {torch.get_num_threads()} threads')
+            f'torch {torch.__version__}, {self.threads} threads per worker')
         return self.results
 
 
@@ -699,8 +812,11 @@ def main() -> None:
                         help='runs and checkpoints (default work_dirs/study[-quick])')
     parser.add_argument('--data', default=osp.join(ROOT, 'data', 'fashion_mnist'),
                         help='where the un-gzipped Fashion-MNIST idx files go')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                        help='processes that train in parallel (default: one '
+                        'per CPU core)')
     parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads; 1 was faster than 2 on the shared '
+                        help='torch threads per worker; 1 was faster than 2 on the shared '
                         '2-core machine the study was run on')
     parser.add_argument('--parts', nargs='+', choices=PARTS, default=PARTS,
                         help='run only these parts (their results are kept '
@@ -733,7 +849,8 @@ def main() -> None:
             results = json.load(f)
     else:
         results = Study(scale, osp.abspath(work), osp.abspath(args.data),
-                        args.parts).run(args.parts)
+                        args.parts, workers=args.workers,
+                        threads=args.threads).run(args.parts)
         if not set(TASKS) <= set(args.parts):
             print(f'parts {args.parts} done; the report needs both tasks '
                   f'{TASKS} (finished runs are reused)')

@@ -313,8 +313,11 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     add('# Does quadratic adaptation help? An adaptation study on real data')
     add('')
     add(f'Written by `tools/study.py` ({s["name"]} scale) on {results["finished"]}, '
-        f'{results["machine"]}. Training time of all its runs: '
-        f'{training_seconds(results) / 60:.0f} min (sum of the runs, lr sweeps '
+        f'{results["machine"]}. The one command took '
+        f'{results["seconds"] / 60:.0f} min wall-clock with '
+        f'{results.get("workers", 1)} worker process(es) (runs reused from an '
+        'earlier invocation count as 0); the training time of all its runs, '
+        f'summed: {training_seconds(results) / 60:.0f} min (lr sweeps '
         'included; tests and start-up excluded). Every number is the mean ± '
         f'sample std over {seeds} seeds; raw numbers in '
         '[`study/results.json`](study/results.json).')
