@@ -134,13 +134,14 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
     out = tmp_path / 'docs'
     result = subprocess.run(
         [sys.executable, 'tools/study.py', '--quick', '--out', str(out),
-         '--work-dir', str(tmp_path / 'work'), '--data', data_dir],
+         '--work-dir', str(tmp_path / 'work'), '--data', data_dir,
+         '--workers', '2'],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert 'ETA' in result.stdout
+    assert 'ETA' in result.stdout and '(reused)' not in result.stdout
     with open(out / 'study' / 'results.json') as f:
         results = json.load(f)
-    assert set(results['tasks']) == set(TASKS)
+    assert set(results['tasks']) == set(TASKS) and results['workers'] == 2
     for task in TASKS:
         assert set(results['tasks'][task]) == {arm.name for arm in ARMS}
         for name, arm in results['tasks'][task].items():
