@@ -85,19 +85,21 @@ class Scale:
     det_cls_epochs: int  # first-order crop classifier
     det_iters: int  # Mask R-CNN iterations
     timing_repeats: int  # rounds of the step-time measurement
+    flops_size: int  # ResNet-50 input side for part 3's FLOP ratios
 
 
 FULL = Scale('full', source_per_class=1000, source_iters=300, source_batch=64,
              labels_per_class=100, val_per_class=100, test_per_class=None,
              iters=60, val_interval=20, batch=32, lrs=(2e-3, 8e-3, 3.2e-2, 1.28e-1),
              seeds=(0, 1, 2), scratch_factor=3, det_train=400, det_val=60,
-             det_img=128, det_crop=48, det_cls_epochs=6, det_iters=200,
-             timing_repeats=5)
+             det_img=128, det_crop=48, det_cls_epochs=6, det_iters=400,
+             timing_repeats=5, flops_size=224)
 QUICK = Scale('quick', source_per_class=20, source_iters=4, source_batch=10,
               labels_per_class=4, val_per_class=4, test_per_class=4,
               iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
               scratch_factor=2, det_train=6, det_val=4, det_img=96,
-              det_crop=32, det_cls_epochs=2, det_iters=4, timing_repeats=1)
+              det_crop=32, det_cls_epochs=2, det_iters=4, timing_repeats=1,
+              flops_size=64)
 
 
 @dataclass(frozen=True)
@@ -471,6 +473,40 @@ def step_time_ratios(scale: Scale, data: str, source: str,
     return {label: median[label] / median['full-ft'] for label in median}
 
 
+def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
+    """Forward FLOPs of mmpretrain's ResNet-50 (``image_size``², one image)
+    with the adapters of the LoRA arm, the default and each part-3 variant,
+    over the plain ResNet-50: the cost side of part 3 at the size the paper's
+    users run, counted with mmengine's analysis as mmdet's ``get_flops.py``
+    counts (``quadra_mm.flops`` makes it count the branch)."""
+    from mmengine.analysis import FlopAnalyzer
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    plain = dict(type='ResNet', depth=50)
+    adapted = dict(type='QuadraNetV2', backbone=plain, targets='resnet',
+                   adapter=dict(rank=8, kernel_size=3, dilation=2,
+                                kernel='quadratic'))
+    variants: Dict[str, Callable[[Config], None]] = {
+        'lora': lambda cfg: cfg.model.backbone.adapter.update(kernel='linear'),
+        'qnv2-adapters': lambda cfg: None,
+        **{name: change for name, _, change in ABLATIONS}}
+    image = torch.randn(1, 3, image_size, image_size)
+
+    def flops(backbone: dict) -> int:
+        model = MODELS.build(backbone)
+        model.eval()  # (mmpretrain's ResNet.train returns None, not self)
+        return FlopAnalyzer(model, (image, )).unsupported_ops_warnings(
+            False).uncalled_modules_warnings(False).total()
+
+    base = flops(plain)
+    ratios = {}
+    for name, change in variants.items():
+        cfg = Config(dict(model=dict(backbone=copy.deepcopy(adapted))))
+        change(cfg)
+        ratios[name] = flops(cfg.model.backbone.to_dict()) / base
+    return ratios
+
+
 # --------------------------------------------------------------------------
 # the study
 # --------------------------------------------------------------------------
@@ -735,6 +771,8 @@ class Study:
             start_ratios = time.time()
             self.results['step_time_ratios'] = step_time_ratios(
                 self.scale, self.data, done['classification'][self.scale.seeds[0]])
+            self.results['resnet50_flop_ratios'] = resnet50_flop_ratios(
+                self.scale.flops_size)
             self._step(0, 'step-time ratios', time.time() - start_ratios)
         self.results.update(
             seconds=round(time.time() - start, 1), workers=self.workers,

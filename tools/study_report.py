@@ -483,13 +483,20 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     add('Same recipe as *QNv2 adapters only* (primary terms frozen), at its '
         f'chosen lr ({shift["qnv2-adapters"]["lr"]:g}, not re-tuned per row). '
         'Train step: adapters-only step over a full first-order '
-        'fine-tuning step, measured side by side here (see above); '
-        '[`docs/benchmarks.md`](benchmarks.md) has the cost of the default '
-        'adapter on full-size ResNet-50 / ConvNeXt-T (CPU and H200).')
+        'fine-tuning step, measured side by side here (see above): this '
+        'network is narrow, so its adapters cost more than at full size. '
+        'ResNet-50 FLOPs: forward FLOPs of mmpretrain\'s ResNet-50 at '
+        f'{s.get("flops_size", 224)}² with the same adapter change over the '
+        'plain ResNet-50 (mmengine\'s counter, as mmdet\'s `get_flops.py`); '
+        '[`docs/benchmarks.md`](benchmarks.md) has the measured step and '
+        'inference times of full-size ResNet-50 / ConvNeXt-T per placement '
+        '(there stages count from 0: "stages 2-4" here is "1-3" there).')
     add('')
-    add('| kernel, rank, placement | test top-1 | adapter params | train step vs full FT |')
-    add('|---|---|---|---|')
+    add('| kernel, rank, placement | test top-1 | adapter params | train step vs full FT '
+        '| ResNet-50 FLOPs vs first-order |')
+    add('|---|---|---|---|---|')
     ratios = results.get('step_time_ratios', {})
+    flop_ratios = results.get('resnet50_flop_ratios', {})
     rows = [('linear (LoRA control), rank 8, all stages', 'lora', shift['lora']['runs']),
             ('quadratic, rank 8, all stages (default)', 'qnv2-adapters',
              shift['qnv2-adapters']['runs'])]
@@ -497,8 +504,9 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
              for name, a in results['ablation'].items()]
     for label, key, runs in rows:
         step = f'{ratios[key]:.2f}×' if key in ratios else '-'
+        flops = f'{flop_ratios[key]:.3f}×' if key in flop_ratios else '-'
         add(f'| {label} | {fmt([r["test"] for r in runs])} | '
-            f'{runs[0]["adapter_params"]:,} | {step} |')
+            f'{runs[0]["adapter_params"]:,} | {step} | {flops} |')
     add('')
     add('## Adaptation efficiency')
     add('')
