@@ -92,3 +92,25 @@ def test_autocast_backward_every_kernel(kernel):
     for on, off in zip(grads[True], grads[False]):
         assert on.dtype == off.dtype == torch.float32
         torch.testing.assert_close(on, off, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize('stride,dilation,size', [
+    (2, 2, (9, 8)), (4, 2, (11, 13)), ((2, 1), 2, (8, 7)), (2, 3, (9, 9))])
+def test_strided_adapter_on_subsampled_input(stride, dilation, size):
+    """A/B read only every gcd(stride, dilation, padding)-th row/column of x; the layer
+    convolves those alone and scatters their gradient back. Output and gradients equal
+    the adapter's own modules on the full input (gcd 2, 2 in one dim, 1: no subsampling)."""
+    conv = nn.Conv2d(3, 4, 3, stride=stride, padding=1).double()
+    layer = QuadraticConv2d.from_conv(conv, rank=2, dilation=dilation)
+    nn.init.normal_(layer.quad_u.weight)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    expected = conv(x) + layer.scale * layer.quad_u(layer.quad_a(x) * layer.quad_b(x))
+    grad = torch.randn_like(expected)
+    params = [x, *layer.parameters()]
+    want = torch.autograd.grad(expected, params, grad)
+    for memory_efficient in (True, False):
+        layer.memory_efficient = memory_efficient
+        out = layer(x)
+        torch.testing.assert_close(out, expected)
+        for got, ref in zip(torch.autograd.grad(out, params, grad), want):
+            torch.testing.assert_close(got, ref)

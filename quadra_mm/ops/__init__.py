@@ -4,7 +4,7 @@ Pure PyTorch: nothing here imports an OpenMMLab package.
 """
 from .autograd import QuadraticBranch, autocast_input
 from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
-                         split_projections)
+                         split_projections, subsampled_geometry)
 from .kernels import (KERNELS, InteractionKernel, LinearKernel, PolyKernel, QuadraticKernel, RBFKernel,
                       build_kernel)
 from .layers import (ADAPTER_PREFIX, QuadraticConv2d, QuadraticLinear, QuadraticNeuron,
@@ -16,5 +16,5 @@ __all__ = [
     'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel', 'PolyKernel', 'ADAPTER_PREFIX',
     'is_adapter_param_name', 'layer_config', 'share_parameters', 'QuadraticBranch',
     'autocast_input', 'adapter_padding', 'fuse_projections', 'split_projections', 'pointwise_conv',
-    'pointwise_conv_backward', 'saved_tensor_bytes'
+    'pointwise_conv_backward', 'subsampled_geometry', 'saved_tensor_bytes'
 ]

@@ -18,7 +18,7 @@ from torch.nn.modules.utils import _pair
 
 from .autograd import QuadraticBranch, autocast_input
 from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
-                         split_projections)
+                         split_projections, subsampled_geometry)
 from .kernels import build_kernel
 
 __all__ = [
@@ -271,15 +271,23 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
             return x
         return F.pad(x, self.quad_a._reversed_padding_repeated_twice, mode=self.padding_mode)
 
-    def _ab_geometry(self) -> Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], int]:
-        """``(stride, padding, dilation, groups)`` of the fused ``A``/``B`` conv."""
+    def _ab_geometry(self) -> Tuple[Tuple[int, int], Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], int]:
+        """``(step, stride, padding, dilation, groups)`` of the fused ``A``/``B`` conv, which
+        reads only ``x[..., ::step[0], ::step[1]]`` (see
+        :func:`~quadra_mm.ops.functional.subsampled_geometry`)."""
         a = self.quad_a
         padding = a.padding if a.padding_mode == 'zeros' else (0, 0)
-        return a.stride, padding, a.dilation, a.groups
+        return (*subsampled_geometry(a.stride, padding, a.dilation), a.groups)
+
+    @staticmethod
+    def _subsample(x: Tensor, step: Tuple[int, int]) -> Tensor:
+        # No slice when nothing is skipped: a traced FLOP count would list it as an op.
+        return x if step == (1, 1) else x[..., ::step[0], ::step[1]]
 
     def _recompute(self, x: Tensor, w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """``(a, b, phi(a, b))`` for the fused weight ``w_ab``."""
-        ab = F.conv2d(x, w_ab, None, *self._ab_geometry())
+        step, *geometry = self._ab_geometry()
+        ab = F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
         a, b = split_projections(ab, 1, self.depthwise)
         return a, b, self.interaction(a, b)
 
@@ -301,10 +309,15 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
             grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_h), self.depthwise, dim=1)
             # input and weight gradients of the fused A/B conv in one call;
             # convolution_backward is not an autocast op, so cast like the forward's conv.
-            stride, padding, dilation, groups = self._ab_geometry()
+            step, stride, padding, dilation, groups = self._ab_geometry()
             grad_x, grad_w_ab, _ = torch.ops.aten.convolution_backward(
-                autocast_input(grad_ab), x, autocast_input(w_ab), None, stride, padding, dilation,
-                False, [0, 0], groups, [need_x, need_ab, False])
+                autocast_input(grad_ab), self._subsample(x, step), autocast_input(w_ab), None, stride,
+                padding, dilation, False, [0, 0], groups, [need_x, need_ab, False])
+            if need_x and step != (1, 1):
+                # The rows and columns of x that the conv skips get no gradient.
+                full = torch.zeros_like(x)
+                full[..., ::step[0], ::step[1]] = grad_x
+                grad_x = full
             if need_ab:
                 grad_a, grad_b = split_projections(grad_w_ab.to(w_a.dtype), 0, self.depthwise)
         return grad_x, grad_a, grad_b, self._scaled_grad(grad_u, w_u)
