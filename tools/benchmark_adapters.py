@@ -4,8 +4,11 @@ For each backbone (ConvNeXt-T with adapters on every depthwise conv, ResNet-50 w
 adapters on every bottleneck 3x3; rank 8, k=3, d=2) and precision, measures in one
 process, on the same weights and inputs:
 
-* parameter and FLOP overhead (``torch.utils.flop_counter.FlopCounterMode``; forward,
-  and one training forward+backward, which includes the branch recompute);
+* parameter and FLOP overhead: forward FLOPs of one image from mmengine's complexity
+  analysis (``FlopAnalyzer``, what mmdet's ``get_flops.py`` runs; where mmengine is not
+  installed, ``torch.utils.flop_counter.FlopCounterMode``), training FLOPs of one
+  forward+backward, which includes the branch recompute, from ``FlopCounterMode``
+  (mmengine's analysis traces the forward only);
 * train-step time (forward, backward, AdamW step, every parameter trainable) of the
   adapted model with the memory-efficient backward on and off, and with ``--compile``
   of ``torch.compile``-d first-order and adapted models (the optimizer step eager);
@@ -142,10 +145,29 @@ def median_times(fns: Dict[str, Callable[[], object]], device: torch.device, war
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def forward_counter() -> str:
+    """Which counter :func:`forward_flops` uses."""
+    try:
+        import mmengine.analysis  # noqa: F401
+    except ModuleNotFoundError:
+        return 'FlopCounterMode'
+    return 'mmengine'
+
+
 def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """Eval-mode forward FLOPs of the first image of ``x``, with :func:`forward_counter`'s
+    counter (mmengine counts a multiply-add once, ``FlopCounterMode`` twice; the tables
+    show ratios)."""
     model.eval()
+    image = x[:1]
+    if forward_counter() == 'mmengine':
+        from mmengine.analysis import FlopAnalyzer
+        # As get_flops.py: a jit trace of the forward. Importing quadra_mm (done by
+        # quadra_mm.adapters) makes it count the quadratic branch (quadra_mm.flops).
+        analyzer = FlopAnalyzer(model, (image, ))
+        return analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
     with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter, torch.no_grad():
-        model(x)
+        model(image)
     return counter.get_total_flops()
 
 
@@ -419,6 +441,9 @@ def markdown_table(rows: List[Dict[str, str]]) -> str:
 
 def intro(device_type: str) -> str:
     goals = GOALS[device_type]
+    counter = {'mmengine': "mmengine's `FlopAnalyzer` (as mmdet's `get_flops.py`)",
+               'FlopCounterMode': '`torch.utils.flop_counter.FlopCounterMode` (mmengine is not '
+                                  'installed)'}[forward_counter()]
     return f"""# Adapter benchmarks
 
 Written by `tools/benchmark_adapters.py` (see its docstring for the method). Adapters:
@@ -431,7 +456,9 @@ Goals ({device_type}, issue 7): train step ≤ {goals['step']:.2f}× eager and
 (fp32 and autocast), inference after export ≤ {goals['infer']:.2f}×, demo Mask R-CNN
 iteration ≤ {goals['detector']:.2f}× (✓ met, ✗ missed).
 
-* *FLOPs train* counts one forward+backward; with the memory-efficient backward it
+* *FLOPs fwd*: eval forward of one image, counted by {counter}.
+  *FLOPs train*: one forward+backward, counted by `torch.utils.flop_counter.FlopCounterMode`
+  (mmengine's analysis traces the forward only); with the memory-efficient backward it
   includes the branch recompute.
 * *saved act.*: bytes autograd saves in a training forward, each storage once, the
   model's parameters excluded (autocast's low-precision weight copies are counted).
