@@ -205,22 +205,17 @@ class Progress:
     def step(self, units: float, label: str, seconds: float,
              reused: bool = False) -> None:
         with self.lock:
-            self._step(units, label, seconds, reused)
-
-    def _step(self, units: float, label: str, seconds: float,
-              reused: bool) -> None:
-        now = time.time()
-        if reused:  # by an earlier invocation: no time spent now
-            self.reused += units
-            label += ' (reused)'
-        else:
-            self.done += units
-        elapsed = now - self.start
-        rate = elapsed / max(self.done, 1e-9)
-        left = max(self.total - self.reused - self.done, 0.0)
-        print(f'[{100 * (self.done + self.reused) / self.total:5.1f} %] '
-              f'{label}: {seconds:.1f} s | elapsed {_mmss(elapsed)} | '
-              f'ETA {_mmss(rate * left)}', flush=True)
+            if reused:  # by an earlier invocation: no time spent now
+                self.reused += units
+                label += ' (reused)'
+            else:
+                self.done += units
+            elapsed = time.time() - self.start
+            rate = elapsed / max(self.done, 1e-9)
+            left = max(self.total - self.reused - self.done, 0.0)
+            print(f'[{100 * (self.done + self.reused) / self.total:5.1f} %] '
+                  f'{label}: {seconds:.1f} s | elapsed {_mmss(elapsed)} | '
+                  f'ETA {_mmss(rate * left)}', flush=True)
 
 
 def _mmss(seconds: float) -> str:
@@ -479,7 +474,7 @@ def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
     over the plain ResNet-50: the cost side of part 3 at the size the paper's
     users run, counted with mmengine's analysis as mmdet's ``get_flops.py``
     counts (``quadra_mm.flops`` makes it count the branch)."""
-    from mmengine.analysis import FlopAnalyzer
+    from benchmark_adapters import forward_flops
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope('mmpretrain')
     plain = dict(type='ResNet', depth=50)
@@ -493,10 +488,7 @@ def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
     image = torch.randn(1, 3, image_size, image_size)
 
     def flops(backbone: dict) -> int:
-        model = MODELS.build(backbone)
-        model.eval()  # (mmpretrain's ResNet.train returns None, not self)
-        return FlopAnalyzer(model, (image, )).unsupported_ops_warnings(
-            False).uncalled_modules_warnings(False).total()
+        return forward_flops(MODELS.build(backbone), image)
 
     base = flops(plain)
     ratios = {}
@@ -561,9 +553,12 @@ class Study:
         self.progress.step(units, label, seconds, reused)
 
     def _train(self, cfg: Config, metric: str) -> dict:
-        """:func:`train` in a worker; ``reused``: by an earlier invocation."""
-        reused = _saved(_run_path(cfg), cfg) is not None
-        return dict(self.pool.submit(train, cfg, metric).result(), reused=reused)
+        """:func:`train` in a worker, or its result from an earlier
+        invocation (``reused``) without a round trip to a worker."""
+        saved = _saved(_run_path(cfg), cfg)
+        if saved is not None:
+            return dict(saved['result'], reused=True)
+        return dict(self.pool.submit(train, cfg, metric).result(), reused=False)
 
     def _test(self, cfg: Config, checkpoint: str) -> float:
         return self.pool.submit(test, cfg, checkpoint,
