@@ -25,10 +25,15 @@ AdamW) of the demo QNv2 Mask R-CNN against its first-order twin (the same model 
 every quadratic layer replaced by its plain conv, sharing the weights; ``U = 0`` as at
 the start of fine-tuning, so both see the same proposals).
 
-Times are medians of interleaved repeats (each repeat runs every variant once);
-ratios are adapted / first-order. On CPU the clock is the process's CPU time
-(``time.process_time``): on a shared machine a process that waits for a core is not
-charged for the wait, so the ratios move less than wall-clock ones (``--clock wall``).
+Every repeat runs each variant once, in turn; a ratio (adapted / first-order) is the
+median over repeats of the ratio within a repeat, shown with its range over repeats
+(``1.045× (1.02–1.07)``): neighbours in time share the machine's state, so the
+within-repeat ratio drifts less than the times do, and the range says how far one
+number can be trusted. Absolute times are medians.
+
+On CPU the clock is the process's CPU time (``time.process_time``): on a shared
+machine a process that waits for a core is not charged for the wait, so the ratios
+move less than wall-clock ones (``--clock wall``).
 
     python tools/benchmark_adapters.py --threads 1 --compile   # CPU, writes docs/benchmarks.md
     python tools/benchmark_adapters.py --device cuda --batch-size 128 --append
@@ -43,7 +48,7 @@ import platform
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -130,9 +135,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_times(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int,
-                 repeats: int, clock: Callable[[], float]) -> Dict[str, float]:
-    """Median time of each ``fn``; every repeat runs all of them once, in turn."""
+def repeat_times(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                 repeats: int, clock: Callable[[], float]) -> Dict[str, List[float]]:
+    """Time of each ``fn`` in every repeat (after ``warmup`` untimed ones); every repeat
+    runs all of them once, in turn."""
     times: Dict[str, List[float]] = {name: [] for name in fns}
     for repeat in range(warmup + repeats):
         for name, fn in fns.items():
@@ -142,7 +148,7 @@ def median_times(fns: Dict[str, Callable[[], object]], device: torch.device, war
             _sync(device)
             if repeat >= warmup:
                 times[name].append(clock() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def forward_counter() -> str:
@@ -204,8 +210,8 @@ class Bench:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _median_times(self, fns: Dict[str, Callable[[], object]]) -> Dict[str, float]:
-        return median_times(fns, self.device, self.args.warmup, self.args.repeats, self.args.clock_fn)
+    def _repeat_times(self, fns: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
+        return repeat_times(fns, self.device, self.args.warmup, self.args.repeats, self.args.clock_fn)
 
     def _train_step_fn(self, model: nn.Module, compiled: bool = False) -> Callable[[], None]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -220,8 +226,8 @@ class Bench:
 
         return step
 
-    def train_times(self, compiled: bool = False) -> Dict[str, float]:
-        """Step times of every model, and of compiled copies of the first-order and the
+    def train_times(self, compiled: bool = False) -> Dict[str, List[float]]:
+        """Step times (per repeat) of every model, and of compiled copies of the first-order and the
         adapted model (keys ``*_compiled``) when ``compiled``."""
         fns = {}
         for name, model in self.models.items():
@@ -231,7 +237,7 @@ class Bench:
             torch._dynamo.reset()
             for name in ('first_order', 'adapted'):
                 fns[f'{name}_compiled'] = self._train_step_fn(copy.deepcopy(self.models[name]), True)
-        return self._median_times(fns)
+        return self._repeat_times(fns)
 
     def peak_memory(self) -> Dict[str, int]:
         """CUDA peak allocated memory of one train step (optimizer state included)."""
@@ -253,7 +259,9 @@ class Bench:
                 result[name] = saved_tensor_bytes(lambda: model(self.x), ignore=model.parameters())[0]
         return result
 
-    def inference_times(self, compiled: bool = False) -> Dict[str, float]:
+    def inference_times(self, compiled: bool = False) -> Dict[str, List[float]]:
+        """Inference times (per repeat) of the first-order, adapted and exported models (and
+        compiled ones when ``compiled``); ``export_max_abs_diff``: exported vs adapted output."""
         first_order, adapted = self.models['first_order'], self.models['adapted']
         variants = {'first_order': first_order, 'adapted': adapted,
                     'exported': export_for_inference(adapted)}
@@ -274,9 +282,8 @@ class Bench:
                         model(self.x)
                 return run
 
-            times = self._median_times({name: infer(m) for name, m in variants.items()})
-        times['export_max_abs_diff'] = error
-        return times
+            times = self._repeat_times({name: infer(m) for name, m in variants.items()})
+        return {**times, 'export_max_abs_diff': [error]}
 
     def flops(self) -> Dict[str, int]:
         """Forward FLOPs (eval) and training forward+backward FLOPs (memory-efficient)."""
@@ -296,11 +303,27 @@ class Bench:
                 for name in ('first_order', 'adapted')}
 
 
-def _ratio(value: float, base: float, goal: Optional[float] = None) -> str:
-    text = f'{value / base:.3f}×'
+Measure = Union[float, Sequence[float]]
+
+
+def _ratio(value: Measure, base: Measure, goal: Optional[float] = None) -> str:
+    """``value / base`` as ``1.045×``, ✓/✗ against ``goal``. For per-repeat times, the
+    median of the within-repeat ratios followed by their range: ``1.045× ✓ (1.02–1.07)``."""
+    if isinstance(value, (int, float)):
+        ratios = [value / base]
+    else:
+        ratios = [v / b for v, b in zip(value, base)]
+    ratio = statistics.median(ratios)
+    text = f'{ratio:.3f}×'
     if goal is not None:
-        text += ' ✓' if value / base <= goal else ' ✗'
+        text += ' ✓' if ratio <= goal else ' ✗'
+    if len(ratios) > 1:
+        text += f' ({min(ratios):.2f}–{max(ratios):.2f})'
     return text
+
+
+def _ms(times: Sequence[float]) -> str:
+    return f'{1e3 * statistics.median(times):.0f} ms'
 
 
 def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
@@ -317,17 +340,17 @@ def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
         'params': f'+{100 * (params["adapted"] / params["first_order"] - 1):.2f}%',
         'FLOPs fwd / train': (f'{_ratio(flops["adapted_forward"], flops["first_order_forward"])} / '
                               f'{_ratio(flops["adapted_train"], flops["first_order_train"])}'),
-        'first-order step': f'{1e3 * train["first_order"]:.0f} ms',
+        'first-order step': _ms(train['first_order']),
         'step (mem-eff)': _ratio(train['adapted'], train['first_order'], goals['step']),
         'step (plain bwd)': _ratio(train['adapted_plain_backward'], train['first_order']),
         'saved act. (mem-eff)': _ratio(saved['adapted'], saved['first_order'], goals['saved']),
         'saved act. (plain bwd)': _ratio(saved['adapted_plain_backward'], saved['first_order']),
         'infer (adapted)': _ratio(infer['adapted'], infer['first_order']),
         'infer (exported)': _ratio(infer['exported'], infer['first_order'], goals['infer']),
-        'export max abs diff': f'{infer["export_max_abs_diff"]:.1e}',
+        'export max abs diff': f'{infer["export_max_abs_diff"][0]:.1e}',
     }
     if args.compile:
-        row['compiled first-order step'] = f'{1e3 * train["first_order_compiled"]:.0f} ms'
+        row['compiled first-order step'] = _ms(train['first_order_compiled'])
         row['step compiled (adapted vs first-order)'] = _ratio(
             train['adapted_compiled'], train['first_order_compiled'], goals['compiled_step'])
         row['infer compiled (exported vs first-order)'] = _ratio(
@@ -412,13 +435,13 @@ def detector_row(args) -> Dict[str, str]:
             model.train_step(batch, wrapper)
         return step
 
-    times = median_times({'first_order': step_fn(first_order), 'adapted': step_fn(adapted)}, device,
+    times = repeat_times({'first_order': step_fn(first_order), 'adapted': step_fn(adapted)}, device,
                          args.warmup, args.detector_repeats, args.clock_fn)
     row = {'detector': osp.basename(args.detector_config),
            'adapters': str(len(list(quadratic_layers(adapted)))),
            'batch': f'{cfg.train_dataloader.batch_size} x {tuple(batch["inputs"][0].shape[1:])}',
-           'first-order iteration': f'{1e3 * times["first_order"]:.0f} ms',
-           'adapted iteration': f'{1e3 * times["adapted"]:.0f} ms',
+           'first-order iteration': _ms(times['first_order']),
+           'adapted iteration': _ms(times['adapted']),
            'ratio': _ratio(times['adapted'], times['first_order'], GOALS[device.type]['detector'])}
     print(row, flush=True)
     return row
@@ -449,7 +472,8 @@ def intro(device_type: str) -> str:
 Written by `tools/benchmark_adapters.py` (see its docstring for the method). Adapters:
 rank {ADAPTER['rank']}, k={ADAPTER['kernel_size']}, d={ADAPTER['dilation']}, quadratic
 kernel, on every depthwise conv of ConvNeXt-T and every bottleneck 3x3 conv of ResNet-50.
-Ratios are adapted / first-order, same process, medians of interleaved repeats.
+Ratios are adapted / first-order, same process, interleaved repeats: the median of the
+within-repeat ratios, (in brackets) their range over the repeats.
 
 Goals ({device_type}, issue 7): train step ≤ {goals['step']:.2f}× eager and
 ≤ {goals['compiled_step']:.2f}× compiled, saved activations ≤ {goals['saved']:.2f}×
