@@ -23,7 +23,8 @@ every row, step and inference ratios for the rows in ``PLACEMENTS_TIMED``), and 
 train iteration (``model.train_step``: data preprocessor, forward, losses, backward,
 AdamW) of the demo QNv2 Mask R-CNN against its first-order twin (the same model with
 every quadratic layer replaced by its plain conv, sharing the weights; ``U = 0`` as at
-the start of fine-tuning, so both see the same proposals).
+the start of fine-tuning, so both see the same proposals), with the FLOPs of one
+iteration of each (``FlopCounterMode``).
 
 Every repeat runs each variant once, in turn; a ratio (adapted / first-order) is the
 median over repeats of the ratio within a repeat, shown with its range over repeats
@@ -435,11 +436,19 @@ def detector_row(args) -> Dict[str, str]:
             model.train_step(batch, wrapper)
         return step
 
-    times = repeat_times({'first_order': step_fn(first_order), 'adapted': step_fn(adapted)}, device,
-                         args.warmup, args.detector_repeats, args.clock_fn)
+    steps = {'first_order': step_fn(first_order), 'adapted': step_fn(adapted)}
+    flops = {}
+    for name, step in steps.items():
+        # The whole iteration's FLOPs (forward, losses, backward with the branch
+        # recompute): the floor under the time ratio once every kernel runs at one speed.
+        with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
+            step()
+        flops[name] = counter.get_total_flops()
+    times = repeat_times(steps, device, args.warmup, args.detector_repeats, args.clock_fn)
     row = {'detector': osp.basename(args.detector_config),
            'adapters': str(len(list(quadratic_layers(adapted)))),
            'batch': f'{cfg.train_dataloader.batch_size} x {tuple(batch["inputs"][0].shape[1:])}',
+           'FLOPs train': _ratio(flops['adapted'], flops['first_order']),
            'first-order iteration': _ms(times['first_order']),
            'adapted iteration': _ms(times['adapted']),
            'ratio': _ratio(times['adapted'], times['first_order'], GOALS[device.type]['detector'])}
