@@ -268,7 +268,8 @@ class Bench:
                     'exported': export_for_inference(adapted)}
         if compiled:
             torch._dynamo.reset()
-            variants['first_order_compiled'] = torch.compile(copy.deepcopy(first_order).eval())
+            # Not compile(model.eval()): mmpretrain's ConvNeXt.train() returns None.
+            variants['first_order_compiled'] = torch.compile(copy.deepcopy(first_order))
             variants['exported_compiled'] = export_for_inference(adapted, compile=True)
         for model in variants.values():
             model.eval()
