@@ -21,10 +21,11 @@ process, on the same weights and inputs:
 Then, unless switched off: a placement table (which stages, rank, k: forward FLOPs for
 every row, step and inference ratios for the rows in ``PLACEMENTS_TIMED``), and the
 train iteration (``model.train_step``: data preprocessor, forward, losses, backward,
-AdamW) of the demo QNv2 Mask R-CNN against its first-order twin (the same model with
-every quadratic layer replaced by its plain conv, sharing the weights; ``U = 0`` as at
-the start of fine-tuning, so both see the same proposals), with the FLOPs of one
-iteration of each (``FlopCounterMode``).
+the config's optimizer at lr 0) of the demo QNv2 Mask R-CNN (or the detector configs
+given, e.g. the flagship ``configs/qnv2_mask-rcnn_coco.py`` on 800² images) against its
+first-order twin (the same model with every quadratic layer replaced by its plain conv,
+sharing the weights; ``U = 0`` as at the start of fine-tuning, so both see the same
+proposals), with the FLOPs of one iteration of each (``FlopCounterMode``).
 
 Every repeat runs each variant once, in turn; a ratio (adapted / first-order) is the
 median over repeats of the ratio within a repeat, shown with its range over repeats
@@ -404,33 +405,64 @@ def first_order_twin(model: nn.Module) -> nn.Module:
     return twin
 
 
-def detector_row(args) -> Dict[str, str]:
-    """Train iteration of the demo QNv2 Mask R-CNN against its first-order twin, on one
-    batch of generated shapes data (same batch, same RNG seed for both)."""
+def _shapes_batch(cfg, img_size: int, root: str) -> dict:
+    """One training batch of ``cfg``'s own pipeline and batch size, read from generated
+    shapes data of ``img_size``² (any COCO-style detection config: its dataset is
+    pointed at the generated set)."""
+    from mmengine.runner import Runner, set_random_seed
+
+    from quadra_mm.datasets import make_demo_data
+
+    data = make_demo_data(osp.join(root, 'shapes'), num_train=cfg.train_dataloader.batch_size,
+                          num_val=1, img_size=img_size, seed=1)
+    dataset = cfg.train_dataloader.dataset
+    while 'dataset' in dataset:  # RepeatDataset and other wrappers
+        dataset = dataset.dataset
+    dataset.update(data_root=data['out'] + '/', ann_file='annotations/instances_train.json',
+                   data_prefix=dict(img='train/'), metainfo=dict(classes=tuple(data['classes'])))
+    # In this process and seeded: a multi-scale pipeline draws the same scales in every run.
+    cfg.train_dataloader.update(num_workers=0, persistent_workers=False)
+    set_random_seed(0)
+    return next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
+
+
+def detector_row(config: str, args) -> Dict[str, str]:
+    """Train iteration (``model.train_step`` with the config's optimizer wrapper) of a QNv2
+    detector against its first-order twin, on one batch of generated shapes data (same
+    batch, same RNG seed for both).
+
+    The learning rate is set to 0: the optimizer does all its work but no weight moves,
+    so ``U`` stays 0 and both models see the same proposals in every repeat. mmengine's
+    ``AmpOptimWrapper`` needs a GPU: on CPU such a config runs in fp32 (the row says so).
+    """
     from mmengine.config import Config
-    from mmengine.optim import OptimWrapper
+    from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
-    from mmengine.runner import Runner
     from mmdet.registry import MODELS
 
     import quadra_mm  # noqa: F401  (registers QuadraNetV2)
-    from quadra_mm.datasets import make_demo_data
 
-    cfg = Config.fromfile(args.detector_config)
+    cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    device = torch.device(args.device)
+    # The demo configs state their img_size; 800 is a COCO config's shorter side.
+    img_size = args.detector_img_size or cfg.get('img_size', 800)
     with tempfile.TemporaryDirectory() as root:
-        data = make_demo_data(osp.join(root, 'shapes'), num_train=cfg.train_dataloader.batch_size,
-                              num_val=1, img_size=cfg.get('img_size', 192), seed=1)
-        cfg.train_dataloader.dataset.data_root = data['out'] + '/'
-        batch = next(iter(Runner.build_dataloader(cfg.train_dataloader)))
+        batch = _shapes_batch(cfg, img_size, root)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    adapted = MODELS.build(cfg.model).to(args.device).train()
-    first_order = first_order_twin(adapted).to(args.device).train()
-    device = torch.device(args.device)
+    adapted = MODELS.build(cfg.model).to(device).train()
+    first_order = first_order_twin(adapted).to(device).train()
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    optim_cfg.optimizer.lr = 0.0
+    amp = optim_cfg.get('type') == 'AmpOptimWrapper'
+    if amp and device.type != 'cuda':
+        optim_cfg.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype'):
+            optim_cfg.pop(key, None)
 
     def step_fn(model):
-        wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-4))
+        wrapper = build_optim_wrapper(model, copy.deepcopy(optim_cfg))
 
         def step():
             torch.manual_seed(0)
@@ -446,9 +478,10 @@ def detector_row(args) -> Dict[str, str]:
             step()
         flops[name] = counter.get_total_flops()
     times = repeat_times(steps, device, args.warmup, args.detector_repeats, args.clock_fn)
-    row = {'detector': osp.basename(args.detector_config),
+    row = {'detector': osp.basename(config),
            'adapters': str(len(list(quadratic_layers(adapted)))),
-           'batch': f'{cfg.train_dataloader.batch_size} x {tuple(batch["inputs"][0].shape[1:])}',
+           'precision': 'AMP' if amp and device.type == 'cuda' else 'fp32',
+           'images': ', '.join(f'{h}×{w}' for h, w in (img.shape[1:] for img in batch['inputs'])),
            'FLOPs train': _ratio(flops['adapted'], flops['first_order']),
            'first-order iteration': _ms(times['first_order']),
            'adapted iteration': _ms(times['adapted']),
@@ -519,7 +552,10 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true', help='also time torch.compile train and inference')
     parser.add_argument('--no-placement', action='store_true', help='skip the placement table')
     parser.add_argument('--no-detector', action='store_true', help='skip the Mask R-CNN iteration')
-    parser.add_argument('--detector-config', default=DEMO_DETECTOR)
+    parser.add_argument('--detector-config', nargs='+', default=[DEMO_DETECTOR],
+                        help='detector configs to time (one row each)')
+    parser.add_argument('--detector-img-size', type=int,
+                        help="side of the generated images (default: the config's img_size, else 800)")
     parser.add_argument('--detector-repeats', type=int, default=10)
     parser.add_argument('--out', default='docs/benchmarks.md')
     parser.add_argument('--append', action='store_true', help='add a section to --out')
@@ -543,7 +579,7 @@ def main() -> None:
                     f'timed for {len(PLACEMENTS_TIMED)} rows per model)\n\n' + markdown_table(placements) + '\n')
     if not args.no_detector:
         section += (f'\n### Whole detector: train iteration, {args.detector_repeats} repeats\n\n'
-                    + markdown_table([detector_row(args)]) + '\n')
+                    + markdown_table([detector_row(config, args) for config in args.detector_config]) + '\n')
     section += f'\nBenchmark wall time: {(time.perf_counter() - started) / 60:.1f} min.\n'
     print(section)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
