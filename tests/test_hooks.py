@@ -1,6 +1,7 @@
 """QuadraticStageHook and QuadraticStatsHook in real mmengine Runners."""
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
@@ -49,17 +50,24 @@ class RecordChanges(Hook):
             if not torch.equal(p, self._before[n])}
 
 
-def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None):
+def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None,
+            paramwise_cfg=None, compile_cfg=None):
     torch.manual_seed(0)
     recorder = RecordChanges()
     hooks = [dict(type='QuadraticStageHook', switch_iter=switch_iter,
                   primary_lr_mult=0.5), recorder]
     if stats:
         hooks.append(dict(type='QuadraticStatsHook', interval=stats))
+    training = tiny_training(8)
+    if paramwise_cfg:
+        # A ConfigDict, as `Runner.from_cfg` passes it.
+        training['optim_wrapper'] = ConfigDict(
+            training['optim_wrapper'], paramwise_cfg=paramwise_cfg)
+        training['optim_wrapper'].optimizer.weight_decay = 0.05
     runner = Runner(
         model=TinyDetector(),
         work_dir=str(work_dir),
-        **tiny_training(8),
+        **training,
         param_scheduler=dict(type='CosineAnnealingLR', T_max=8,
                              by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
@@ -70,6 +78,7 @@ def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None):
         custom_hooks=hooks,
         resume=resume,
         default_scope='mmdet',
+        cfg=dict(compile=compile_cfg) if compile_cfg else None,
         experiment_name=f'stage_{max_iters}_{resume}_{switch_iter}')
     return runner, recorder
 
@@ -104,6 +113,24 @@ def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(
     assert all(all(id(p) in ids for p in g['params']) for g in primary_groups)
     assert primary_groups[0]['lr'] == pytest.approx(
         0.5 * other_groups[0]['lr'])
+
+
+def test_compiled_train_step_with_paramwise_cfg(tmp_path):
+    """``compile = True`` with ``paramwise_cfg``: mmengine's constructor makes
+    every param group a ``ConfigDict``, on which dynamo crashed inside
+    ``AdamW.step``; the hook leaves plain dicts and the compiled step trains."""
+    runner, recorder = _runner(
+        tmp_path, 2, switch_iter=1,
+        paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+        compile_cfg=dict(backend='eager'))
+    runner.train()
+    groups = runner.optim_wrapper.optimizer.param_groups
+    assert len(groups) > 2 and all(type(g) is dict for g in groups)
+    primary, adapters, _ = _split(runner.model)
+    assert not recorder.changed[1] & primary and recorder.changed[1] >= adapters
+    assert recorder.changed[2] >= primary | adapters
+    norm_groups = [g for g in groups if g['weight_decay'] == 0.0]
+    assert norm_groups  # paramwise_cfg still applied
 
 
 @pytest.mark.parametrize('stop_at', [1, 3])

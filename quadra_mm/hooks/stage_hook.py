@@ -54,6 +54,10 @@ class QuadraticStageHook(Hook):
     resumed optimizer state is loaded: each optimizer parameter group that
     holds primary parameters is split in two, the primary part getting
     ``lr * primary_lr_mult``; param schedulers are extended to match.
+    Every group the hook leaves is a plain ``dict``: with ``paramwise_cfg``,
+    mmengine's optimizer constructors hand the optimizer ``ConfigDict``
+    groups, on which dynamo fails in ``AdamW.step`` when the config sets
+    ``compile = True``.
     Under DistributedDataParallel, stage 1 leaves parameters without
     gradients, so the config must set ``find_unused_parameters = True``.
 
@@ -131,6 +135,12 @@ class QuadraticStageHook(Hook):
             schedulers = [s for group in schedulers.values() for s in group]
         for wrapper in wrappers:
             optimizer = wrapper.optimizer
+            # `optimizer_cfg['params'] = groups` in mmengine's constructors
+            # turns each group into a ConfigDict; dynamo (torch 2.14) traces
+            # a dict subclass as a user-defined object and crashes in the
+            # optimizer's `_set_capturable`. Same keys, same order (the
+            # schedulers index groups by position).
+            optimizer.param_groups[:] = [dict(group) for group in optimizer.param_groups]
             new_groups: List[dict] = []
             for index, group in enumerate(list(optimizer.param_groups)):
                 primary = [p for p in group['params'] if id(p) in primary_ids]
