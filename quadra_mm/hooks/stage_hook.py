@@ -135,11 +135,8 @@ class QuadraticStageHook(Hook):
             schedulers = [s for group in schedulers.values() for s in group]
         for wrapper in wrappers:
             optimizer = wrapper.optimizer
-            # `optimizer_cfg['params'] = groups` in mmengine's constructors
-            # turns each group into a ConfigDict; dynamo (torch 2.14) traces
-            # a dict subclass as a user-defined object and crashes in the
-            # optimizer's `_set_capturable`. Same keys, same order (the
-            # schedulers index groups by position).
+            # Plain dicts for dynamo (see the class docstring); same order,
+            # since the schedulers index groups by position.
             optimizer.param_groups[:] = [dict(group) for group in optimizer.param_groups]
             new_groups: List[dict] = []
             for index, group in enumerate(list(optimizer.param_groups)):
