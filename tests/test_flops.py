@@ -75,8 +75,14 @@ def test_adapter_flops_are_counted_as_by_hand(adapted):
 
 def test_exported_form_is_counted_the_same(adapted):
     exported = export_for_inference(adapted)
-    assert not any(True for _ in quadratic_layers(exported))
+    assert all(layer.fused for _, layer in quadratic_layers(exported))
     assert _mmengine_flops(exported) == _mmengine_flops(adapted)
+
+
+def test_exported_zero_adapters_cost_nothing():
+    """A fused layer whose U is zero skips its branch: the count falls to L's."""
+    exported = export_for_inference(_resnet18(adapted=True))
+    assert _mmengine_flops(exported) == _mmengine_flops(_resnet18(adapted=False))
 
 
 @pytest.mark.parametrize('form', ['adapted', 'exported'])

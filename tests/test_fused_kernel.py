@@ -10,7 +10,7 @@ from mmpretrain.models import ConvNeXt, VisionTransformer
 from torch import nn
 
 from quadra_mm.adapters import inject_quadratic_adapters, quadratic_layers
-from quadra_mm.deploy import FusedQuadraticNeuron, export_for_inference
+from quadra_mm.deploy import export_for_inference
 
 from helpers import ROOT, TINY_CONVNEXT
 
@@ -20,7 +20,7 @@ triton = pytest.importorskip('triton')
 INTERPRETED_CHECK = r'''
 import torch
 import torch.nn.functional as F
-from quadra_mm.deploy import fused_branch_add_
+from quadra_mm.ops import fused_branch_add_
 from quadra_mm.ops import build_kernel, pointwise_conv
 
 torch.manual_seed(0)
@@ -69,7 +69,7 @@ def test_exported_cuda_matches_adapted(kernel, autocast):
         for _, layer in quadratic_layers(model):
             nn.init.normal_(layer.quad_u.weight, std=0.1)
         exported = export_for_inference(model)
-        assert any(isinstance(m, FusedQuadraticNeuron) for m in exported.modules())
+        assert all(layer.fused and not layer.branch_is_zero for _, layer in quadratic_layers(exported))
         x = x.cuda()
         for memory_format in (torch.contiguous_format, torch.channels_last):
             x = x.contiguous(memory_format=memory_format)

@@ -88,9 +88,22 @@ if [[ -z "$MMCV_WHEEL" ]]; then
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     grep -q -- "-std=c++17" "$SRC/setup.py" || die "mmcv setup.py no longer sets -std=c++17; revisit the C++20 patch"
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
+    # -v lets ninja's [n/N] lines reach the log; build_progress.py reads them.
+    START="$(date +%s)"
     ( cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="$(nproc)" \
-        "$VENV/bin/python" -m pip --disable-pip-version-check wheel --no-build-isolation --no-deps . -w "$BUILD/dist" ) \
-        > "$BUILD/build.log" 2>&1 || { tail -n 30 "$BUILD/build.log" >&2; die "mmcv build failed (log above)"; }
+        "$VENV/bin/python" -m pip --disable-pip-version-check -v wheel --no-build-isolation --no-deps . -w "$BUILD/dist" ) \
+        > "$BUILD/build.log" 2>&1 &
+    BUILD_PID=$!
+    while kill -0 "$BUILD_PID" 2>/dev/null; do
+        for _ in $(seq 60); do kill -0 "$BUILD_PID" 2>/dev/null && sleep 1; done
+        kill -0 "$BUILD_PID" 2>/dev/null && log "$("$PY" "$ROOT/tools/build_progress.py" "$BUILD/build.log" "$START")"
+    done
+    BUILD_OK=0; wait "$BUILD_PID" || BUILD_OK=$?
+    # The log and ninja's per-file times stay beside the wheel, for the next look at build time.
+    cp "$BUILD/build.log" "$CACHE/mmcv-build.log"
+    find "$SRC/build" -name .ninja_log -exec cp {} "$CACHE/mmcv-build.ninja_log" \; 2>/dev/null || true
+    [[ "$BUILD_OK" == 0 ]] || { tail -n 30 "$BUILD/build.log" >&2; die "mmcv build failed (log above)"; }
+    log "mmcv built in $(( ($(date +%s) - START) / 60 )) min $(( ($(date +%s) - START) % 60 )) s"
     cp "$BUILD"/dist/mmcv-*.whl "$CACHE"/
     MMCV_WHEEL="$(ls "$CACHE"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
 fi

@@ -24,8 +24,8 @@ from mmengine.runner.checkpoint import save_checkpoint  # noqa: E402
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
 from quadra_mm.deploy import export_for_inference  # noqa: E402
-from quadra_mm.models import (fused_layer_names,  # noqa: E402
-                              load_trained_checkpoint)
+from quadra_mm.adapters import quadratic_layers  # noqa: E402
+from quadra_mm.models import load_trained_checkpoint  # noqa: E402
 
 QUADRATIC_BACKBONES = ('QuadraNetV2', 'QuadraNet')
 # Hooks that act on the training form only (they need quadratic layers).
@@ -58,18 +58,18 @@ def _without_pretrained(backbone_cfg: dict) -> dict:
     return backbone_cfg
 
 
-def exported_config(cfg: Config, fused: dict) -> Config:
-    """``cfg`` with each quadratic backbone replaced by its inference form
-    (``ExportedQuadraNet``), training-only hooks and ``load_from`` removed."""
+def exported_config(cfg: Config, paths: List[str]) -> Config:
+    """``cfg`` with each quadratic backbone (at the dotted ``paths``) replaced
+    by its inference form (``ExportedQuadraNet``), training-only hooks and
+    ``load_from`` removed."""
     cfg = copy.deepcopy(cfg)
-    for path, names in fused.items():
+    for path in paths:
         *parents, key = path.split('.')
         owner = cfg.model
         for parent in parents:
             owner = owner[parent]
         owner[key] = dict(type='ExportedQuadraNet',
-                          model=_without_pretrained(owner[key]),
-                          fused=names)
+                          model=_without_pretrained(owner[key]))
     cfg.custom_hooks = [h for h in cfg.get('custom_hooks', [])
                         if h.get('type') not in TRAINING_HOOKS]
     cfg.load_from = None
@@ -143,13 +143,11 @@ def main() -> None:
     model = MODELS.build(cfg.model)
     checkpoint = load_trained_checkpoint(model, args.checkpoint)
     model.eval()
-    fused = {path: fused_layer_names(model.get_submodule(path))
-             for path in paths}
     exported = export_for_inference(model)
 
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.splitext(osp.basename(args.config))[0] + '_exported'
-    out_cfg = exported_config(cfg, fused)
+    out_cfg = exported_config(cfg, paths)
     cfg_path = osp.join(args.out_dir, stem + '.py')
     ckpt_path = osp.join(args.out_dir, stem + '.pth')
     out_cfg.dump(cfg_path)
@@ -165,9 +163,10 @@ def main() -> None:
     batch = _test_batch(cfg)
     trained_s, exported_s = time_inference([model, reloaded], batch,
                                            args.repeats)
-    num_fused = sum(len(v) for v in fused.values())
-    print(f'exported {cfg_path} and {ckpt_path} ({num_fused} fused quadratic '
-          'layers, the others plain)')
+    layers = [layer for _, layer in quadratic_layers(exported)]
+    active = sum(not layer.branch_is_zero for layer in layers)
+    print(f'exported {cfg_path} and {ckpt_path} ({len(layers)} fused quadratic '
+          f'layers, {active} with a non-zero adapter)')
     _, h, w = batch['inputs'][0].shape
     print(f'inference ({h}x{w}, 1 image, median of {args.repeats}, '
           f'{torch.get_num_threads()} threads): trained '

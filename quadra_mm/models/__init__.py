@@ -1,9 +1,9 @@
 from .checkpoint import load_adapted_checkpoint, load_trained_checkpoint
-from .exported import ExportedQuadraNet, fused_layer_names
+from .exported import ExportedQuadraNet
 from .quadranet import QuadraNet
 from .quadranet_v2 import QuadraNetV2
 
 __all__ = [
-    'ExportedQuadraNet', 'QuadraNet', 'QuadraNetV2', 'fused_layer_names',
+    'ExportedQuadraNet', 'QuadraNet', 'QuadraNetV2',
     'load_adapted_checkpoint', 'load_trained_checkpoint'
 ]

@@ -20,6 +20,7 @@ from .autograd import QuadraticBranch, autocast_input
 from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
                          split_projections, subsampled_geometry)
 from .kernels import build_kernel
+from .triton_kernels import fused_branch_add_
 
 __all__ = [
     'ADAPTER_PREFIX', 'is_adapter_param_name', 'QuadraticNeuron', 'QuadraticConv2d',
@@ -67,7 +68,16 @@ class QuadraticNeuron(nn.Module):
     (``L(x)``), ``_branch_fn(x, w_a, w_b, w_u)`` (``s * U(phi(A(x), B(x)))`` as a
     pure function of the adapter weights, so it can be recomputed in backward) and
     ``_branch_backward`` (its gradients by explicit formulas, for
-    :class:`~quadra_mm.ops.autograd.QuadraticBranch`).
+    :class:`~quadra_mm.ops.autograd.QuadraticBranch`). Both go through
+    ``_fused_branch(x, w_ab, w_u_scaled)``, the branch from the fused ``A``/``B``
+    weight and the scaled ``U``: the one forward formula of training and inference.
+
+    Inference form (as PEFT's ``merge()``): :meth:`fuse` stores the fused ``A``/``B``
+    weight and ``s * U`` once, as non-persistent buffers (the state dict keeps the
+    training keys), and ``forward`` then runs the branch from them, on CUDA as one
+    Triton kernel; a layer whose ``U`` is zero skips its branch. :meth:`unfuse` goes
+    back to the training form. A fused layer recomputes its buffers whenever a state
+    dict is loaded into it.
 
     Attributes:
         rank: width of the interaction (``r``; ``in_channels`` for the depthwise variant).
@@ -79,6 +89,7 @@ class QuadraticNeuron(nn.Module):
         record_stats: when True, ``forward`` stores ``last_stats``.
         last_stats: ``(branch_norm, primary_norm)``, L2 norms of ``s * U(...)`` and of
             ``L(x)`` from the last forward with ``record_stats`` on (detached 0-dim fp32).
+        fused: whether the layer is in its inference form (:meth:`fuse`).
     """
 
     quad_a: nn.Module
@@ -103,6 +114,11 @@ class QuadraticNeuron(nn.Module):
         self.stage: Optional[int] = None
         self.record_stats = False
         self.last_stats: Optional[Tuple[Tensor, Tensor]] = None
+        self.fused = False
+        self.branch_is_zero = False
+        self.register_buffer('fused_ab_weight', None, persistent=False)
+        self.register_buffer('fused_u_weight', None, persistent=False)
+        self.register_load_state_dict_post_hook(_refuse_after_load)
         self.reset_adapter()
 
     def _adopt(self, original: nn.Module) -> None:
@@ -126,11 +142,63 @@ class QuadraticNeuron(nn.Module):
         for module in (self.quad_a, self.quad_b, self.quad_u):
             yield from module.parameters()
 
+    @torch.no_grad()
+    def fuse(self) -> 'QuadraticNeuron':
+        """Switch to the inference form: the fused ``A``/``B`` weight and ``s * U`` are
+        computed now from the current weights (again on every state-dict load), and a
+        ``U`` that is exactly zero drops the branch. Gradients no longer reach the
+        adapter. Returns ``self``."""
+        self.fused = True
+        self.fused_ab_weight = fuse_projections(self.quad_a.weight, self.quad_b.weight,
+                                                self.depthwise).detach().clone()
+        self.fused_u_weight = self._scaled(self.quad_u.weight).detach().clone()
+        self.branch_is_zero = not bool(self.quad_u.weight.any())
+        return self
+
+    def unfuse(self) -> 'QuadraticNeuron':
+        """Back to the training form (the adapter weights were never changed). Returns ``self``."""
+        self.fused = False
+        self.branch_is_zero = False
+        self.fused_ab_weight = self.fused_u_weight = None
+        return self
+
     def _primary(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
+                      out: Optional[Tensor] = None) -> Tensor:
+        """``s * U(phi(A(x), B(x)))`` from the fused ``A``/``B`` weight and ``s * U``,
+        added into ``out`` in place when given."""
         raise NotImplementedError
 
     def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                    out: Optional[Tensor] = None) -> Tensor:
+        return self._fused_branch(x, fuse_projections(w_a, w_b, self.depthwise), self._scaled(w_u), out)
+
+    def _triton_applies(self, primary: Tensor) -> bool:
+        # The kernel reads [A; B] halves (not the interleaved depthwise layout) and has
+        # no backward; the compiler fuses the eager ops itself.
+        return (primary.is_cuda and not self.depthwise and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        primary = self._primary(x)
+        if self.branch_is_zero:
+            return primary
+        if torch.jit.is_tracing():  # mmengine's FLOP count has no handle for baddbmm_
+            return primary.add_(self._fused_branch(x, self.fused_ab_weight, self.fused_u_weight))
+        if not self._triton_applies(primary):
+            return self._fused_branch(x, self.fused_ab_weight, self.fused_u_weight, out=primary)
+        ab = self._project(x, self.fused_ab_weight)
+        if isinstance(self, nn.Linear):  # tokens as rows
+            fused_branch_add_(primary.view(-1, primary.shape[-1]), ab.reshape(-1, ab.shape[-1]),
+                              self.fused_u_weight, self.interaction)
+        else:
+            fused_branch_add_(primary, ab, self.fused_u_weight, self.interaction)
+        return primary
+
+    def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
+        """The fused ``A``/``B`` projection ``AB(x)`` (``2r`` channels)."""
         raise NotImplementedError
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
@@ -167,6 +235,8 @@ class QuadraticNeuron(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # One autocast cast of x shared by L and the branch: both save that one tensor.
         x = autocast_input(x)
+        if self.fused:
+            return self._fused_forward(x)
         primary = self._primary(x)
         # The branch goes into L's output in place (L's backward does not save its output;
         # a separate branch tensor costs an allocation and a full pass), except when its
@@ -181,7 +251,14 @@ class QuadraticNeuron(nn.Module):
 
     def _adapter_repr(self) -> str:
         return (f'rank={self.rank}, scale={self.scale:g}, kernel={self.interaction!r}, '
-                f'depthwise={self.depthwise}, memory_efficient={self.memory_efficient}')
+                f'depthwise={self.depthwise}, memory_efficient={self.memory_efficient}'
+                + (', fused' if self.fused else ''))
+
+
+def _refuse_after_load(layer: QuadraticNeuron, incompatible_keys) -> None:
+    # The fused buffers are derived from the adapter weights just loaded.
+    if layer.fused:
+        layer.fuse()
 
 
 class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
@@ -284,17 +361,19 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
         # No slice when nothing is skipped: a traced FLOP count would list it as an op.
         return x if step == (1, 1) else x[..., ::step[0], ::step[1]]
 
+    def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
+        step, *geometry = self._ab_geometry()
+        return F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
+
     def _recompute(self, x: Tensor, w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """``(a, b, phi(a, b))`` for the fused weight ``w_ab``."""
-        step, *geometry = self._ab_geometry()
-        ab = F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
-        a, b = split_projections(ab, 1, self.depthwise)
+        a, b = split_projections(self._project(x, w_ab), 1, self.depthwise)
         return a, b, self.interaction(a, b)
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                   out: Optional[Tensor] = None) -> Tensor:
-        _, _, h = self._recompute(x, fuse_projections(w_a, w_b, self.depthwise))
-        return pointwise_conv(h, self._scaled(w_u), self.quad_u.groups, out)
+    def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
+                      out: Optional[Tensor] = None) -> Tensor:
+        _, _, h = self._recompute(x, w_ab)
+        return pointwise_conv(h, w_u_scaled, self.quad_u.groups, out)
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                          needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
@@ -374,10 +453,13 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     def _primary(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                   out: Optional[Tensor] = None) -> Tensor:
-        a, b = split_projections(F.linear(x, fuse_projections(w_a, w_b, False)), -1, False)
-        branch = F.linear(self.interaction(a, b), self._scaled(w_u))
+    def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
+        return F.linear(x, w_ab)
+
+    def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
+                      out: Optional[Tensor] = None) -> Tensor:
+        a, b = split_projections(self._project(x, w_ab), -1, False)
+        branch = F.linear(self.interaction(a, b), w_u_scaled)
         return branch if out is None else out.add_(branch)
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,

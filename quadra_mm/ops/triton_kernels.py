@@ -15,7 +15,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..ops import InteractionKernel, LinearKernel, PolyKernel, QuadraticKernel, RBFKernel
+from .kernels import InteractionKernel, LinearKernel, PolyKernel, QuadraticKernel, RBFKernel
 
 __all__ = ['fused_branch_add_', 'kernel_params']
 
