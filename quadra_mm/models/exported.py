@@ -13,7 +13,7 @@ def ExportedQuadraNet(model: dict) -> nn.Module:  # noqa: N802
     every quadratic layer :meth:`fused <quadra_mm.ops.QuadraticNeuron.fuse>`
     (the form :func:`~quadra_mm.deploy.export_for_inference` gives).
 
-    Fused layers keep the training state-dict keys and refuse their buffers on
+    Fused layers keep the training state-dict keys and recompute their fused buffers on
     every checkpoint load, so the exported checkpoint, or the training one,
     loads into it strictly; a layer whose loaded ``U`` is zero skips its
     branch.
