@@ -88,6 +88,11 @@ if [[ -z "$MMCV_WHEEL" ]]; then
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     grep -q -- "-std=c++17" "$SRC/setup.py" || die "mmcv setup.py no longer sets -std=c++17; revisit the C++20 patch"
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
+    # Debug info (python's CFLAGS carry -g) is half of each file's compile time
+    # (measured: 14.2 -> 7.1 s for pytorch/roi_align.cpp); -g0 after it drops it
+    # without changing the generated code (-O3 stays).
+    sed -i "s/extra_compile_args\['cxx'\] = \['-std=c++20'\]/extra_compile_args['cxx'] = ['-std=c++20', '-g0']/" "$SRC/setup.py"
+    grep -q -- "'-std=c++20', '-g0'" "$SRC/setup.py" || die "mmcv setup.py: the -g0 patch did not apply; revisit it"
     # -v lets ninja's [n/N] lines reach the log; build_progress.py reads them.
     START="$(date +%s)"
     ( cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="$(nproc)" \
