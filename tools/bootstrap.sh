@@ -90,7 +90,8 @@ if [[ -z "$MMCV_WHEEL" ]]; then
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
     # Debug info (python's CFLAGS carry -g) is half of each file's compile time
     # (measured: 14.2 -> 7.1 s for pytorch/roi_align.cpp); -g0 after it drops it
-    # without changing the generated code (-O3 stays).
+    # without changing the generated code (-O3 stays; the disassembly of
+    # pytorch/cpu/roi_align.o is identical with and without it).
     sed -i "s/extra_compile_args\['cxx'\] = \['-std=c++20'\]/extra_compile_args['cxx'] = ['-std=c++20', '-g0']/" "$SRC/setup.py"
     grep -q -- "'-std=c++20', '-g0'" "$SRC/setup.py" || die "mmcv setup.py: the -g0 patch did not apply; revisit it"
     # -v lets ninja's [n/N] lines reach the log; build_progress.py reads them.
