@@ -41,6 +41,17 @@ for name, cfg in kernels:
     a, b = ab.chunk(2, -1)
     expected = rows + F.linear(phi(a, b), u)
     torch.testing.assert_close(fused_branch_add_(rows, ab, u, phi), expected, rtol=1e-5, atol=1e-4)
+    # With a range scale c (per image; per row for tokens): y + c U(phi(a / c, b / c)).
+    y, ab, u = torch.randn(2, 20, 5, 7), 300 * torch.randn(2, 6, 5, 7), torch.randn(20, 3, 1, 1)
+    scale = torch.tensor([1.0, 8.0]).view(2, 1, 1, 1)
+    a, b = (ab / scale).chunk(2, 1)
+    expected = y + pointwise_conv(phi(a, b), u, sample_scale=scale)
+    torch.testing.assert_close(fused_branch_add_(y, ab, u, phi, scale), expected, rtol=1e-4, atol=1e-2)
+    rows, ab, u = torch.randn(9, 20), 300 * torch.randn(9, 6), torch.randn(20, 3)
+    scale = 2.0 ** torch.arange(9.0).view(9, 1)
+    a, b = (ab / scale).chunk(2, -1)
+    expected = rows + F.linear(phi(a, b), u) * scale
+    torch.testing.assert_close(fused_branch_add_(rows, ab, u, phi, scale), expected, rtol=1e-4, atol=1e-2)
 print('interpreted kernel ok')
 '''
 

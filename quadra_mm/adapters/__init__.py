@@ -3,6 +3,7 @@
 Layer math lives in :mod:`quadra_mm.ops`; this package finds the layers to adapt
 (patterns and per-backbone presets), swaps them, freezes, saves and loads adapters.
 """
+from .diagnostics import first_nonfinite_layer
 from .presets import PRESETS, Preset
 from .state import ParameterReport, adapter_state_dict, load_adapter_state_dict, parameter_report
 from .surgery import (inject_quadratic_adapters, mark_trainable, quadratic_layers, replace_module,
@@ -11,5 +12,5 @@ from .surgery import (inject_quadratic_adapters, mark_trainable, quadratic_layer
 __all__ = [
     'PRESETS', 'Preset', 'inject_quadratic_adapters', 'quadratic_layers', 'reset_adapters',
     'mark_trainable', 'replace_module', 'adapter_state_dict', 'load_adapter_state_dict',
-    'ParameterReport', 'parameter_report'
+    'ParameterReport', 'parameter_report', 'first_nonfinite_layer'
 ]

@@ -10,7 +10,7 @@ from .autograd import autocast_input
 
 __all__ = [
     'fuse_projections', 'split_projections', 'pointwise_conv', 'pointwise_conv_backward',
-    'adapter_padding', 'subsampled_geometry'
+    'adapter_padding', 'subsampled_geometry', 'range_scale'
 ]
 
 _Pair = Tuple[int, int]
@@ -53,9 +53,43 @@ def split_projections(ab: Tensor, dim: int, interleave: bool) -> Tuple[Tensor, T
     return a, b
 
 
-def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1, out: Optional[Tensor] = None) -> Tensor:
-    """``F.conv2d(h, weight, groups=groups)`` for a 1x1 ``weight`` without bias; with
+def range_scale(ab: Tensor, limit: Optional[float], dim: int) -> Optional[Tensor]:
+    """Per-sample power of two ``c >= 1`` with ``max |ab| / c <= limit``; ``None`` without a limit.
+
+    The interaction of the quadratic branch grows as ``|x|^2`` while ``L`` grows as
+    ``|x|``: under float16 autocast ``A(x) * B(x)`` overflows 65504 from input sizes of a
+    few hundred, and ``U(inf) = NaN`` even while ``U = 0``. The branch therefore computes
+    ``c * U(phi(a / c, b / c))``: with ``c = 1`` (every activation under ``limit``) that is
+    the plain branch bit for bit (division and product by a power of two are exact),
+    above it the interaction stays under ``limit^2`` and the branch grows like ``L``.
+    ``c`` depends only on the values, never on the dtype, so a model computes the same
+    function in fp32, bf16 and fp16. It is piecewise constant in ``x``: its derivative
+    is zero wherever it is defined, and the branch's gradient formulas hold as they are.
+
+    Args:
+        ab: the fused projection output.
+        limit: the kernel's :attr:`~quadra_mm.ops.kernels.InteractionKernel.range_limit`.
+        dim: the first dimension reduced over: 1 for a conv's ``(N, 2r, H, W)`` (one
+            ``c`` per image), ``-1`` for a linear's tokens (one ``c`` per token).
+
+    Returns:
+        fp32 ``c``, broadcastable to ``ab`` (size 1 in the reduced dimensions).
+    """
+    if limit is None:
+        return None
+    dims = tuple(range(dim % ab.dim(), ab.dim()))
+    peak = ab.detach().abs().amax(dim=dims, keepdim=True).float()
+    return torch.exp2(torch.ceil(torch.log2(peak / limit)).clamp_min_(0))
+
+
+def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1, out: Optional[Tensor] = None,
+                   sample_scale: Optional[Tensor] = None) -> Tensor:
+    """``c * F.conv2d(h, weight, groups=groups)`` for a 1x1 ``weight`` without bias; with
     ``out``, the result is added into ``out`` in place (``out`` is returned).
+
+    ``c`` is ``sample_scale`` (``(N, 1, 1, 1)``, from :func:`range_scale`), 1 if ``None``;
+    it goes into the per-image matrix of the batched product, or multiplies the conv's
+    result as it is added (the product ``c * h`` itself could overflow).
 
     An NCHW-contiguous ``h`` with ``groups == 1`` goes through a batched matrix product
     over channels instead: CPU conv kernels run an NCHW 1x1 conv from few channels several
@@ -68,38 +102,55 @@ def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1, out: Optional[Ten
     if groups != 1 or h.is_contiguous(memory_format=torch.channels_last):
         result = F.conv2d(h, weight, groups=groups)
         if out is None:
-            return result
+            return result if sample_scale is None else result.mul_(sample_scale.to(result.dtype))
         # Returning add_'s result would hide from dynamo that out (marked dirty in the
         # memory-efficient Function) is returned.
-        out.add_(result)
+        if sample_scale is None:
+            out.add_(result)
+        else:
+            out.addcmul_(result, sample_scale.to(out.dtype))
         return out
     rows = h.flatten(2)
+    matrix = weight.flatten(1).expand(h.shape[0], -1, -1)
+    if sample_scale is not None:
+        matrix = matrix * sample_scale.view(-1, 1, 1)
     if out is None:
-        return torch.bmm(weight.flatten(1).expand(h.shape[0], -1, -1), rows).unflatten(2, h.shape[2:])
+        return torch.bmm(matrix, rows).unflatten(2, h.shape[2:])
     # In-place ops are not autocast ops: compute in out's dtype (the autocast dtype there).
-    matrix = weight.flatten(1).to(out.dtype).expand(h.shape[0], -1, -1)
-    out.flatten(2).baddbmm_(matrix, rows.to(out.dtype))
+    out.flatten(2).baddbmm_(matrix.to(out.dtype), rows.to(out.dtype))
     return out
 
 
 def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int,
-                            output_mask: Tuple[bool, bool]) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-    """``(grad_h, grad_weight)`` of :func:`pointwise_conv`, on the same path as its forward.
+                            output_mask: Tuple[bool, bool],
+                            sample_scale: Optional[Tensor] = None) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(grad_ch, grad_weight)`` of :func:`pointwise_conv`, on the same path as its forward.
 
-    With ``W`` of shape ``(O, R)`` and ``h`` viewed as ``(N, R, P)``:
-    ``grad_h = W^T grad`` and ``grad_W = sum_n grad_n h_n^T``. Under autocast (the caller
-    re-enters the forward's state) the products run in the autocast dtype, as the forward.
+    With ``W`` of shape ``(O, R)``, ``h`` viewed as ``(N, R, P)`` and ``c`` the
+    ``sample_scale``: ``grad_ch = W^T grad`` is the gradient with respect to ``c * h``
+    (``c`` cancels against the ``1 / c`` of :func:`range_scale`'s ``a / c``, so it is what
+    the interaction's backward takes), and ``grad_W = sum_n c_n grad_n h_n^T`` (``c``
+    applied in fp32 after the product, where it cannot overflow). Under autocast (the
+    caller re-enters the forward's state) the products run in the autocast dtype, as
+    the forward.
 
     Args:
         grad: gradient with respect to the output.
-        h, weight, groups: the forward's arguments.
-        output_mask: which of ``(grad_h, grad_weight)`` to compute; the others are ``None``.
+        h, weight, groups, sample_scale: the forward's arguments.
+        output_mask: which of ``(grad_ch, grad_weight)`` to compute; the others are ``None``.
     """
     if groups != 1 or h.is_contiguous(memory_format=torch.channels_last):
+        peak = None
+        if sample_scale is not None and output_mask[1]:
+            # Scale h by c / max(c) <= 1 (exact, no overflow) and the sum by max(c).
+            peak = sample_scale.amax()
+            h = h * (sample_scale / peak).to(h.dtype)
         # convolution_backward is not an autocast op: cast its operands like the forward's conv.
         grad_h, grad_weight, _ = torch.ops.aten.convolution_backward(
             autocast_input(grad), autocast_input(h), autocast_input(weight), None, [1, 1], [0, 0],
             [1, 1], False, [0, 0], groups, [output_mask[0], output_mask[1], False])
+        if peak is not None:
+            grad_weight = grad_weight.float() * peak
         return grad_h, grad_weight
     grad_rows = grad.flatten(2)
     grad_h = grad_weight = None
@@ -107,7 +158,10 @@ def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int
         matrix = weight.flatten(1).t().expand(h.shape[0], -1, -1)
         grad_h = torch.bmm(matrix, grad_rows).unflatten(2, h.shape[2:])
     if output_mask[1]:
-        grad_weight = torch.bmm(grad_rows, h.flatten(2).transpose(1, 2)).sum(0).view(weight.shape)
+        per_image = torch.bmm(grad_rows, h.flatten(2).transpose(1, 2))
+        if sample_scale is not None:
+            per_image = per_image.float() * sample_scale.view(-1, 1, 1)
+        grad_weight = per_image.sum(0).view(weight.shape)
     return grad_h, grad_weight
 
 

@@ -8,7 +8,7 @@ in the exported inference modules. Each also states its derivative,
 instead of differentiating ``phi`` with autograd.
 """
 import inspect
-from typing import Dict, Tuple, Type
+from typing import Dict, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -23,6 +23,9 @@ class InteractionKernel:
     """Base class: an elementwise map ``phi(a, b) -> Tensor`` of two equal-shape tensors."""
 
     name: str = ''
+    # Largest |a|, |b| taken as they are; larger projections are scaled down by a power
+    # of two (ops.functional.range_scale). None: the kernel cannot overflow where L does.
+    range_limit: Optional[float] = None
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         raise NotImplementedError
@@ -50,6 +53,8 @@ class QuadraticKernel(InteractionKernel):
     ``x^T (sum_i u_i a_i b_i^T) x`` of the input patch."""
 
     name = 'quadratic'
+    # |a * b| <= 2^14: a sum of a few such terms in U stays under fp16's 65504.
+    range_limit = 2.0**7
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return a * b
@@ -113,6 +118,8 @@ class PolyKernel(InteractionKernel):
             raise ValueError(f'poly kernel: degree must be a positive integer, got {degree}')
         self.degree = int(degree)
         self.c = float(c)
+        # (a b + c)^p grows as |a b|^p: keep |a b|^p near 2^14, as the quadratic kernel.
+        self.range_limit = 2.0**max(1, 7 // self.degree)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return (a * b + self.c).pow(self.degree)

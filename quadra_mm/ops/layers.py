@@ -18,7 +18,7 @@ from torch.nn.modules.utils import _pair
 
 from .autograd import QuadraticBranch, autocast_input
 from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
-                         split_projections, subsampled_geometry)
+                         range_scale, split_projections, subsampled_geometry)
 from .kernels import build_kernel
 from .triton_kernels import fused_branch_add_
 
@@ -190,16 +190,29 @@ class QuadraticNeuron(nn.Module):
         if not self._triton_applies(primary):
             return self._fused_branch(x, self.fused_ab_weight, self.fused_u_weight, out=primary)
         ab = self._project(x, self.fused_ab_weight)
-        if isinstance(self, nn.Linear):  # tokens as rows
-            fused_branch_add_(primary.view(-1, primary.shape[-1]), ab.reshape(-1, ab.shape[-1]),
-                              self.fused_u_weight, self.interaction)
+        if isinstance(self, nn.Linear):  # tokens as rows, one range scale each
+            rows = ab.reshape(-1, ab.shape[-1])
+            fused_branch_add_(primary.view(-1, primary.shape[-1]), rows, self.fused_u_weight,
+                              self.interaction, range_scale(rows, self.interaction.range_limit, -1))
         else:
-            fused_branch_add_(primary, ab, self.fused_u_weight, self.interaction)
+            fused_branch_add_(primary, ab, self.fused_u_weight, self.interaction,
+                              range_scale(ab, self.interaction.range_limit, 1))
         return primary
 
     def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
         """The fused ``A``/``B`` projection ``AB(x)`` (``2r`` channels)."""
         raise NotImplementedError
+
+    def _interact(self, ab: Tensor, dim: int) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+        """``(a / c, b / c, phi(a / c, b / c), c)`` from the projection ``ab`` (channels at
+        ``dim``), with the range scale ``c`` of
+        :func:`~quadra_mm.ops.functional.range_scale` (``None`` for kernels without a
+        range limit); the branch is ``c * U(phi(a / c, b / c))``."""
+        scale = range_scale(ab, self.interaction.range_limit, dim)
+        if scale is not None:
+            ab = ab / scale.to(ab.dtype)
+        a, b = split_projections(ab, dim, self.depthwise)
+        return a, b, self.interaction(a, b), scale
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                          needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
@@ -365,27 +378,28 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
         step, *geometry = self._ab_geometry()
         return F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
 
-    def _recompute(self, x: Tensor, w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """``(a, b, phi(a, b))`` for the fused weight ``w_ab``."""
-        a, b = split_projections(self._project(x, w_ab), 1, self.depthwise)
-        return a, b, self.interaction(a, b)
+    def _recompute(self, x: Tensor, w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+        """``(a / c, b / c, phi(a / c, b / c), c)`` for the fused weight ``w_ab`` (see
+        :meth:`_interact`; one range scale ``c`` per image)."""
+        return self._interact(self._project(x, w_ab), 1)
 
     def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
                       out: Optional[Tensor] = None) -> Tensor:
-        _, _, h = self._recompute(x, w_ab)
-        return pointwise_conv(h, w_u_scaled, self.quad_u.groups, out)
+        _, _, h, scale = self._recompute(x, w_ab)
+        return pointwise_conv(h, w_u_scaled, self.quad_u.groups, out, scale)
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                          needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
         need_x, need_a, need_b, need_u = needs_grad
         need_ab = need_a or need_b
         w_ab = fuse_projections(w_a, w_b, self.depthwise)
-        a, b, h = self._recompute(x, w_ab)
-        grad_h, grad_u = pointwise_conv_backward(grad, h, self._scaled(w_u), self.quad_u.groups,
-                                                 (need_x or need_ab, need_u))
+        a, b, h, scale = self._recompute(x, w_ab)
+        # grad_ch is the gradient with respect to c * h; the c cancels against a / c and b / c.
+        grad_ch, grad_u = pointwise_conv_backward(grad, h, self._scaled(w_u), self.quad_u.groups,
+                                                  (need_x or need_ab, need_u), scale)
         grad_x = grad_a = grad_b = None
         if need_x or need_ab:
-            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_h), self.depthwise, dim=1)
+            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_ch), self.depthwise, dim=1)
             # input and weight gradients of the fused A/B conv in one call;
             # convolution_backward is not an autocast op, so cast like the forward's conv.
             step, stride, padding, dilation, groups = self._ab_geometry()
@@ -458,25 +472,37 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
 
     def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
                       out: Optional[Tensor] = None) -> Tensor:
-        a, b = split_projections(self._project(x, w_ab), -1, False)
-        branch = F.linear(self.interaction(a, b), w_u_scaled)
-        return branch if out is None else out.add_(branch)
+        _, _, h, scale = self._interact(self._project(x, w_ab), -1)
+        branch = F.linear(h, w_u_scaled)
+        if scale is None:
+            return branch if out is None else out.add_(branch)
+        if out is None:
+            return branch.mul_(scale.to(branch.dtype))
+        return out.addcmul_(branch, scale.to(out.dtype))
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                          needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
-        # With rows X (tokens x in): AB = X W_ab^T, Y = phi(A, B) (s W_u)^T, so
-        # dW_u = s dY^T phi, dphi = dY (s W_u), dX = dAB W_ab, dW_ab = dAB^T X.
+        # With rows X (tokens x in): AB = X W_ab^T, Y = c phi(A / c, B / c) (s W_u)^T (c per
+        # row), so dW_u = s dY^T (c phi), d(c phi) = dY (s W_u), dAB = phi'(A / c, B / c) d(c phi)
+        # (the c cancels), dX = dAB W_ab, dW_ab = dAB^T X.
         need_x, need_a, need_b, need_u = needs_grad
         need_ab = need_a or need_b
         w_ab = fuse_projections(w_a, w_b, False)
-        a, b = split_projections(F.linear(x, w_ab), -1, False)
-        h = self.interaction(a, b)
+        a, b, h, scale = self._interact(F.linear(x, w_ab), -1)
         grad_rows = grad.flatten(0, -2)
-        grad_u = torch.matmul(grad_rows.t(), h.flatten(0, -2)) if need_u else None
+        grad_u = None
+        if need_u:
+            if scale is None:
+                grad_u = torch.matmul(grad_rows.t(), h.flatten(0, -2))
+            else:
+                # c / max(c) <= 1 scales the rows exactly and without overflow; max(c) in fp32.
+                scale_rows, peak = scale.flatten(0, -2), scale.amax()
+                grad_u = torch.matmul(grad_rows.t(), h.flatten(0, -2) * (scale_rows / peak).to(h.dtype))
+                grad_u = grad_u.float() * peak
         grad_x = grad_a = grad_b = None
         if need_x or need_ab:
-            grad_h = torch.matmul(grad, self._scaled(w_u))
-            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_h), False, dim=-1)
+            grad_ch = torch.matmul(grad, self._scaled(w_u))
+            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_ch), False, dim=-1)
             if need_x:
                 grad_x = torch.matmul(grad_ab, w_ab)
             if need_ab:

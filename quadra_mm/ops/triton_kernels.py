@@ -10,7 +10,7 @@ Triton is imported lazily (it ships with torch's CUDA wheels); on CPU the eager 
 runs. ``TRITON_INTERPRET=1`` (set before triton is imported) runs the kernel on CPU
 tensors, slowly, for tests.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -38,11 +38,11 @@ def _build_kernel():
     import triton.language as tl
 
     @triton.jit
-    def branch_add_kernel(y_ptr, ab_ptr, u_ptr, num_pixels, out_channels, y_stride_n, y_stride_c,
-                          y_stride_p, ab_stride_n, ab_stride_c, ab_stride_p,
-                          real_param, RANK: tl.constexpr, RANK_PAD: tl.constexpr,
-                          KERNEL: tl.constexpr, DEGREE: tl.constexpr, BLOCK_P: tl.constexpr,
-                          BLOCK_O: tl.constexpr):
+    def branch_add_kernel(y_ptr, ab_ptr, u_ptr, scale_ptr, num_pixels, out_channels, y_stride_n,
+                          y_stride_c, y_stride_p, ab_stride_n, ab_stride_c, ab_stride_p,
+                          scale_stride_n, scale_stride_p, real_param, RANK: tl.constexpr,
+                          RANK_PAD: tl.constexpr, KERNEL: tl.constexpr, DEGREE: tl.constexpr,
+                          HAS_SCALE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr):
         # One program: BLOCK_P pixels of one image, every output channel.
         n = tl.program_id(1)
         pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -52,6 +52,10 @@ def _build_kernel():
         ab_offs = n * ab_stride_n + ranks[:, None] * ab_stride_c + pix[None, :] * ab_stride_p
         a = tl.load(ab_ptr + ab_offs, mask=ab_mask, other=0.0).to(tl.float32)
         b = tl.load(ab_ptr + ab_offs + RANK * ab_stride_c, mask=ab_mask, other=0.0).to(tl.float32)
+        if HAS_SCALE:  # the range scale c (ops.functional.range_scale): c U(phi(a / c, b / c))
+            scale = tl.load(scale_ptr + n * scale_stride_n + pix * scale_stride_p, mask=pix_ok, other=1.0)
+            a = a / scale[None, :]
+            b = b / scale[None, :]
         if KERNEL == 0:
             phi = a * b
         elif KERNEL == 1:
@@ -71,6 +75,8 @@ def _build_kernel():
             u = tl.load(u_ptr + outs[:, None] * RANK + ranks[None, :],
                         mask=outs_ok[:, None] & (ranks[None, :] < RANK), other=0.0).to(tl.float32)
             branch = tl.sum(u[:, :, None] * phi[None, :, :], axis=1)
+            if HAS_SCALE:
+                branch = branch * scale[None, :]
             y_offs = n * y_stride_n + outs[:, None] * y_stride_c + pix[None, :] * y_stride_p
             y_mask = outs_ok[:, None] & pix_ok[None, :]
             y = tl.load(y_ptr + y_offs, mask=y_mask, other=0.0)
@@ -96,8 +102,9 @@ def _pixel_strides(t: Tensor) -> Tuple[int, int, int]:
 
 
 def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: InteractionKernel,
-                      block_pixels: int = 64, block_out: int = 16) -> Tensor:
-    """``y += weight_u @ phi(a, b)`` per pixel, in one kernel, in place.
+                      sample_scale: Optional[Tensor] = None, block_pixels: int = 64,
+                      block_out: int = 16) -> Tensor:
+    """``y += c * weight_u @ phi(a / c, b / c)`` per pixel, in one kernel, in place.
 
     Args:
         y: primary output, ``(N, O, *spatial)`` (NCHW or channels-last) or ``(T, O)``
@@ -106,6 +113,8 @@ def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: Inte
             channels (the dense adapter; not the interleaved depthwise variant).
         weight_u: ``(O, r)`` (a 1x1 conv weight is viewed so), scale folded in.
         interaction: ``phi`` (a kernel of :data:`~quadra_mm.ops.KERNELS`).
+        sample_scale: the range scale ``c`` (:func:`~quadra_mm.ops.functional.range_scale`):
+            ``(N, 1, ...)`` per image, or ``(T, 1)`` per row; ``None``: ``c = 1``.
         block_pixels, block_out: tile sizes (powers of two).
 
     Returns:
@@ -124,7 +133,13 @@ def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: Inte
     num_pixels = y[0, 0].numel() if y.dim() > 2 else y.shape[0]
     kind, real_param, degree = kernel_params(interaction)
     grid = (triton.cdiv(num_pixels, block_pixels), y.shape[0] if y.dim() > 2 else 1)
-    _KERNEL[grid](y, ab, weight_u, num_pixels, out_channels, *_pixel_strides(y), *_pixel_strides(ab),
-                  real_param, RANK=rank, RANK_PAD=triton.next_power_of_2(rank), KERNEL=kind,
-                  DEGREE=degree, BLOCK_P=block_pixels, BLOCK_O=block_out)
+    if sample_scale is None:
+        scale, scale_strides = weight_u, (0, 0)  # never read
+    else:
+        scale = sample_scale.float().contiguous()
+        scale_strides = (1, 0) if y.dim() > 2 else (0, 1)
+    _KERNEL[grid](y, ab, weight_u, scale, num_pixels, out_channels, *_pixel_strides(y),
+                  *_pixel_strides(ab), *scale_strides, real_param, RANK=rank,
+                  RANK_PAD=triton.next_power_of_2(rank), KERNEL=kind, DEGREE=degree,
+                  HAS_SCALE=sample_scale is not None, BLOCK_P=block_pixels, BLOCK_O=block_out)
     return y
