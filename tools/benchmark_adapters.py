@@ -179,6 +179,10 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
+# fp16 is mmdet's --amp default on CUDA; the CPU autocast runs it too.
+AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
 class Bench:
     """One backbone at one precision and placement: the model variants and their
     measurements."""
@@ -187,7 +191,7 @@ class Bench:
                  adapter: Optional[dict] = None, stages: Optional[Sequence[int]] = None) -> None:
         self.device = torch.device(args.device)
         self.memory_format = torch.channels_last if self.device.type == 'cuda' else torch.contiguous_format
-        self.autocast_dtype = torch.bfloat16 if dtype == 'bf16' else None
+        self.autocast_dtype = AUTOCAST_DTYPES[dtype]
         torch.manual_seed(0)
         first_order = builder().to(self.device, memory_format=self.memory_format)
         adapted = copy.deepcopy(first_order)
@@ -339,7 +343,7 @@ def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
     infer = bench.inference_times(args.compile)
     row = {
         'model': name,
-        'precision': 'bf16 autocast' if dtype == 'bf16' else 'fp32',
+        'precision': f'{dtype} autocast' if AUTOCAST_DTYPES[dtype] else 'fp32',
         'params': f'+{100 * (params["adapted"] / params["first_order"] - 1):.2f}%',
         'FLOPs fwd / train': (f'{_ratio(flops["adapted_forward"], flops["first_order_forward"])} / '
                               f'{_ratio(flops["adapted_train"], flops["first_order_train"])}'),
@@ -546,7 +550,7 @@ def main() -> None:
     parser.add_argument('--threads', type=int, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--clock', choices=['cpu', 'wall'],
                         help='process CPU time or wall time (default: cpu on CPU, wall on CUDA)')
-    parser.add_argument('--dtype', nargs='+', choices=['fp32', 'bf16'], default=['fp32', 'bf16'])
+    parser.add_argument('--dtype', nargs='+', choices=list(AUTOCAST_DTYPES), default=['fp32', 'bf16'])
     parser.add_argument('--models', nargs='+', choices=list(ZOOS['mmpretrain']), default=list(ZOOS['mmpretrain']))
     parser.add_argument('--zoo', choices=list(ZOOS), default='mmpretrain')
     parser.add_argument('--compile', action='store_true', help='also time torch.compile train and inference')
