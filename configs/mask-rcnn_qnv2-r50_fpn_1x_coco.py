@@ -31,5 +31,7 @@ custom_hooks = [
     dict(type='QuadraticStatsHook', interval=50),
     dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
     dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
+    # A NaN/inf loss stops training naming the first adapted layer that made it.
+    dict(type='QuadraticNonFiniteHook'),
 ]
 find_unused_parameters = True

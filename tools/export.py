@@ -30,7 +30,8 @@ from quadra_mm.models import load_trained_checkpoint  # noqa: E402
 QUADRATIC_BACKBONES = ('QuadraNetV2', 'QuadraNet')
 # Hooks that act on the training form only (they need quadratic layers).
 TRAINING_HOOKS = ('QuadraticStageHook', 'QuadraticStatsHook',
-                  'ExactResumeHook', 'AdapterCheckpointHook')
+                  'ExactResumeHook', 'AdapterCheckpointHook',
+                  'QuadraticNonFiniteHook')
 
 
 def quadratic_cfg_paths(cfg, path: str = '') -> List[str]:
