@@ -20,7 +20,9 @@ from quadra_mm.datasets.fashion_mnist_files import FILES
 from helpers import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
-from study import ABLATIONS, ARMS, TASKS, cached  # noqa: E402
+from study.arms import ABLATIONS, ARMS  # noqa: E402
+from study.runner import cached  # noqa: E402
+from study.scale import TASKS  # noqa: E402
 
 DATA = osp.join(ROOT, 'data', 'fashion_mnist')
 
@@ -169,3 +171,15 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
     for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency'):
         with open(out / 'study' / f'{png}.png', 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_pipeline_steps_are_found_by_type_not_position():
+    from study.configs import load, pipeline_step
+    from study.scale import DEMO
+    cfg = load(osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py'))
+    resize = pipeline_step(cfg, 'train_dataloader', 'Resize')
+    assert resize.type == 'Resize'
+    assert resize is [s for s in cfg.train_dataloader.dataset.pipeline
+                      if s.type == 'Resize'][0]
+    with pytest.raises(KeyError, match="val_dataloader.*'RandomFlip'"):
+        pipeline_step(cfg, 'val_dataloader', 'RandomFlip')

@@ -1,0 +1,99 @@
+"""The study's arms (one recipe each, equal budget) and part 3's variants of
+the adapters-only recipe: an arm is a name, its config family and a function
+that edits the loaded config."""
+from dataclasses import dataclass
+from typing import Callable
+
+from mmengine.config import Config
+
+from .scale import TASKS
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    family: str  # 'first-order' or 'qnv2': which config file
+    pretrained: bool
+    describe: str
+    configure: Callable[[Config, int], None]
+
+
+def _switch_at(cfg: Config, switch_iter: int) -> None:
+    (hook, ) = [h for h in cfg.custom_hooks if h.type == 'QuadraticStageHook']
+    hook.switch_iter = switch_iter
+
+
+def _linear_probe(cfg: Config, iters: int) -> None:
+    cfg.model.backbone.update(frozen_stages=4, norm_eval=True)
+
+
+def _full(cfg: Config, iters: int) -> None:
+    pass
+
+
+def _adapters_only(cfg: Config, iters: int) -> None:
+    _switch_at(cfg, iters)  # stage 2 would start after the last iteration
+
+
+def _lora(cfg: Config, iters: int) -> None:
+    cfg.model.backbone.adapter.kernel = 'linear'
+    _adapters_only(cfg, iters)
+
+
+def _stages(cfg: Config, iters: int) -> None:
+    _switch_at(cfg, iters // 2)
+
+
+def _scratch(cfg: Config, iters: int) -> None:
+    if cfg.model.backbone.type == 'QuadraNetV2':
+        cfg.model.backbone.init_cfg = None  # the ResNet's own random init
+    else:
+        cfg.model.backbone.pop('init_cfg')
+    cfg.model.head.pop('init_cfg', None)
+    cfg.custom_hooks = []
+
+
+ARMS = (
+    Arm('linear-probe', 'first-order', True,
+        'pretrained backbone frozen (BN statistics too), head trains', _linear_probe),
+    Arm('full-ft', 'first-order', True,
+        'first-order fine-tuning of every parameter', _full),
+    Arm('lora', 'qnv2', True,
+        "first-order low-rank adapter, kernel='linear' (phi = a + b): "
+        'U((A+B)(x)), same placement and parameter count as qnv2; '
+        'adapters, norms and head train', _lora),
+    Arm('qnv2-adapters', 'qnv2', True,
+        'QNv2 quadratic adapters (stage 1 only): adapters, norms and head '
+        'train, primary terms frozen', _adapters_only),
+    Arm('qnv2-stages', 'qnv2', True,
+        'QNv2 stage training: stage 1 for the first half, then everything '
+        '(primary terms at lr x0.1)', _stages),
+    Arm('quadranet-scratch', 'qnv2', False,
+        'the same quadratic ResNet from random init, every parameter trains',
+        _scratch),
+    Arm('first-order-scratch', 'first-order', False,
+        'the same first-order ResNet from random init', _scratch),
+)
+ARM_BY_NAME = {arm.name: arm for arm in ARMS}
+
+# Part 3, on the shifted task: variations of the adapters-only recipe.
+ABLATIONS = (
+    ('rbf', 'kernel rbf (sigma 1), rank 8, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(kernel='rbf')),
+    ('poly', 'kernel poly (degree 2, c 1), rank 8, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(kernel='poly')),
+    ('rank-4', 'kernel quadratic, rank 4, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(rank=4)),
+    ('rank-16', 'kernel quadratic, rank 16, all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(rank=16)),
+    ('late-stages', 'kernel quadratic, rank 8, stages 3-4 only',
+     lambda cfg: cfg.model.backbone.update(stages=[2, 3])),
+    # The two cheaper placements of docs/benchmarks.md (issue 7): a default
+    # may change only with their accuracy measured here.
+    ('stages-2-4', 'kernel quadratic, rank 8, stages 2-4',
+     lambda cfg: cfg.model.backbone.update(stages=[1, 2, 3])),
+    ('1x1', 'kernel quadratic, rank 8, 1x1 A/B (not atrous), all stages',
+     lambda cfg: cfg.model.backbone.adapter.update(kernel_size=1, dilation=1)),
+)
+PARTS = ('source', *TASKS, *(name for name, *_ in ABLATIONS), 'efficiency',
+         'detection')

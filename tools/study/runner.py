@@ -1,0 +1,521 @@
+"""The runner: every training and test of the study in a pool of worker
+processes, each result cached next to its checkpoint (keyed by the config's
+fingerprint, so a stopped study continues), and a progress line with an ETA
+weighted by each run's iterations."""
+import copy
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import os.path as osp
+import platform
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import Config
+
+from quadra_mm.cli import build_runner
+from quadra_mm.datasets import make_demo_data
+from quadra_mm.hooks.stage_hook import primary_parameters
+from quadra_mm.ops import is_adapter_param_name
+
+from .arms import (ABLATIONS, ARM_BY_NAME, ARMS, PARTS, Arm, _adapters_only,
+                   _full, _linear_probe, _lora, _stages)
+from .configs import (_crops_cfg, _detector_cfg, _epoch_ckpt, _quiet,
+                      source_cfg, target_cfg, test_len)
+from .scale import DEMO, ROOT, STUDY, TASKS, Scale
+
+
+class Progress:
+    """Counts finished work units and prints an ETA from the measured rate
+    (thread-safe: the study's parts report from several threads)."""
+
+    def __init__(self, total_units: float) -> None:
+        self.total, self.done = total_units, 0.0
+        self.start = time.time()
+        self.reused = 0.0
+        self.lock = threading.Lock()
+
+    def step(self, units: float, label: str, seconds: float,
+             reused: bool = False) -> None:
+        with self.lock:
+            if reused:  # by an earlier invocation: no time spent now
+                self.reused += units
+                label += ' (reused)'
+            else:
+                self.done += units
+            elapsed = time.time() - self.start
+            rate = elapsed / max(self.done, 1e-9)
+            left = max(self.total - self.reused - self.done, 0.0)
+            print(f'[{100 * (self.done + self.reused) / self.total:5.1f} %] '
+                  f'{label}: {seconds:.1f} s | elapsed {_mmss(elapsed)} | '
+                  f'ETA {_mmss(rate * left)}', flush=True)
+
+
+def _mmss(seconds: float) -> str:
+    return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
+
+
+def _read_scalars(log_dir: str) -> List[dict]:
+    path = osp.join(log_dir, 'vis_data', 'scalars.json')
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def fingerprint(cfg: Config) -> str:
+    """A hash of everything in ``cfg`` but the per-process run names."""
+    content = cfg.to_dict()
+    content.pop('experiment_name', None)
+    content.get('visualizer', {}).pop('name', None)
+    return hashlib.sha1(json.dumps(content, sort_keys=True,
+                                   default=str).encode()).hexdigest()
+
+
+def _saved(path: str, cfg: Config) -> Optional[dict]:
+    """What :func:`cached` kept at ``path`` for ``cfg``, if anything."""
+    if osp.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved.get('config') == fingerprint(cfg):
+            return saved
+    return None
+
+
+def cached(path: str, cfg: Config, compute: Callable[[], object]):
+    """``compute()``, or what it returned for the same config before.
+
+    Each run's result is kept next to its checkpoint (``path``), keyed by
+    :func:`fingerprint`: a study stopped half-way (or split over several
+    processes with ``--parts``) continues where it stopped, and a changed
+    config is run again."""
+    key = fingerprint(cfg)
+    saved = _saved(path, cfg)
+    if saved is not None:
+        return saved['result']
+    result = compute()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.partial', 'w') as f:
+        json.dump(dict(config=key, result=result), f)
+    os.replace(path + '.partial', path)
+    return result
+
+
+def train(cfg: Config, metric: str) -> dict:
+    """Train ``cfg`` (or reuse its earlier result); the final checkpoint,
+    the val curve of ``metric`` and the mean train-step time."""
+    return cached(_run_path(cfg), cfg, lambda: _train(cfg, metric))
+
+
+def _run_path(cfg: Config) -> str:
+    return osp.join(cfg.work_dir, 'study_run.json')
+
+
+def _train(cfg: Config, metric: str) -> dict:
+    start = time.time()
+    runner = build_runner(cfg)
+    runner.train()
+    seconds = time.time() - start
+    model = runner.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    adapter = sum(p.numel() for name, p in model.named_parameters()
+                  if is_adapter_param_name(name))
+    records = _read_scalars(runner.log_dir)
+    curve = [(r['step'], r[metric]) for r in records if metric in r]
+    times = [r['time'] for r in records if 'loss' in r and 'time' in r]
+    iters = cfg.train_cfg.get('max_iters')
+    ckpt = osp.join(cfg.work_dir, f'iter_{iters}.pth') if iters else None
+    result = dict(curve=curve, final=curve[-1][1] if curve else math.nan,
+                  seconds=round(seconds, 1),
+                  step_time=sum(times) / len(times) if times else math.nan,
+                  trainable=trainable, adapter_params=adapter,
+                  records=[r for r in records if any(k.startswith('coco/')
+                                                     for k in r)],
+                  checkpoint=ckpt, work_dir=cfg.work_dir)
+    del runner, model
+    return result
+
+
+def test(cfg: Config, checkpoint: str, expected_len: int) -> float:
+    """Top-1 of ``checkpoint`` on the test split of ``cfg``, after checking
+    that split's size (mmpretrain's FashionMNIST quirk, SPEC section 4)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    _quiet(cfg, osp.join(cfg.work_dir, 'test'))
+    return cached(osp.join(cfg.work_dir, 'study_test.json'), cfg,
+                  lambda: _test(cfg, expected_len))
+
+
+def _test(cfg: Config, expected_len: int) -> float:
+    runner = build_runner(cfg)
+    size = len(runner.test_dataloader.dataset)
+    if size != expected_len:
+        raise RuntimeError(f'test split of {cfg.filename} has {size} images, '
+                           f'expected {expected_len}')
+    metrics = runner.test()
+    del runner
+    return float(metrics['accuracy/top1'])
+
+
+def step_time_ratios(scale: Scale, data: str, source: str,
+                     steps: int = 3) -> Dict[str, float]:
+    """Train-step time of each arm and part-3 variant on task (b) over that
+    of full first-order fine-tuning: forward, cross-entropy, backward and
+    AdamW on the parameters the arm trains, batch ``scale.batch``, models
+    measured in turn in this process (the same machine load), median of
+    ``scale.timing_repeats`` rounds of ``steps`` steps each."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    variants: Dict[str, Tuple[str, Callable[[Config], None], bool]] = {
+        'full-ft': ('full-ft', _full, False),
+        'linear-probe': ('linear-probe', _linear_probe, False),
+        'lora': ('lora', _lora, True),
+        'qnv2-adapters': ('qnv2-adapters', _adapters_only, True),
+        'qnv2 stage 2 (everything trains)': ('qnv2-stages', _stages, False),
+    }
+    for name, _, change in ABLATIONS:
+        variants[name] = ('qnv2-adapters', lambda cfg, iters, change=change: (
+            _adapters_only(cfg, iters), change(cfg)), True)
+    models = {}
+    for label, (arm, configure, stage1) in variants.items():
+        cfg = target_cfg('shift', ARM_BY_NAME[arm], scale, data, 0, 1e-3,
+                         source, osp.join(ROOT, 'work_dirs', 'unused'))
+        configure(cfg, scale.iters)
+        model = MODELS.build(cfg.model)
+        model.train()
+        if stage1:  # stage 1: the primary terms are frozen
+            for param in primary_parameters(model, 'backbone').values():
+                param.requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        models[label] = (model, torch.optim.AdamW(params, lr=1e-3))
+    inputs = torch.randn(scale.batch, 1, 28, 28)
+    labels = torch.randint(0, 5, (scale.batch, ))
+    times: Dict[str, List[float]] = {label: [] for label in models}
+    for _ in range(scale.timing_repeats + 1):  # the first round warms up
+        for label, (model, optimizer) in models.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = torch.nn.functional.cross_entropy(
+                    model(inputs, mode='tensor'), labels)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            times[label].append(time.perf_counter() - start)
+    median = {label: sorted(t[1:])[len(t[1:]) // 2] for label, t in times.items()}
+    return {label: median[label] / median['full-ft'] for label in median}
+
+
+def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
+    """Forward FLOPs of mmpretrain's ResNet-50 (``image_size``², one image)
+    with the adapters of the LoRA arm, the default and each part-3 variant,
+    over the plain ResNet-50: the cost side of part 3 at the size the paper's
+    users run, counted with mmengine's analysis as mmdet's ``get_flops.py``
+    counts (``quadra_mm.flops`` makes it count the branch)."""
+    from benchmark_adapters import forward_flops
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    plain = dict(type='ResNet', depth=50)
+    adapted = dict(type='QuadraNetV2', backbone=plain, targets='resnet',
+                   adapter=dict(rank=8, kernel_size=3, dilation=2,
+                                kernel='quadratic'))
+    variants: Dict[str, Callable[[Config], None]] = {
+        'lora': lambda cfg: cfg.model.backbone.adapter.update(kernel='linear'),
+        'qnv2-adapters': lambda cfg: None,
+        **{name: change for name, _, change in ABLATIONS}}
+    image = torch.randn(1, 3, image_size, image_size)
+
+    def flops(backbone: dict) -> int:
+        return forward_flops(MODELS.build(backbone), image)
+
+    base = flops(plain)
+    ratios = {}
+    for name, change in variants.items():
+        cfg = Config(dict(model=dict(backbone=copy.deepcopy(adapted))))
+        change(cfg)
+        ratios[name] = flops(cfg.model.backbone.to_dict()) / base
+    return ratios
+
+
+def _concurrently(fn: Callable, items) -> list:
+    """``[fn(item) for item in items]``, each call in its own thread: the
+    calls only wait on worker processes, and no thread ever waits for a
+    free thread (no pool to exhaust)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(len(items)) as threads:
+        return list(threads.map(fn, items))
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+class Study:
+    """The study's parts, each run from a thread of this process that hands
+    its trainings and tests to a pool of ``workers`` processes: independent
+    runs (lr sweeps, seeds, arms, the detection chain) overlap, dependent
+    ones (the seeds after their arm's sweep, part 3 after the lr it reuses)
+    wait for what they need."""
+
+    def __init__(self, scale: Scale, work: str, data: str,
+                 parts: Sequence[str] = PARTS, workers: int = 1,
+                 threads: int = 1) -> None:
+        self.scale, self.work, self.data = scale, work, data
+        self.workers, self.threads = workers, threads
+        self.pool: Optional[ProcessPoolExecutor] = None
+        s = scale
+        seeds = len(s.seeds)
+        # a test pass: forward only, about a third of a training image
+        self.test_units = 5 * (s.test_per_class or 1000) / (3 * s.batch)
+        run = s.iters + self.test_units
+        units = seeds * (2 * s.source_iters + self.test_units)
+        units += sum(t in parts for t in TASKS) * len(ARMS) * (
+            len(s.lrs) * s.iters + (seeds - 1) * s.iters + seeds * self.test_units)
+        units += sum(name in parts for name, *_ in ABLATIONS) * seeds * run
+        units += ('efficiency' in parts) * seeds * s.iters * s.scratch_factor
+        # detection: per seed 2 classifiers + 2 detectors; a detector
+        # iteration costs about 6 classification iterations here.
+        units += ('detection' in parts) * seeds * (
+            2 * s.det_cls_epochs * 10 + 2 * 6 * s.det_iters)
+        self.progress = Progress(units)
+        self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
+                                  detection={})
+
+    def _step(self, units: float, label: str, seconds: float,
+              reused: bool = False) -> None:
+        self.progress.step(units, label, seconds, reused)
+
+    def _train(self, cfg: Config, metric: str) -> dict:
+        """:func:`train` in a worker, or its result from an earlier
+        invocation (``reused``) without a round trip to a worker."""
+        saved = _saved(_run_path(cfg), cfg)
+        if saved is not None:
+            return dict(saved['result'], reused=True)
+        return dict(self.pool.submit(train, cfg, metric).result(), reused=False)
+
+    def _test(self, cfg: Config, checkpoint: str) -> float:
+        return self.pool.submit(test, cfg, checkpoint,
+                                test_len(self.scale)).result()
+
+    def source(self) -> Dict[int, str]:
+        def one(seed: int) -> dict:
+            cfg = source_cfg(self.scale, self.data, seed, self.work)
+            run = self._train(cfg, 'accuracy/top1')
+            run['test'] = self._test(cfg, run['checkpoint'])
+            self._step(2 * self.scale.source_iters + self.test_units,
+                       f'source model, seed {seed}: val {run["final"]:.1f} '
+                       f'test {run["test"]:.1f}', run['seconds'], run['reused'])
+            return run
+
+        runs = dict(zip(self.scale.seeds, _concurrently(one, self.scale.seeds)))
+        self.results['source'] = {seed: _summary(run) for seed, run in runs.items()}
+        return {seed: run['checkpoint'] for seed, run in runs.items()}
+
+    def arm(self, task: str, arm: Arm, sources: Dict[int, str]) -> dict:
+        s = self.scale
+
+        def run(seed: int, lr: float) -> Tuple[Config, dict]:
+            cfg = target_cfg(task, arm, s, self.data, seed, lr, sources[seed],
+                             osp.join(self.work, task, arm.name,
+                                      f'lr{lr:g}_seed{seed}'))
+            result = self._train(cfg, 'accuracy/top1')
+            self._step(s.iters, f'{task} / {arm.name} lr {lr:g} seed {seed}: '
+                       f'val {result["final"]:.1f}', result['seconds'],
+                       result['reused'])
+            return cfg, result
+
+        sweep = dict(zip(s.lrs, _concurrently(
+            lambda lr: run(s.seeds[0], lr), s.lrs)))
+        best = max(s.lrs, key=lambda lr: sweep[lr][1]['final'])
+        runs = [sweep[best]] + _concurrently(lambda seed: run(seed, best),
+                                             s.seeds[1:])
+
+        def scored(seed_run: Tuple[int, Tuple[Config, dict]]) -> dict:
+            seed, (cfg, result) = seed_run
+            start = time.time()
+            result['test'] = self._test(cfg, result['checkpoint'])
+            self._step(self.test_units, f'{task} / {arm.name} seed {seed}: '
+                       f'test {result["test"]:.1f}', time.time() - start,
+                       result['reused'])
+            return dict(_summary(result), seed=seed)
+
+        return dict(describe=arm.describe, lr=best,
+                    sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in s.lrs},
+                    sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in s.lrs),
+                    runs=_concurrently(scored, zip(s.seeds, runs)))
+
+    def ablations(self, sources: Dict[int, str], ablations, lr: float) -> None:
+        """Part 3: the adapters-only recipe at ``lr`` (the one its arm chose
+        on the shifted task), changed by each of ``ablations``."""
+        s = self.scale
+        base = ARM_BY_NAME['qnv2-adapters']
+
+        def one(item: Tuple[Tuple[str, str, Callable], int]) -> dict:
+            (name, _, change), seed = item
+            cfg = target_cfg('shift', base, s, self.data, seed, lr,
+                             sources[seed], osp.join(
+                                 self.work, 'ablation', name, f'seed{seed}'))
+            change(cfg)
+            result = self._train(cfg, 'accuracy/top1')
+            result['test'] = self._test(cfg, result['checkpoint'])
+            self._step(s.iters + self.test_units, f'ablation {name} seed {seed}: '
+                       f'test {result["test"]:.1f}', result['seconds'],
+                       result['reused'])
+            return dict(_summary(result), seed=seed)
+
+        items = [(ablation, seed) for ablation in ablations for seed in s.seeds]
+        runs = _concurrently(one, items)
+        for name, describe, _ in ablations:
+            self.results['ablation'][name] = dict(
+                describe=describe, lr=lr,
+                runs=[run for (ablation, _), run in zip(items, runs)
+                      if ablation[0] == name])
+
+    def efficiency(self, sources: Dict[int, str], lr: float) -> None:
+        """QuadraNet from scratch on ``shift`` for ``scratch_factor`` times
+        the adaptation budget at ``lr`` (its arm's choice), val curve only."""
+        s = self.scale
+        arm = ARM_BY_NAME['quadranet-scratch']
+        iters = s.iters * s.scratch_factor
+
+        def one(seed: int) -> dict:
+            cfg = target_cfg('shift', arm, s, self.data, seed, lr,
+                             sources[seed], osp.join(
+                                 self.work, 'efficiency', f'seed{seed}'),
+                             iters=iters)
+            result = self._train(cfg, 'accuracy/top1')
+            self._step(iters, f'QuadraNet from scratch x{s.scratch_factor}, '
+                       f'seed {seed}: val {result["final"]:.1f}',
+                       result['seconds'], result['reused'])
+            return dict(_summary(result), seed=seed)
+
+        self.results['efficiency'] = dict(lr=lr, iters=iters,
+                                          runs=_concurrently(one, s.seeds))
+
+    def detection(self) -> None:
+        """QNv2 vs first-order demo detector, the same extra classifier
+        epochs for both, on a reduced shapes set and schedule."""
+        s = self.scale
+        shapes = osp.join(self.work, 'shapes')
+        start = time.time()
+        make_demo_data(shapes, num_train=s.det_train, num_val=s.det_val,
+                       img_size=s.det_img, crop_size=s.det_crop, seed=0,
+                       skip_existing=True)
+        self.results['detection']['data_seconds'] = round(time.time() - start, 1)
+        detectors = (
+            ('qnv2', osp.join(DEMO, 'qnv2-resnet18_1xb32_shapes-crops.py'),
+             osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py')),
+            ('first-order', osp.join(
+                STUDY, 'resnet18_1xb32_shapes-crops_extra-epochs.py'),
+             osp.join(STUDY, 'mask-rcnn_r18_fpn_shapes.py')))
+
+        def one_seed(seed: int) -> List[dict]:
+            cls_cfg = _crops_cfg(osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py'),
+                                 shapes, s, seed, s.det_cls_epochs,
+                                 osp.join(self.work, 'det', f'seed{seed}', 'classifier'))
+            cls = self._train(cls_cfg, 'accuracy/top1')
+            first_order = _epoch_ckpt(cls_cfg)
+            self._step(s.det_cls_epochs * 10, f'detection seed {seed}: first-order '
+                       f'classifier top-1 {cls["final"]:.1f}', cls['seconds'],
+                       cls['reused'])
+
+            def one_arm(detector: Tuple[str, str, str]) -> dict:
+                name, adapt_path, det_path = detector
+                where = osp.join(self.work, 'det', f'seed{seed}', name)
+                adapt_cfg = _crops_cfg(adapt_path, shapes, s, seed, None,
+                                       osp.join(where, 'classifier'))
+                adapt_cfg.model.backbone.init_cfg.checkpoint = first_order
+                adapt_cfg.model.head.init_cfg = dict(
+                    type='Pretrained', checkpoint=first_order, prefix='head.')
+                adapted = self._train(adapt_cfg, 'accuracy/top1')
+                det_cfg = _detector_cfg(det_path, shapes, s, seed,
+                                        _epoch_ckpt(adapt_cfg),
+                                        osp.join(where, 'detector'))
+                det = self._train(det_cfg, 'coco/bbox_mAP')
+                coco = det['records'][-1]
+                self._step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
+                           f'detection seed {seed} {name}: classifier '
+                           f'{adapted["final"]:.1f}, bbox {coco["coco/bbox_mAP"]:.3f}'
+                           f' segm {coco["coco/segm_mAP"]:.3f}',
+                           adapted['seconds'] + det['seconds'], det['reused'])
+                return dict(
+                    seed=seed, classifier_top1=cls['final'],
+                    adapted_top1=adapted['final'],
+                    bbox_mAP=coco['coco/bbox_mAP'], segm_mAP=coco['coco/segm_mAP'],
+                    bbox_mAP_50=coco['coco/bbox_mAP_50'],
+                    segm_mAP_50=coco['coco/segm_mAP_50'],
+                    seconds=round(adapted['seconds'] + det['seconds'], 1),
+                    detector_step_time=det['step_time'])
+
+            return _concurrently(one_arm, detectors)
+
+        per_seed = _concurrently(one_seed, s.seeds)
+        self.results['detection'].update(arms={
+            name: [runs[i] for runs in per_seed]
+            for i, (name, *_) in enumerate(detectors)})
+
+    def classification(self, parts: Sequence[str]) -> Dict[int, str]:
+        """Sources, both tasks' arms, then part 3 and the efficiency runs,
+        each as soon as the lr it reuses is chosen."""
+        sources = self.source()
+        ablations = [a for a in ABLATIONS if a[0] in parts]
+        wanted = [(task, arm) for task in TASKS if task in parts for arm in ARMS]
+        for name in ('qnv2-adapters', 'quadranet-scratch'):  # what they reuse
+            if (ablations or 'efficiency' in parts) and 'shift' not in parts:
+                wanted.append(('shift', ARM_BY_NAME[name]))
+
+        def arm_then_dependents(item: Tuple[str, Arm]) -> dict:
+            task, arm = item
+            out = self.arm(task, arm, sources)
+            if task == 'shift' and arm.name == 'qnv2-adapters':
+                self.ablations(sources, ablations, out['lr'])
+            if task == 'shift' and arm.name == 'quadranet-scratch' and \
+                    'efficiency' in parts:
+                self.efficiency(sources, out['lr'])
+            return out
+
+        outs = _concurrently(arm_then_dependents, wanted)
+        for (task, arm), out in zip(wanted, outs):
+            self.results['tasks'].setdefault(task, {})[arm.name] = out
+        return sources
+
+    def run(self, parts: Sequence[str] = PARTS) -> dict:
+        """Run ``parts`` (all by default); what they need from other parts
+        (source models, the lr the shifted task chose) is run or reused."""
+        start = time.time()
+        branches = {}
+        if 'detection' in parts:
+            branches['detection'] = self.detection
+        # Everything but the detection part adapts the source models.
+        if set(parts) - {'detection'}:
+            branches['classification'] = lambda: self.classification(parts)
+        with ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context('spawn'),
+                initializer=_init_worker, initargs=(self.threads, )) as self.pool:
+            done = dict(zip(branches, _concurrently(
+                lambda branch: branch(), branches.values())))
+        if any(name in parts for name, *_ in ABLATIONS):
+            # timed in this process once every worker is done: no other load
+            start_ratios = time.time()
+            self.results['step_time_ratios'] = step_time_ratios(
+                self.scale, self.data, done['classification'][self.scale.seeds[0]])
+            self.results['resnet50_flop_ratios'] = resnet50_flop_ratios(
+                self.scale.flops_size)
+            self._step(0, 'step-time ratios', time.time() - start_ratios)
+        self.results.update(
+            seconds=round(time.time() - start, 1), workers=self.workers,
+            finished=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+            machine=f'{platform.machine()}, {os.cpu_count()} CPU cores, '
+            f'torch {torch.__version__}, {self.threads} threads per worker')
+        return self.results
+
+
+def _summary(run: dict) -> dict:
+    keep = ('final', 'test', 'curve', 'seconds', 'step_time', 'trainable',
+            'adapter_params')
+    return {k: run[k] for k in keep if k in run}
