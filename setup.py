@@ -26,6 +26,7 @@ setup(
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
     # seaborn: mmdet's tools/analysis_tools/analyze_logs.py imports it; the tests run that tool.
-    extras_require={'tests': ['pytest>=8', 'pytest-timeout', 'seaborn']},
+    # timm: tools/gpu_check.py (the H200 check; its --dry-run is a test) adapts timm's ConvNeXt-T.
+    extras_require={'tests': ['pytest>=8', 'pytest-timeout', 'seaborn', 'timm']},
     license='Apache-2.0',
 )
