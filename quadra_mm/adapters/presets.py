@@ -8,7 +8,7 @@ enclosing model (``backbone.``, ``model.backbone.``): every pattern starts with
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-__all__ = ['Preset', 'PRESETS']
+__all__ = ['Preset', 'PRESETS', 'AUTO_PRESETS', 'auto_preset']
 
 
 @dataclass(frozen=True)
@@ -44,4 +44,28 @@ PRESETS: Dict[str, Preset] = {
         (r'(?:.*\.)?layers\.(?P<stage>\d+)\.ffn\.layers\.(?:0\.0|1)', ),
         description='mmpretrain VisionTransformer: both linears of every block MLP; '
         'the stage is the layer index'),
+    'cspnext': Preset(
+        (r'(?:.*\.)?stage(?P<stage>\d+)\.\d+\.blocks\.\d+\.conv2\.depthwise_conv\.conv', ),
+        stage_offset=1,
+        description='mmdet CSPNeXt: the depthwise conv of every CSPNeXtBlock'),
 }
+
+# Backbone class name -> preset, for ``targets='auto'``.
+AUTO_PRESETS: Dict[str, str] = {
+    'ConvNeXt': 'convnext', 'ResNet': 'resnet', 'ResNetV1c': 'resnet', 'ResNetV1d': 'resnet',
+    'ResNeXt': 'resnet', 'SwinTransformer': 'swin', 'VisionTransformer': 'vit',
+    'CSPNeXt': 'cspnext',
+}
+
+
+def auto_preset(model: object) -> str:
+    """The preset of ``model``'s class or of its nearest base class in :data:`AUTO_PRESETS`.
+
+    Raises:
+        ValueError: no class in the model's MRO has a preset; lists the known ones.
+    """
+    for cls in type(model).__mro__:
+        if cls.__name__ in AUTO_PRESETS:
+            return AUTO_PRESETS[cls.__name__]
+    raise ValueError(f"targets='auto': no preset for backbone class {type(model).__name__!r}; "
+                     f'known classes: {AUTO_PRESETS}; presets: {sorted(PRESETS)}')

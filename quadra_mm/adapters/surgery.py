@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from torch import nn
 
 from ..ops import QuadraticConv2d, QuadraticLinear, QuadraticNeuron
-from .presets import PRESETS
+from .presets import PRESETS, auto_preset
 
 __all__ = [
     'inject_quadratic_adapters', 'quadratic_layers', 'reset_adapters', 'mark_trainable',
@@ -136,6 +136,8 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
             The model is left unchanged.
     """
     _check_options(defaults, 'defaults')
+    if targets == 'auto':
+        targets = auto_preset(model)
     parsed = _parse_targets(targets)
     wanted_stages = None if stages is None else set(stages)
     adapted_roots = [name for name, _ in quadratic_layers(model)]
