@@ -24,3 +24,9 @@ def test_auto_cspnext_adapts_block_depthwise_convs_exactly():
     names = inject_quadratic_adapters(model, 'auto')
     assert names and all(n.endswith('conv2.depthwise_conv.conv') for n in names)
     assert all(torch.equal(a, b) for a, b in zip(model(x), ref))
+
+
+def test_auto_mmdet_swin_adapts_both_mlp_linears_of_every_block():
+    from mmdet.models.backbones import SwinTransformer
+    model = SwinTransformer(embed_dims=32, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
+    assert len(inject_quadratic_adapters(model, 'auto')) == 2 * 4

@@ -39,7 +39,7 @@ PRESETS: Dict[str, Preset] = {
         'of a Bottleneck (also 3x3 in a BasicBlock)'),
     'swin': Preset(
         (r'(?:.*\.)?stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.(?:0\.0|1)', ),
-        description='mmpretrain SwinTransformer: both linears of every block MLP'),
+        description='mmpretrain and mmdet SwinTransformer: both linears of every block MLP'),
     'vit': Preset(
         (r'(?:.*\.)?layers\.(?P<stage>\d+)\.ffn\.layers\.(?:0\.0|1)', ),
         description='mmpretrain VisionTransformer: both linears of every block MLP; '
