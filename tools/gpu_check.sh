@@ -37,7 +37,7 @@ step tests bash -c "$PY -m pytest -q -rs -p no:cacheprovider tests/test_ops.py t
 step amp-export-profile bash -c "$PY tools/gpu_check.py --out '$DIR' $([[ $DRY == 1 ]] && echo --dry-run) > '$DIR/gpu_check.log' 2>&1" | tee -a "$DIR/summary.txt"
 # 3. The cost table, timm/torchvision zoo.
 if [[ $DRY == 1 ]]; then
-    BENCH="--device cpu --batch-size 2 --image-size 64 --repeats 1 --warmup 0 --models ConvNeXt-T --dtype bf16"
+    BENCH="--device cpu --batch-size 2 --image-size 32 --repeats 1 --warmup 0 --models ConvNeXt-T --dtype bf16"
 else
     BENCH="--device cuda --batch-size 128 --repeats 5 --dtype bf16 fp16 --compile"
 fi

@@ -210,7 +210,8 @@ class QuadraticNeuron(nn.Module):
         range limit); the branch is ``c * U(phi(a / c, b / c))``."""
         scale = range_scale(ab, self.interaction.range_limit, dim)
         if scale is not None:
-            ab = ab / scale.to(ab.dtype)
+            # ab is a fresh projection that nothing else reads: divide it in place.
+            ab = ab.div_(scale.to(ab.dtype))
         a, b = split_projections(ab, dim, self.depthwise)
         return a, b, self.interaction(a, b), scale
 
