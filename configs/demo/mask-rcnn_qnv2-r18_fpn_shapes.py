@@ -118,5 +118,7 @@ default_hooks = dict(
                     interval=max_iters))
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
-randomness = dict(seed=0)
+# deterministic: torch.use_deterministic_algorithms, so an op without a
+# deterministic CPU kernel fails loudly instead of changing the mAP per run.
+randomness = dict(seed=0, deterministic=True)
 work_dir = 'work_dirs/demo/mask-rcnn_qnv2-r18_fpn_shapes'
