@@ -2,10 +2,13 @@
 # Both first run tools/bootstrap.sh, which sets up .venv/ (idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup test demo benchmark study
+.PHONY: setup lint test demo benchmark study
 
 setup:
 	@bash tools/bootstrap.sh
+
+lint: setup
+	.venv/bin/ruff check .
 
 test: setup
 	$(PY) -m pytest tests

@@ -27,6 +27,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     # seaborn: mmdet's tools/analysis_tools/analyze_logs.py imports it; the tests run that tool.
     # timm: tools/gpu_check.py (the H200 check; its --dry-run is a test) adapts timm's ConvNeXt-T.
-    extras_require={'tests': ['pytest>=8', 'pytest-timeout', 'seaborn', 'timm']},
+    # ruff: `make lint` (pyproject.toml), which .ci/run runs before the tests.
+    extras_require={'tests': ['pytest>=8', 'pytest-timeout', 'seaborn', 'timm', 'ruff==0.17.6']},
     license='Apache-2.0',
 )

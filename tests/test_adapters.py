@@ -9,10 +9,22 @@ from mmdet.models.backbones import ResNet as DetResNet
 from mmpretrain.models import ConvNeXt, ResNet, SwinTransformer, VisionTransformer
 from torch import nn
 
-from quadra_mm.adapters import (PRESETS, adapter_state_dict, inject_quadratic_adapters,
-                                load_adapter_state_dict, mark_trainable, parameter_report,
-                                quadratic_layers, reset_adapters)
-from quadra_mm.ops import QuadraticConv2d, QuadraticLinear, is_adapter_param_name, saved_tensor_bytes
+from quadra_mm.adapters import (
+    PRESETS,
+    adapter_state_dict,
+    inject_quadratic_adapters,
+    load_adapter_state_dict,
+    mark_trainable,
+    parameter_report,
+    quadratic_layers,
+    reset_adapters,
+)
+from quadra_mm.ops import (
+    QuadraticConv2d,
+    QuadraticLinear,
+    is_adapter_param_name,
+    saved_tensor_bytes,
+)
 
 SMALL_SWIN = dict(arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]),
                   img_size=32, window_size=4, pad_small_map=True)
@@ -50,7 +62,8 @@ def test_preset_preserves_function_and_checkpoint(name):
     checkpoint = copy.deepcopy(model.state_dict())
     names = inject_quadratic_adapters(model, preset, rank=4)
     assert len(names) == count
-    assert all(isinstance(module, (QuadraticConv2d, QuadraticLinear)) for _, module in quadratic_layers(model))
+    assert all(isinstance(module, (QuadraticConv2d, QuadraticLinear))
+               for _, module in quadratic_layers(model))
     with torch.no_grad():
         assert_outputs_equal(model(x), first_order(x))
     assert_outputs_equal(model(x), first_order(x))
@@ -71,7 +84,8 @@ def test_stages_and_overrides():
     model = ResNet(depth=50)
     names = inject_quadratic_adapters(model, 'resnet', stages=[2, 3], rank=4,
                                       depthwise=False, kernel='rbf')
-    assert names == [f'layer3.{i}.conv2' for i in range(6)] + [f'layer4.{i}.conv2' for i in range(3)]
+    assert names == ([f'layer3.{i}.conv2' for i in range(6)]
+                     + [f'layer4.{i}.conv2' for i in range(3)])
     assert [layer.stage for _, layer in quadratic_layers(model)] == [2] * 6 + [3] * 3
     assert {layer.kernel_name for _, layer in quadratic_layers(model)} == {'rbf'}
 
@@ -125,7 +139,8 @@ def test_one_step_trains_only_adapters():
     mark_trainable(model, primary=True)
     layer = model.layer1[0].conv2
     assert layer.weight.requires_grad and layer.quad_u.weight.requires_grad
-    assert not model.layer1[0].conv1.weight.requires_grad and not model.layer1[0].bn2.weight.requires_grad
+    assert not model.layer1[0].conv1.weight.requires_grad
+    assert not model.layer1[0].bn2.weight.requires_grad
 
 
 def test_adapter_state_dict_roundtrip_and_report():
@@ -140,8 +155,9 @@ def test_adapter_state_dict_roundtrip_and_report():
     assert load_adapter_state_dict(model, state) == ([], [])
     assert all(torch.equal(v, state[k]) for k, v in adapter_state_dict(model).items())
 
-    with pytest.raises(RuntimeError, match=r'missing keys \[\'layer1\.0\.conv2\.quad_a\.weight\'\]'):
-        load_adapter_state_dict(model, {k: v for k, v in state.items() if k != 'layer1.0.conv2.quad_a.weight'})
+    dropped = 'layer1.0.conv2.quad_a.weight'
+    with pytest.raises(RuntimeError, match=r"missing keys \['layer1\.0\.conv2\.quad_a\.weight'\]"):
+        load_adapter_state_dict(model, {k: v for k, v in state.items() if k != dropped})
     with pytest.raises(RuntimeError, match=r"unexpected keys \['conv1\.weight'\]"):
         load_adapter_state_dict(model, {**state, 'conv1.weight': model.conv1.weight})
     missing, unexpected = load_adapter_state_dict(model, {'foo.quad_a.weight': x}, strict=False)
@@ -153,7 +169,8 @@ def test_adapter_state_dict_roundtrip_and_report():
     total = sum(p.numel() for p in model.parameters())
     assert (report.total, report.trainable, report.adapter) == (total, adapter, adapter)
     assert str(report) == (f'trainable params: {adapter:,} || all params: {total:,} || '
-                           f'trainable%: {100 * adapter / total:.4f} || adapter params: {adapter:,}')
+                           f'trainable%: {100 * adapter / total:.4f} || '
+                           f'adapter params: {adapter:,}')
 
 
 class _WeightStandardizedConv(nn.Conv2d):
@@ -171,13 +188,16 @@ def test_surgery_errors_name_the_culprit():
         (dict(targets=[dict(type='no_such_layer')]), r"\['no_such_layer'\] match no module"),
         (dict(targets=[dict(type=r'stages\.0\.0')]), r"'stages\.0\.0'.* is a ConvNeXtBlock"),
         (dict(targets='convnext', rnak=4), r"\['rnak'\]"),
-        (dict(targets=[dict(type='depthwise_conv', dilaton=1)]), r"'depthwise_conv'.*\['dilaton'\]"),
+        (dict(targets=[dict(type='depthwise_conv', dilaton=1)]),
+         r"'depthwise_conv'.*\['dilaton'\]"),
         (dict(targets=[dict(rank=4)]), 'no "type"'),
         (dict(targets='convnext', rank=0), r"stages\.0\.0\.depthwise_conv.*rank must be > 0"),
-        (dict(targets='convnext', kernel_size=2, dilation=1), r"stages\.0\.0\.depthwise_conv.*output shape"),
+        (dict(targets='convnext', kernel_size=2, dilation=1),
+         r"stages\.0\.0\.depthwise_conv.*output shape"),
         (dict(targets='convnext', kernel='cubic'), r"stages\.0\.0\.depthwise_conv.*'cubic'"),
         (dict(targets='convnext', stages=[4]), r'stage\(s\) \[4\] contain no module'),
-        (dict(targets=[dict(type='depthwise_conv')], stages=[0]), r"'stages\.0\.0\.depthwise_conv'.*stage"),
+        (dict(targets=[dict(type='depthwise_conv')], stages=[0]),
+         r"'stages\.0\.0\.depthwise_conv'.*stage"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -186,7 +206,8 @@ def test_surgery_errors_name_the_culprit():
     assert not list(quadratic_layers(model)) and model.state_dict().keys() == pristine.keys()
 
     inject_quadratic_adapters(model, 'convnext', stages=[0])
-    with pytest.raises(ValueError, match=r"'stages\.0\.0\.depthwise_conv'.*already has a quadratic adapter"):
+    with pytest.raises(ValueError,
+                       match=r"'stages\.0\.0\.depthwise_conv'.*already has a quadratic adapter"):
         inject_quadratic_adapters(model, 'convnext')
 
     vit = VisionTransformer(**SMALL_VIT)
@@ -197,7 +218,8 @@ def test_surgery_errors_name_the_culprit():
     custom.ws = _WeightStandardizedConv(3, 3, 3)
     custom.pad = Conv2dAdaptivePadding(3, 3, 3)
     custom.attn = nn.MultiheadAttention(8, 2)
-    with pytest.raises(ValueError, match=r"'ws'.*_WeightStandardizedConv.*overrides Conv2d\.forward"):
+    with pytest.raises(ValueError,
+                       match=r"'ws'.*_WeightStandardizedConv.*overrides Conv2d\.forward"):
         inject_quadratic_adapters(custom, [dict(type='ws')])
     with pytest.raises(ValueError, match=r"'pad'.*Conv2dAdaptivePadding"):
         inject_quadratic_adapters(custom, [dict(type='pad')])

@@ -77,7 +77,8 @@ def test_autocast_backward_every_kernel(kernel):
     """bf16 autocast: analytic gradients (weights in their fp32 dtype) agree with plain
     autograd through the same casts to bf16 accuracy."""
     linear = nn.Linear(16, 12)
-    layer = QuadraticLinear.from_linear(linear, rank=4, kernel=kernel, kernel_cfg=KERNEL_CFGS[kernel])
+    layer = QuadraticLinear.from_linear(linear, rank=4, kernel=kernel,
+                                        kernel_cfg=KERNEL_CFGS[kernel])
     nn.init.normal_(layer.quad_u.weight, std=0.3)
     x = torch.randn(4, 16, requires_grad=True)
     grads = {}

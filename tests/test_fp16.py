@@ -74,7 +74,8 @@ def test_plain_branch_below_the_range_limit_and_bounded_above():
         assert 5 < big[1] / big[0] < 20  # ~10x for 10x the input, not 100x
         with torch.autocast('cpu', dtype=torch.float16):
             half = layer.branch(x * 1e3)
-        torch.testing.assert_close(half.float(), layer.branch(x * 1e3), rtol=2e-2, atol=0.05 * big[0])
+        torch.testing.assert_close(half.float(), layer.branch(x * 1e3), rtol=2e-2,
+                                   atol=0.05 * big[0])
 
 
 def test_linear_branch_finite_under_fp16():
@@ -105,7 +106,8 @@ def test_demo_detector_trains_under_fp16_autocast():
         for _, layer in quadratic_layers(model):
             nn.init.normal_(layer.quad_u.weight, std=1e-2)
     model.train()
-    optim = build_optim_wrapper(model, dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3, momentum=0.9)))
+    optim = build_optim_wrapper(model, dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3, momentum=0.9)))
     packed = demo_mm_inputs(2, [[3, 96, 96]] * 2, num_items=[3, 3], with_mask=True,
                             num_classes=len(cfg.metainfo['classes']) if 'metainfo' in cfg else 6)
     # mmcv's CPU NMS and RoIAlign have no half kernels (its CUDA ones do): the backbone

@@ -24,7 +24,8 @@ from quadra_mm.ops import fused_branch_add_
 from quadra_mm.ops import build_kernel, pointwise_conv
 
 torch.manual_seed(0)
-kernels = [('quadratic', {}), ('linear', {}), ('rbf', dict(sigma=1.5)), ('poly', dict(degree=3, c=0.5))]
+kernels = [('quadratic', {}), ('linear', {}), ('rbf', dict(sigma=1.5)),
+           ('poly', dict(degree=3, c=0.5))]
 for name, cfg in kernels:
     phi = build_kernel(name, **cfg)
     # rank 3 (padded to 4 in the kernel), 20 outputs (two output blocks), 35 pixels.
@@ -46,12 +47,14 @@ for name, cfg in kernels:
     scale = torch.tensor([1.0, 8.0]).view(2, 1, 1, 1)
     a, b = (ab / scale).chunk(2, 1)
     expected = y + pointwise_conv(phi(a, b), u, sample_scale=scale)
-    torch.testing.assert_close(fused_branch_add_(y, ab, u, phi, scale), expected, rtol=1e-4, atol=1e-2)
+    torch.testing.assert_close(fused_branch_add_(y, ab, u, phi, scale), expected,
+                               rtol=1e-4, atol=1e-2)
     rows, ab, u = torch.randn(9, 20), 300 * torch.randn(9, 6), torch.randn(20, 3)
     scale = 2.0 ** torch.arange(9.0).view(9, 1)
     a, b = (ab / scale).chunk(2, -1)
     expected = rows + F.linear(phi(a, b), u) * scale
-    torch.testing.assert_close(fused_branch_add_(rows, ab, u, phi, scale), expected, rtol=1e-4, atol=1e-2)
+    torch.testing.assert_close(fused_branch_add_(rows, ab, u, phi, scale), expected,
+                               rtol=1e-4, atol=1e-2)
 print('interpreted kernel ok')
 '''
 
@@ -80,11 +83,13 @@ def test_exported_cuda_matches_adapted(kernel, autocast):
         for _, layer in quadratic_layers(model):
             nn.init.normal_(layer.quad_u.weight, std=0.1)
         exported = export_for_inference(model)
-        assert all(layer.fused and not layer.branch_is_zero for _, layer in quadratic_layers(exported))
+        assert all(layer.fused and not layer.branch_is_zero
+                   for _, layer in quadratic_layers(exported))
         x = x.cuda()
         for memory_format in (torch.contiguous_format, torch.channels_last):
             x = x.contiguous(memory_format=memory_format)
-            with torch.inference_mode(), torch.autocast('cuda', dtype=torch.bfloat16, enabled=autocast):
+            with torch.inference_mode(), torch.autocast('cuda', dtype=torch.bfloat16,
+                                                        enabled=autocast):
                 expected, out = model(x), exported(x)
             tolerance = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-4, atol=1e-4)
             for e, o in zip(expected, out):

@@ -1,12 +1,12 @@
 """QuadraticStageHook and QuadraticStatsHook in real mmengine Runners."""
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmdet.registry import MODELS
 
 import quadra_mm  # noqa: F401
 from quadra_mm.hooks import QuadraticStageHook, primary_parameters
@@ -176,5 +176,5 @@ def test_stats_hook_logs_per_stage_ratios(tmp_path):
     import glob
     import json
     logged = glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))
-    lines = [json.loads(l) for l in open(logged[-1])]
+    lines = [json.loads(line) for line in open(logged[-1])]
     assert any('qnv2_stage0_ratio' in line for line in lines)

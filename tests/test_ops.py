@@ -4,8 +4,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from quadra_mm.ops import (KERNELS, QuadraticConv2d, QuadraticLinear, QuadraticNeuron, build_kernel,
-                           is_adapter_param_name, saved_tensor_bytes)
+from quadra_mm.ops import (
+    KERNELS,
+    QuadraticConv2d,
+    QuadraticLinear,
+    QuadraticNeuron,
+    build_kernel,
+    is_adapter_param_name,
+    saved_tensor_bytes,
+)
 
 # name -> (layer factory, adapter options, input shape)
 LAYERS = {
@@ -26,7 +33,8 @@ def make_layer(kind: str, kernel: str = 'quadratic', memory_efficient: bool = Tr
                dtype: torch.dtype = torch.float32, randomize_u: bool = True):
     factory, options, shape = LAYERS[kind]
     original = factory().to(dtype)
-    wrap = QuadraticLinear.from_linear if isinstance(original, nn.Linear) else QuadraticConv2d.from_conv
+    wrap = (QuadraticLinear.from_linear if isinstance(original, nn.Linear)
+            else QuadraticConv2d.from_conv)
     layer = wrap(original, rank=2, kernel=kernel, kernel_cfg=KERNEL_CFGS[kernel],
                  memory_efficient=memory_efficient, name=kind, **options)
     if randomize_u:

@@ -50,7 +50,7 @@ import platform
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -105,7 +105,8 @@ ZOOS = {
         'ResNet-50': (_mmpretrain_resnet50, 'resnet'),
     },
     'timm': {
-        'ConvNeXt-T': (_timm_convnext, [dict(type=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.conv_dw')]),
+        'ConvNeXt-T': (_timm_convnext,
+                       [dict(type=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.conv_dw')]),
         'ResNet-50': (_torchvision_resnet50, 'resnet'),
     },
 }
@@ -190,7 +191,8 @@ class Bench:
     def __init__(self, builder: Callable[[], nn.Module], targets, args, dtype: str,
                  adapter: Optional[dict] = None, stages: Optional[Sequence[int]] = None) -> None:
         self.device = torch.device(args.device)
-        self.memory_format = torch.channels_last if self.device.type == 'cuda' else torch.contiguous_format
+        self.memory_format = (torch.channels_last if self.device.type == 'cuda'
+                              else torch.contiguous_format)
         self.autocast_dtype = AUTOCAST_DTYPES[dtype]
         torch.manual_seed(0)
         first_order = builder().to(self.device, memory_format=self.memory_format)
@@ -217,7 +219,8 @@ class Bench:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _repeat_times(self, fns: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
-        return repeat_times(fns, self.device, self.args.warmup, self.args.repeats, self.args.clock_fn)
+        return repeat_times(fns, self.device, self.args.warmup, self.args.repeats,
+                            self.args.clock_fn)
 
     def _train_step_fn(self, model: nn.Module, compiled: bool = False) -> Callable[[], None]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -242,7 +245,8 @@ class Bench:
         if compiled:
             torch._dynamo.reset()
             for name in ('first_order', 'adapted'):
-                fns[f'{name}_compiled'] = self._train_step_fn(copy.deepcopy(self.models[name]), True)
+                fns[f'{name}_compiled'] = self._train_step_fn(
+                    copy.deepcopy(self.models[name]), True)
         return self._repeat_times(fns)
 
     def peak_memory(self) -> Dict[str, int]:
@@ -262,7 +266,8 @@ class Bench:
         for name, model in self.models.items():
             model.train()
             with self.autocast():
-                result[name] = saved_tensor_bytes(lambda: model(self.x), ignore=model.parameters())[0]
+                result[name] = saved_tensor_bytes(lambda: model(self.x),
+                                                  ignore=model.parameters())[0]
         return result
 
     def inference_times(self, compiled: bool = False) -> Dict[str, List[float]]:
@@ -281,7 +286,8 @@ class Bench:
         with torch.inference_mode():
             expected = _outputs(adapted(self.x))
             exported = _outputs(variants['exported'](self.x))
-            error = max((a.float() - b.float()).abs().max().item() for a, b in zip(expected, exported))
+            error = max((a.float() - b.float()).abs().max().item()
+                        for a, b in zip(expected, exported))
 
             def infer(model):
                 def run():
@@ -364,8 +370,9 @@ def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
             infer['exported_compiled'], infer['first_order_compiled'], goals['infer'])
     if bench.device.type == 'cuda':
         peak = bench.peak_memory()
-        row['peak mem (mem-eff / plain)'] = (f'{_ratio(peak["adapted"], peak["first_order"])} / '
-                                             f'{_ratio(peak["adapted_plain_backward"], peak["first_order"])}')
+        plain = _ratio(peak['adapted_plain_backward'], peak['first_order'])
+        row['peak mem (mem-eff / plain)'] = (
+            f'{_ratio(peak["adapted"], peak["first_order"])} / {plain}')
     print(row, flush=True)
     return row
 
@@ -386,7 +393,8 @@ def placement_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
                 row = {'model': name, 'stages': label, 'rank': str(rank), 'k': str(k),
                        'adapters': str(len(list(quadratic_layers(bench.models['adapted'])))),
                        'params': f'+{100 * (params["adapted"] / params["first_order"] - 1):.2f}%',
-                       'FLOPs fwd': _ratio(forward_flops(bench.models['adapted'], bench.x), first_order_flops),
+                       'FLOPs fwd': _ratio(forward_flops(bench.models['adapted'], bench.x),
+                                           first_order_flops),
                        'step': '', 'infer (exported)': ''}
                 if (label, rank, k) in PLACEMENTS_TIMED:
                     train = bench.train_times()
@@ -439,10 +447,10 @@ def detector_row(config: str, args) -> Dict[str, str]:
     so ``U`` stays 0 and both models see the same proposals in every repeat. mmengine's
     ``AmpOptimWrapper`` needs a GPU: on CPU such a config runs in fp32 (the row says so).
     """
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
 
     import quadra_mm  # noqa: F401  (registers QuadraNetV2)
 
@@ -550,16 +558,20 @@ def main() -> None:
     parser.add_argument('--threads', type=int, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--clock', choices=['cpu', 'wall'],
                         help='process CPU time or wall time (default: cpu on CPU, wall on CUDA)')
-    parser.add_argument('--dtype', nargs='+', choices=list(AUTOCAST_DTYPES), default=['fp32', 'bf16'])
-    parser.add_argument('--models', nargs='+', choices=list(ZOOS['mmpretrain']), default=list(ZOOS['mmpretrain']))
+    parser.add_argument('--dtype', nargs='+', choices=list(AUTOCAST_DTYPES),
+                        default=['fp32', 'bf16'])
+    parser.add_argument('--models', nargs='+', choices=list(ZOOS['mmpretrain']),
+                        default=list(ZOOS['mmpretrain']))
     parser.add_argument('--zoo', choices=list(ZOOS), default='mmpretrain')
-    parser.add_argument('--compile', action='store_true', help='also time torch.compile train and inference')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time torch.compile train and inference')
     parser.add_argument('--no-placement', action='store_true', help='skip the placement table')
     parser.add_argument('--no-detector', action='store_true', help='skip the Mask R-CNN iteration')
     parser.add_argument('--detector-config', nargs='+', default=[DEMO_DETECTOR],
                         help='detector configs to time (one row each)')
     parser.add_argument('--detector-img-size', type=int,
-                        help="side of the generated images (default: the config's img_size, else 800)")
+                        help="side of the generated images "
+                        "(default: the config's img_size, else 800)")
     parser.add_argument('--detector-repeats', type=int, default=10)
     parser.add_argument('--out', default='docs/benchmarks.md')
     parser.add_argument('--append', action='store_true', help='add a section to --out')
@@ -573,17 +585,22 @@ def main() -> None:
     args.clock_fn = time.process_time if clock == 'cpu' else time.perf_counter
 
     started = time.perf_counter()
-    rows = [measure(name, *ZOOS[args.zoo][name], args, dtype) for name in args.models for dtype in args.dtype]
+    rows = [measure(name, *ZOOS[args.zoo][name], args, dtype)
+            for name in args.models for dtype in args.dtype]
     section = (f'## {_device_name(device)} — torch {torch.__version__}, {args.zoo} models, '
                f'batch {args.batch_size}, {args.image_size}², {args.repeats} repeats, '
-               f'{clock} clock, {datetime.date.today().isoformat()}\n\n' + markdown_table(rows) + '\n')
+               f'{clock} clock, {datetime.date.today().isoformat()}\n\n'
+               + markdown_table(rows) + '\n')
     if not args.no_placement:
-        placements = [row for name in args.models for row in placement_rows(name, *ZOOS[args.zoo][name], args)]
+        placements = [row for name in args.models
+                      for row in placement_rows(name, *ZOOS[args.zoo][name], args)]
         section += (f'\n### Cost per placement ({args.dtype[0]}, d=2 for k=3; step and inference '
-                    f'timed for {len(PLACEMENTS_TIMED)} rows per model)\n\n' + markdown_table(placements) + '\n')
+                    f'timed for {len(PLACEMENTS_TIMED)} rows per model)\n\n'
+                    + markdown_table(placements) + '\n')
     if not args.no_detector:
         section += (f'\n### Whole detector: train iteration, {args.detector_repeats} repeats\n\n'
-                    + markdown_table([detector_row(config, args) for config in args.detector_config]) + '\n')
+                    + markdown_table([detector_row(config, args)
+                                      for config in args.detector_config]) + '\n')
     section += f'\nBenchmark wall time: {(time.perf_counter() - started) / 60:.1f} min.\n'
     print(section)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

@@ -71,7 +71,8 @@ def amp_training(name: str, dtype: torch.dtype, stage_max: float, args, device) 
     model = adapted_model(name, device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     # The dry run starts the scaler lower, so that it settles within its few steps.
-    scaler = torch.amp.GradScaler(device.type, init_scale=2.0**16 if device.type == 'cuda' else 2.0**8,
+    init_scale = 2.0**16 if device.type == 'cuda' else 2.0**8
+    scaler = torch.amp.GradScaler(device.type, init_scale=init_scale,
                                   enabled=dtype == torch.float16)
     generator = torch.Generator(device).manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device,
@@ -101,7 +102,8 @@ def amp_training(name: str, dtype: torch.dtype, stage_max: float, args, device) 
     finite = all(map(lambda v: v == v and abs(v) != float('inf'), losses))
     return dict(model=name, dtype=str(dtype).split('.')[-1], last_stage_scale=input_scale,
                 last_stage_input_max=stage_input, iterations=args.iterations,
-                losses_finite=finite, skipped_steps=int(skipped), late_skipped_steps=int(late_skips),
+                losses_finite=finite, skipped_steps=int(skipped),
+                late_skipped_steps=int(late_skips),
                 final_loss_scale=scaler.get_scale() if scaler.is_enabled() else None,
                 first_loss=losses[0], last_loss=losses[-1],
                 # In the dry run ResNet-50's layer4 is 1x1 (32² inputs): its BatchNorm

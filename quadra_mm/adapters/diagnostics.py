@@ -27,8 +27,9 @@ def first_nonfinite_layer(model: nn.Module, run: Callable[[], object]) -> Option
                 return
             bad = (~torch.isfinite(output)).sum().item()
             if bad:
-                found.append((name, f'input {x.dtype} max |x| = {x.detach().abs().max().item():.4g}, '
-                                    f'output {output.dtype} with {bad} non-finite of {output.numel()}'))
+                peak = x.detach().abs().max().item()
+                found.append((name, f'input {x.dtype} max |x| = {peak:.4g}, output '
+                                    f'{output.dtype} with {bad} non-finite of {output.numel()}'))
         return hook
 
     handles = [layer.register_forward_hook(check(name)) for name, layer in quadratic_layers(model)]

@@ -57,7 +57,8 @@ class QuadraticBranch(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         device_type, enabled, dtype = ctx.autocast_state
         with torch.autocast(device_type, dtype=dtype, enabled=enabled):
-            grads = ctx.layer._branch_backward(grad_out, *ctx.saved_tensors, ctx.needs_input_grad[2:])
+            grads = ctx.layer._branch_backward(grad_out, *ctx.saved_tensors,
+                                               ctx.needs_input_grad[2:])
         return (None, grad_out if ctx.needs_input_grad[1] else None, *grads)
 
 

@@ -123,7 +123,8 @@ def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1, out: Optional[Ten
 
 def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int,
                             output_mask: Tuple[bool, bool],
-                            sample_scale: Optional[Tensor] = None) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+                            sample_scale: Optional[Tensor] = None
+                            ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(grad_ch, grad_weight)`` of :func:`pointwise_conv`, on the same path as its forward.
 
     With ``W`` of shape ``(O, R)``, ``h`` viewed as ``(N, R, P)`` and ``c`` the
@@ -215,4 +216,5 @@ def subsampled_geometry(stride: _Pair, padding: _Pair,
     """
     step = tuple(math.gcd(math.gcd(s, d), p) for s, d, p in zip(stride, dilation, padding))
     return (step, tuple(s // g for s, g in zip(stride, step)),
-            tuple(p // g for p, g in zip(padding, step)), tuple(d // g for d, g in zip(dilation, step)))
+            tuple(p // g for p, g in zip(padding, step)),
+            tuple(d // g for d, g in zip(dilation, step)))

@@ -126,7 +126,8 @@ class PolyKernel(InteractionKernel):
 
     def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
         # dphi/da = p (ab + c)^(p-1) b; phi / (ab + c) would divide by zero where ab = -c.
-        outer = grad if self.degree == 1 else grad * (a * b + self.c).pow(self.degree - 1) * self.degree
+        outer = grad if self.degree == 1 else (
+            grad * (a * b + self.c).pow(self.degree - 1) * self.degree)
         return outer * b, outer * a
 
     def extra_repr(self) -> str:

@@ -12,7 +12,6 @@ tensors, slowly, for tests.
 """
 from typing import Optional, Tuple
 
-import torch
 from torch import Tensor
 
 from .kernels import InteractionKernel, LinearKernel, PolyKernel, QuadraticKernel, RBFKernel
@@ -53,7 +52,8 @@ def _build_kernel():
         a = tl.load(ab_ptr + ab_offs, mask=ab_mask, other=0.0).to(tl.float32)
         b = tl.load(ab_ptr + ab_offs + RANK * ab_stride_c, mask=ab_mask, other=0.0).to(tl.float32)
         if HAS_SCALE:  # the range scale c (ops.functional.range_scale): c U(phi(a / c, b / c))
-            scale = tl.load(scale_ptr + n * scale_stride_n + pix * scale_stride_p, mask=pix_ok, other=1.0)
+            scale = tl.load(scale_ptr + n * scale_stride_n + pix * scale_stride_p,
+                            mask=pix_ok, other=1.0)
             a = a / scale[None, :]
             b = b / scale[None, :]
         if KERNEL == 0:
@@ -96,8 +96,9 @@ def _pixel_strides(t: Tensor) -> Tuple[int, int, int]:
     spatial = t.shape[2:]
     for dim in range(2, t.dim() - 1):
         if t.shape[dim] > 1 and t.stride(dim) != t.stride(dim + 1) * t.shape[dim + 1]:
-            raise ValueError(f'fused_branch_add_: spatial dims of a tensor of shape {tuple(t.shape)} '
-                             f'and strides {t.stride()} do not flatten ({tuple(spatial)})')
+            raise ValueError(f'fused_branch_add_: spatial dims of a tensor of shape '
+                             f'{tuple(t.shape)} and strides {t.stride()} do not flatten '
+                             f'({tuple(spatial)})')
     return t.stride(0), t.stride(1), t.stride(-1)
 
 
