@@ -9,18 +9,22 @@ from mmcv.ops import (DeformConv2d, DeformConv2dPack,
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 from mmengine.analysis import get_model_complexity_info
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 from torch import nn
 
 import quadra_mm  # noqa: F401  (registers the DCN adapters)
 from quadra_mm.adapters import (inject_quadratic_adapters, mark_trainable,
                                 quadratic_layers)
 from quadra_mm.deploy import export_for_inference
-from quadra_mm.hooks import primary_parameters
 from quadra_mm.models import (QuadraticDeformConv2dPack,
                               QuadraticModulatedDeformConv2dPack)
-from quadra_mm.ops import (QuadraticBranch, QuadraticNeuron, is_adapter_param_name,
-                           saved_tensor_bytes)
+from quadra_mm.ops import (QuadraticBranch, QuadraticNeuron,
+                           is_adapter_param_name, saved_tensor_bytes)
+
+from helpers import tiny_training
 
 DCN_TYPES = {
     'DCN': (DeformConv2dPack, QuadraticDeformConv2dPack),
@@ -146,21 +150,6 @@ def test_train_step_changes_the_output_and_not_the_primary_term():
     assert not torch.equal(after, before)
     assert all(torch.equal(p, frozen[name])
                for name, p in model.named_parameters() if name in frozen)
-
-
-def test_stage_hook_primary_terms_include_the_offset_convs():
-    class Detector(nn.Module):
-
-        def __init__(self):
-            super().__init__()
-            self.backbone = dcn_resnet50('DCNv2')
-
-    model = Detector()
-    inject_quadratic_adapters(model.backbone, 'resnet', rank=RANK)
-    primary = primary_parameters(model, 'backbone')
-    assert 'backbone.layer2.0.conv2.conv_offset.weight' in primary
-    assert 'backbone.layer2.0.conv2.weight' in primary
-    assert not any(is_adapter_param_name(name) for name in primary)
 
 
 @pytest.mark.parametrize('autocast', [False, True], ids=['fp32', 'fp16'])
@@ -305,3 +294,62 @@ def test_layers_that_cannot_take_an_adapter_are_named():
     with pytest.raises(ValueError, match=r"'offsets'.*DeformConv2d, not one "
                        r'.*nn\.Conv2d, nn\.Linear.*ModulatedDeformConv2dPack'):
         inject_quadratic_adapters(model, [dict(type='offsets')])
+
+
+class _DCNDetector(BaseModel):
+    """A QNv2 R-50-DCNv2 backbone plus a head, trained by a real Runner."""
+
+    def __init__(self):
+        super().__init__()
+        init_default_scope('mmdet')
+        self.backbone = MODELS.build(dict(
+            type='QuadraNetV2', targets='resnet', stages=(1, 2, 3),
+            adapter=dict(rank=RANK), backbone=dict(
+                type='ResNet', depth=50, out_indices=(3, ),
+                zero_init_residual=False, dcn=dict(
+                    type='DCNv2', deform_groups=1, fallback_on_stride=False),
+                stage_with_dcn=(False, True, True, True))))
+        self.head = nn.Linear(2048, 1)
+
+    def forward(self, inputs, targets=None, mode='tensor'):
+        out = self.head(self.backbone(inputs)[-1].mean((2, 3)))
+        if mode == 'loss':
+            return dict(loss=((out - targets)**2).mean())
+        return out
+
+
+class _RecordChanges(Hook):
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.changed = {}
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self._before = {n: p.detach().clone()
+                        for n, p in runner.model.named_parameters()}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.changed[runner.iter + 1] = {
+            n for n, p in runner.model.named_parameters()
+            if not torch.equal(p, self._before[n])}
+
+
+def test_stage_hook_freezes_the_dcn_and_its_offsets_in_stage_one(tmp_path):
+    recorder = _RecordChanges()
+    runner = Runner(
+        model=_DCNDetector(), work_dir=str(tmp_path), **tiny_training(4),
+        train_cfg=dict(by_epoch=False, max_iters=2),
+        custom_hooks=[dict(type='QuadraticStageHook', switch_iter=1),
+                      recorder],
+        default_hooks=dict(checkpoint=None), default_scope='mmdet')
+    runner.train()
+    offsets = {n for n, _ in runner.model.named_parameters()
+               if 'conv2.conv_offset' in n}
+    dcn = {n for n, _ in runner.model.named_parameters()
+           if n.startswith('backbone.layer4.0.conv2.')
+           and not is_adapter_param_name(n)}
+    assert len(offsets) == 2 * 13 and len(dcn) == 3
+    assert not recorder.changed[1] & (offsets | dcn)  # stage 1
+    assert 'backbone.layer4.0.conv2.quad_u.weight' in recorder.changed[1]
+    assert recorder.changed[2] >= offsets | dcn  # stage 2

@@ -14,7 +14,8 @@ stride and output geometry: they read ``x`` on the regular grid, not at the
 deformed sampling points (``docs/design.md``, "DCN adapters"), so the branch,
 its analytic backward, the fused inference form and its FLOP count are those
 of the ``nn.Conv2d`` case. Importing this module registers both layer types
-with the model surgery (:func:`~quadra_mm.adapters.surgery.register_adaptable`).
+with the model surgery
+(:func:`~quadra_mm.adapters.surgery.register_adaptable`).
 """
 from typing import Any, Dict, Optional, Type, Union
 

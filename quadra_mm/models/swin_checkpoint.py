@@ -17,7 +17,8 @@ SWIN_SCHEME = 'mmdet-swin://'
 
 
 @CheckpointLoader.register_scheme(prefixes=SWIN_SCHEME)
-def load_swin_as_mmdet(filename: str, map_location: Optional[str] = None) -> dict:
+def load_swin_as_mmdet(filename: str,
+                       map_location: Optional[str] = None) -> dict:
     """mmengine checkpoint loader of ``mmdet-swin://<address>``.
 
     Returns:
