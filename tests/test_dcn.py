@@ -213,6 +213,10 @@ def test_export_fuses_the_dcn_layers():
     x = torch.randn(1, 8, 9, 9)
     with torch.no_grad():
         assert fused.branch_is_zero and torch.equal(fused(x), dcn(x))
+    # drop_zero_adapters swaps only plain convs/linears: the DCN stays fused.
+    dropped = export_for_inference(nn.Sequential(fused),
+                                   drop_zero_adapters=True)
+    assert isinstance(dropped[0], QuadraticModulatedDeformConv2dPack)
 
 
 def test_exported_config_loads_the_training_checkpoint():
