@@ -14,6 +14,25 @@ DEMO_DETECTOR = osp.join(CONFIGS, 'demo',
 TINY_CONVNEXT = dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64])
 
 
+PRETRAINED_KEYS = {'type', 'checkpoint', 'prefix', 'map_location',
+                   'allow_missing', 'allow_unexpected'}
+
+
+def without_pretrained(cfg):
+    """Switch every Pretrained init_cfg off (nothing may be downloaded),
+    after checking that it holds only keys the loaders take."""
+    if isinstance(cfg, dict):
+        if isinstance(cfg.get('init_cfg'), dict) and \
+                cfg['init_cfg'].get('type') == 'Pretrained':
+            assert set(cfg['init_cfg']) <= PRETRAINED_KEYS, cfg['init_cfg']
+            cfg['init_cfg'] = None
+        for value in cfg.values():
+            without_pretrained(value)
+    elif isinstance(cfg, list):
+        for value in cfg:
+            without_pretrained(value)
+
+
 def tiny_training(num_samples: int) -> dict:
     """``train_dataloader`` and ``optim_wrapper`` of a Runner over
     ``num_samples`` random 3x32x32 inputs, batch 2, in order, AdamW lr 1e-2."""

@@ -2,7 +2,8 @@
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set,
+                    Tuple, Type, Union)
 
 from torch import nn
 
@@ -11,23 +12,49 @@ from .presets import PRESETS, auto_preset
 
 __all__ = [
     'inject_quadratic_adapters', 'quadratic_layers', 'reset_adapters', 'mark_trainable',
-    'replace_module'
+    'replace_module', 'register_adaptable'
 ]
 
 TargetSpec = Union[str, Sequence[Dict[str, Any]]]
+AdapterFactory = Callable[..., QuadraticNeuron]
 
-
-def _option_names(factory) -> set:
-    return set(inspect.signature(factory).parameters) - {'conv', 'linear', 'name'}
-
-
-_CONV_OPTIONS = _option_names(QuadraticConv2d.from_conv)
-_LINEAR_OPTIONS = _option_names(QuadraticLinear.from_linear)
-_OPTIONS = _CONV_OPTIONS | _LINEAR_OPTIONS
+# Layer type -> factory(layer, name=..., **options) of its quadratic layer. Beyond the
+# torch layers, quadra_mm.models registers mmcv's deformable convs: this package must
+# not import mmcv.
+_ADAPTABLE: Dict[Type[nn.Module], AdapterFactory] = {
+    nn.Conv2d: QuadraticConv2d.from_conv,
+    nn.Linear: QuadraticLinear.from_linear,
+}
 # mmcv's Conv2d/Linear wrappers only add an empty-tensor path for torch < 1.6 and
 # otherwise run the nn forward; they are recognised by module path so that this
 # package never imports mmcv.
 _MMCV_WRAPPERS = 'mmcv.cnn.bricks.wrappers'
+
+
+def _option_names(factory: AdapterFactory) -> Set[str]:
+    """The adapter options ``factory`` takes: its parameters after the layer, but
+    ``name``."""
+    return set(list(inspect.signature(factory).parameters)[1:]) - {'name'}
+
+
+def _all_options() -> Set[str]:
+    return set().union(*map(_option_names, _ADAPTABLE.values()))
+
+
+def _type_name(cls: type) -> str:
+    return f'nn.{cls.__name__}' if cls.__module__.startswith('torch.nn') else cls.__name__
+
+
+def register_adaptable(layer_type: Type[nn.Module], factory: AdapterFactory) -> None:
+    """Let the surgery adapt layers of ``layer_type`` (and of subclasses that keep its
+    ``forward``).
+
+    Args:
+        layer_type: the first-order layer class.
+        factory: ``factory(layer, name=..., **options) -> QuadraticNeuron`` wrapping
+            ``layer``; its keyword parameters are the adapter options it takes.
+    """
+    _ADAPTABLE[layer_type] = factory
 
 
 @dataclass
@@ -47,9 +74,10 @@ class _Target:
 
 
 def _check_options(options: Dict[str, Any], where: str) -> None:
-    unknown = sorted(set(options) - _OPTIONS)
+    valid = _all_options()
+    unknown = sorted(set(options) - valid)
     if unknown:
-        raise ValueError(f'{where}: unknown adapter option(s) {unknown}; valid: {sorted(_OPTIONS)}')
+        raise ValueError(f'{where}: unknown adapter option(s) {unknown}; valid: {sorted(valid)}')
 
 
 def _parse_targets(targets: TargetSpec) -> List[_Target]:
@@ -69,16 +97,20 @@ def _parse_targets(targets: TargetSpec) -> List[_Target]:
     return parsed
 
 
-def _check_replaceable(model: nn.Module, name: str, module: nn.Module, pattern: str) -> None:
+def _check_replaceable(model: nn.Module, name: str, module: nn.Module,
+                       pattern: str) -> Type[nn.Module]:
+    """The adaptable base class of ``module`` (a key of ``_ADAPTABLE``).
+
+    Raises:
+        ValueError: ``module`` cannot be adapted; the message names it and why.
+    """
     where = f'module {name!r} (matched by {pattern!r})'
     if isinstance(module, QuadraticNeuron):
         raise ValueError(f'{where} already has a quadratic adapter')
-    if isinstance(module, nn.Conv2d):
-        base = nn.Conv2d
-    elif isinstance(module, nn.Linear):
-        base = nn.Linear
-    else:
-        raise ValueError(f'{where} is a {type(module).__name__}, not an nn.Conv2d or nn.Linear')
+    base = next((cls for cls in type(module).__mro__ if cls in _ADAPTABLE), None)
+    if base is None:
+        raise ValueError(f'{where} is a {type(module).__name__}, not one of the layer types '
+                         f'that take an adapter: {", ".join(map(_type_name, _ADAPTABLE))}')
     if type(module).forward is not base.forward and type(module).__module__ != _MMCV_WRAPPERS:
         raise ValueError(f'{where} is a {type(module).__qualname__}, which overrides '
                          f'{base.__name__}.forward; its behaviour would be lost')
@@ -86,6 +118,7 @@ def _check_replaceable(model: nn.Module, name: str, module: nn.Module, pattern: 
     if isinstance(parent, nn.MultiheadAttention):
         raise ValueError(f'{where} belongs to an nn.MultiheadAttention, which reads its '
                          'weight directly and never calls it')
+    return base
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -94,21 +127,22 @@ def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name), child, module)
 
 
-def _build(name: str, module: nn.Module, target: _Target, defaults: Dict[str, Any]) -> QuadraticNeuron:
+def _build(name: str, module: nn.Module, base: Type[nn.Module], target: _Target,
+           defaults: Dict[str, Any]) -> QuadraticNeuron:
+    factory = _ADAPTABLE[base]
+    accepted = _option_names(factory)
+    not_applicable = sorted(set(target.options) - accepted)
+    if not_applicable:
+        raise ValueError(f'target {target.pattern!r}: option(s) {not_applicable} do not apply '
+                         f'to the {_type_name(base)} {name!r}')
     options = {**defaults, **target.options}
-    if isinstance(module, nn.Conv2d):
-        return QuadraticConv2d.from_conv(module, name=name, **options)
-    conv_only = sorted((_CONV_OPTIONS - _LINEAR_OPTIONS) & set(target.options))
-    if conv_only:
-        raise ValueError(f'target {target.pattern!r}: option(s) {conv_only} do not apply to '
-                         f'the nn.Linear {name!r}')
-    return QuadraticLinear.from_linear(
-        module, name=name, **{k: v for k, v in options.items() if k in _LINEAR_OPTIONS})
+    return factory(module, name=name, **{k: v for k, v in options.items() if k in accepted})
 
 
 def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
                               stages: Optional[Iterable[int]] = None, **defaults: Any) -> List[str]:
-    """Replace matching ``nn.Conv2d`` / ``nn.Linear`` layers by quadratic layers, in place.
+    """Replace matching ``nn.Conv2d`` / ``nn.Linear`` layers (and the types given to
+    :func:`register_adaptable`: mmcv's deformable convs) by quadratic layers, in place.
 
     The new layers share the original weight and bias Parameters and compute exactly the
     original output until their ``U`` leaves zero.
@@ -130,8 +164,8 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
 
     Raises:
         ValueError: unknown preset or option; a pattern that matches nothing; a match
-            that is not a plain ``nn.Conv2d``/``nn.Linear`` (or mmcv's wrappers), or
-            already quadratic; a stage that cannot be read or matches nothing; an
+            that is not a plain ``nn.Conv2d``/``nn.Linear`` (or mmcv's wrappers) or a
+            registered type, or already quadratic; a stage that cannot be read or matches nothing; an
             adapter the layer cannot take (rank <= 0, a shape-changing kernel/dilation).
             The model is left unchanged.
     """
@@ -154,14 +188,14 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
         else:
             continue
         hits[index] += 1
-        _check_replaceable(model, name, module, target.pattern)
+        base = _check_replaceable(model, name, module, target.pattern)
         if wanted_stages is not None:
             if stage is None:
                 raise ValueError(f'cannot restrict {name!r} to stages: pattern {target.pattern!r} '
                                  'has no (?P<stage>\\d+) group matching it')
             if stage not in wanted_stages:
                 continue
-        plan.append((name, module, target, stage))
+        plan.append((name, module, base, target, stage))
     unmatched = [target.pattern for target, count in zip(parsed, hits) if not count]
     if unmatched:
         raise ValueError(f'target pattern(s) {unmatched} match no module of the model')
@@ -170,7 +204,8 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
         if empty:
             raise ValueError(f'stage(s) {empty} contain no module matching {[t.pattern for t in parsed]}')
     # Build everything before touching the model, so that an error leaves it unchanged.
-    built = [(name, _build(name, module, target, defaults), stage) for name, module, target, stage in plan]
+    built = [(name, _build(name, module, base, target, defaults), stage)
+             for name, module, base, target, stage in plan]
     for name, layer, stage in built:
         layer.stage = stage
         replace_module(model, name, layer)
@@ -195,13 +230,13 @@ def mark_trainable(model: nn.Module, primary: bool = False) -> None:
     """Freeze ``model`` except the adapters.
 
     Args:
-        primary: also train the quadratic layers' own ``weight``/``bias`` (``L``).
+        primary: also train the quadratic layers' own parameters (``L``: weight, bias,
+            a deformable conv's offset conv).
             Every parameter outside the quadratic layers is frozen either way.
     """
     model.requires_grad_(False)
     for _, layer in quadratic_layers(model):
         for param in layer.adapter_parameters():
             param.requires_grad_(True)
-        for param in (layer.weight, layer.bias):
-            if param is not None:
-                param.requires_grad_(primary)
+        for param in layer.primary_parameters():
+            param.requires_grad_(primary)

@@ -23,6 +23,7 @@ from .kernels import (
 from .layers import (
     ADAPTER_PREFIX,
     QuadraticConv2d,
+    QuadraticConvBranch,
     QuadraticLinear,
     QuadraticNeuron,
     is_adapter_param_name,
@@ -33,10 +34,10 @@ from .profiling import saved_tensor_bytes
 from .triton_kernels import fused_branch_add_
 
 __all__ = [
-    'QuadraticNeuron', 'QuadraticConv2d', 'QuadraticLinear', 'KERNELS', 'build_kernel',
-    'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel', 'PolyKernel',
-    'ADAPTER_PREFIX',
-    'is_adapter_param_name', 'layer_config', 'share_parameters', 'QuadraticBranch',
-    'autocast_input', 'adapter_padding', 'fuse_projections', 'split_projections', 'pointwise_conv',
-    'pointwise_conv_backward', 'subsampled_geometry', 'saved_tensor_bytes', 'fused_branch_add_'
+    'QuadraticNeuron', 'QuadraticConvBranch', 'QuadraticConv2d', 'QuadraticLinear', 'KERNELS',
+    'build_kernel', 'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel',
+    'PolyKernel', 'ADAPTER_PREFIX', 'is_adapter_param_name', 'layer_config', 'share_parameters',
+    'QuadraticBranch', 'autocast_input', 'adapter_padding', 'fuse_projections',
+    'split_projections', 'pointwise_conv', 'pointwise_conv_backward', 'subsampled_geometry',
+    'saved_tensor_bytes', 'fused_branch_add_'
 ]

@@ -23,8 +23,8 @@ from .kernels import build_kernel
 from .triton_kernels import fused_branch_add_
 
 __all__ = [
-    'ADAPTER_PREFIX', 'is_adapter_param_name', 'QuadraticNeuron', 'QuadraticConv2d',
-    'QuadraticLinear', 'layer_config', 'share_parameters'
+    'ADAPTER_PREFIX', 'is_adapter_param_name', 'QuadraticNeuron', 'QuadraticConvBranch',
+    'QuadraticConv2d', 'QuadraticLinear', 'layer_config', 'share_parameters'
 ]
 
 ADAPTER_PREFIX = 'quad_'
@@ -50,9 +50,10 @@ def layer_config(layer: Union[nn.Conv2d, nn.Linear]) -> Dict[str, Any]:
 
 
 def share_parameters(dst: nn.Module, src: nn.Module) -> nn.Module:
-    """Make ``dst`` use ``src``'s ``weight`` and ``bias`` Parameter objects (no copy)."""
-    dst.weight = src.weight
-    dst.bias = src.bias
+    """Make ``dst`` use ``src``'s own Parameter objects (``weight``, ``bias``; not
+    those of its submodules), no copy."""
+    for name, param in src._parameters.items():
+        setattr(dst, name, param)
     return dst
 
 
@@ -141,6 +142,13 @@ class QuadraticNeuron(nn.Module):
         """Parameters of ``A``, ``B`` and ``U`` (not the primary weight/bias)."""
         for module in (self.quad_a, self.quad_b, self.quad_u):
             yield from module.parameters()
+
+    def primary_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of ``L``: its weight and bias, and those of any submodule of its
+        own (a deformable conv's offset conv)."""
+        for name, param in self.named_parameters():
+            if not is_adapter_param_name(name):
+                yield param
 
     @torch.no_grad()
     def fuse(self) -> 'QuadraticNeuron':
@@ -275,44 +283,37 @@ def _refuse_after_load(layer: QuadraticNeuron, incompatible_keys) -> None:
         layer.fuse()
 
 
-class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
-    """``nn.Conv2d`` ``L`` plus a low-rank atrous quadratic adapter.
+class QuadraticConvBranch(QuadraticNeuron):
+    """Base of the quadratic layers whose ``L`` is a 2-d convolution: an ``nn.Conv2d``,
+    or any layer with a conv's output geometry (mmcv's deformable convs, see
+    :mod:`quadra_mm.models.deform_conv`).
 
-    Dense (default): ``A``, ``B`` are ``Conv2d(in, r, k, stride=L.stride, dilation=d,
-    bias=False)``, ``U`` is ``Conv2d(r, out, 1, bias=False)``, ``s = alpha / r`` with
-    ``alpha = r`` by default. Depthwise (``depthwise=True``): ``A``, ``B`` are depthwise
-    ``k x k`` convs ``in -> in``, ``phi`` acts per channel, ``U`` is ``Conv2d(in, out, 1,
-    groups=in)`` (needs ``out % in == 0``), ``s = alpha`` with ``alpha = 1`` by default.
-    The padding of ``A``/``B`` gives them ``L``'s output shape for every input size
-    (see :func:`~quadra_mm.ops.functional.adapter_padding`).
-
-    Args:
-        in_channels, ..., dtype: as ``nn.Conv2d``; they describe ``L``.
-        rank: ``r`` (dense variant), > 0.
-        adapter_kernel_size: ``k`` of ``A`` and ``B``.
-        adapter_dilation: ``d`` of ``A`` and ``B`` (atrous).
-        kernel: interaction kernel name (:data:`~quadra_mm.ops.kernels.KERNELS`).
-        kernel_cfg: options of the interaction kernel.
-        alpha: numerator of the scale (see above).
-        depthwise: use the depthwise variant.
-        memory_efficient: recompute the branch in backward (saves only ``x``).
-        name: layer name used in error messages.
-
-    Raises:
-        ValueError: rank <= 0, an adapter geometry that cannot keep the output shape,
-            ``out % in != 0`` in depthwise mode, or a bad interaction kernel.
+    The branch is the low-rank atrous conv adapter. Dense (default): ``A``, ``B`` are
+    ``Conv2d(in, r, k, stride=L.stride, dilation=d, bias=False)``, ``U`` is
+    ``Conv2d(r, out, 1, bias=False)``, ``s = alpha / r`` with ``alpha = r`` by default.
+    Depthwise (``depthwise=True``): ``A``, ``B`` are depthwise ``k x k`` convs
+    ``in -> in``, ``phi`` acts per channel, ``U`` is ``Conv2d(in, out, 1, groups=in)``
+    (needs ``out % in == 0``), ``s = alpha`` with ``alpha = 1`` by default. The padding
+    of ``A``/``B`` gives them ``L``'s output shape for every input size (see
+    :func:`~quadra_mm.ops.functional.adapter_padding`); ``A`` also carries ``L``'s
+    padding mode. A subclass reads ``L``'s geometry from its ``kernel_size``,
+    ``stride``, ``padding`` and ``dilation`` attributes (pairs, or a padding string)
+    and provides ``_primary``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntPair,
-                 stride: _IntPair = 1, padding: Union[str, _IntPair] = 0, dilation: _IntPair = 1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = 'zeros',
-                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
-                 rank: int = 8, adapter_kernel_size: _IntPair = 3, adapter_dilation: _IntPair = 2,
-                 kernel: str = 'quadratic', kernel_cfg: Optional[dict] = None,
-                 alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: bool = True, name: Optional[str] = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, padding_mode, device, dtype)
+    kernel_size: Tuple[int, int]
+    stride: Tuple[int, int]
+    padding: Union[str, Tuple[int, int]]
+    dilation: Tuple[int, int]
+
+    def _init_conv_adapter(self, in_channels: int, out_channels: int, *, rank: int,
+                           adapter_kernel_size: _IntPair, adapter_dilation: _IntPair,
+                           kernel: str, kernel_cfg: Optional[dict], alpha: Optional[float],
+                           depthwise: bool, memory_efficient: bool, name: Optional[str],
+                           padding_mode: str = 'zeros', device: Optional[torch.device] = None,
+                           dtype: Optional[torch.dtype] = None) -> None:
+        """Build ``A``, ``B`` and ``U`` for ``L``'s geometry (arguments as
+        :class:`QuadraticConv2d`'s; ``padding_mode`` is ``L``'s)."""
         if depthwise:
             if out_channels % in_channels:
                 raise ValueError(f'{name or "layer"}: the depthwise adapter needs out_channels '
@@ -332,35 +333,12 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
         self._init_adapter(a, b, u, rank=width, scale=scale, kernel=kernel, kernel_cfg=kernel_cfg,
                            memory_efficient=memory_efficient, depthwise=depthwise, name=name)
 
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d, rank: int = 8, kernel_size: _IntPair = 3,
-                  dilation: _IntPair = 2, kernel: str = 'quadratic',
-                  kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                  depthwise: bool = False, memory_efficient: bool = True,
-                  name: Optional[str] = None) -> 'QuadraticConv2d':
-        """Wrap an existing ``nn.Conv2d``, sharing (not copying) its weight and bias.
-
-        The adapter gets the conv's device and dtype; ``kernel_size`` and ``dilation``
-        are the adapter's ``k`` and ``d``. Other arguments as in the constructor.
-        """
-        layer = cls(**layer_config(conv), device='meta', dtype=conv.weight.dtype, rank=rank,
-                    adapter_kernel_size=kernel_size, adapter_dilation=dilation, kernel=kernel,
-                    kernel_cfg=kernel_cfg, alpha=alpha, depthwise=depthwise,
-                    memory_efficient=memory_efficient, name=name)
-        layer._adopt(conv)
-        return layer
-
-    forward = QuadraticNeuron.forward
-
-    def _primary(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.weight, self.bias)
-
     def _branch_input(self, x: Tensor) -> Tensor:
         # A non-zero padding mode pads outside the branch (autograd differentiates the
         # pad); the branch then convolves with padding 0. Only then is a padded copy saved.
-        if self.padding_mode == 'zeros':
+        if self.quad_a.padding_mode == 'zeros':
             return x
-        return F.pad(x, self.quad_a._reversed_padding_repeated_twice, mode=self.padding_mode)
+        return F.pad(x, self.quad_a._reversed_padding_repeated_twice, mode=self.quad_a.padding_mode)
 
     def _ab_geometry(self) -> Tuple[Tuple[int, int], Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], int]:
         """``(step, stride, padding, dilation, groups)`` of the fused ``A``/``B`` conv, which
@@ -415,6 +393,68 @@ class QuadraticConv2d(nn.Conv2d, QuadraticNeuron):
             if need_ab:
                 grad_a, grad_b = split_projections(grad_w_ab.to(w_a.dtype), 0, self.depthwise)
         return grad_x, grad_a, grad_b, self._scaled_grad(grad_u, w_u)
+
+
+class QuadraticConv2d(nn.Conv2d, QuadraticConvBranch):
+    """``nn.Conv2d`` ``L`` plus a low-rank atrous quadratic adapter (the dense and
+    depthwise variants of :class:`QuadraticConvBranch`).
+
+    Args:
+        in_channels, ..., dtype: as ``nn.Conv2d``; they describe ``L``.
+        rank: ``r`` (dense variant), > 0.
+        adapter_kernel_size: ``k`` of ``A`` and ``B``.
+        adapter_dilation: ``d`` of ``A`` and ``B`` (atrous).
+        kernel: interaction kernel name (:data:`~quadra_mm.ops.kernels.KERNELS`).
+        kernel_cfg: options of the interaction kernel.
+        alpha: numerator of the scale (see :class:`QuadraticConvBranch`).
+        depthwise: use the depthwise variant.
+        memory_efficient: recompute the branch in backward (saves only ``x``).
+        name: layer name used in error messages.
+
+    Raises:
+        ValueError: rank <= 0, an adapter geometry that cannot keep the output shape,
+            ``out % in != 0`` in depthwise mode, or a bad interaction kernel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntPair,
+                 stride: _IntPair = 1, padding: Union[str, _IntPair] = 0, dilation: _IntPair = 1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = 'zeros',
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
+                 rank: int = 8, adapter_kernel_size: _IntPair = 3, adapter_dilation: _IntPair = 2,
+                 kernel: str = 'quadratic', kernel_cfg: Optional[dict] = None,
+                 alpha: Optional[float] = None, depthwise: bool = False,
+                 memory_efficient: bool = True, name: Optional[str] = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, device, dtype)
+        self._init_conv_adapter(in_channels, out_channels, rank=rank,
+                                adapter_kernel_size=adapter_kernel_size,
+                                adapter_dilation=adapter_dilation, kernel=kernel,
+                                kernel_cfg=kernel_cfg, alpha=alpha, depthwise=depthwise,
+                                memory_efficient=memory_efficient, name=name,
+                                padding_mode=padding_mode, device=device, dtype=dtype)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, rank: int = 8, kernel_size: _IntPair = 3,
+                  dilation: _IntPair = 2, kernel: str = 'quadratic',
+                  kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
+                  depthwise: bool = False, memory_efficient: bool = True,
+                  name: Optional[str] = None) -> 'QuadraticConv2d':
+        """Wrap an existing ``nn.Conv2d``, sharing (not copying) its weight and bias.
+
+        The adapter gets the conv's device and dtype; ``kernel_size`` and ``dilation``
+        are the adapter's ``k`` and ``d``. Other arguments as in the constructor.
+        """
+        layer = cls(**layer_config(conv), device='meta', dtype=conv.weight.dtype, rank=rank,
+                    adapter_kernel_size=kernel_size, adapter_dilation=dilation, kernel=kernel,
+                    kernel_cfg=kernel_cfg, alpha=alpha, depthwise=depthwise,
+                    memory_efficient=memory_efficient, name=name)
+        layer._adopt(conv)
+        return layer
+
+    forward = QuadraticNeuron.forward
+
+    def _primary(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, {self._adapter_repr()}'
