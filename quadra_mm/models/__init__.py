@@ -1,7 +1,8 @@
-from .checkpoint import load_adapted_checkpoint, load_trained_checkpoint
 from .exported import ExportedQuadraNet
+from .pretrained_checkpoint import load_adapted_checkpoint
 from .quadranet import QuadraNet
 from .quadranet_v2 import QuadraNetV2
+from .trained_checkpoint import load_trained_checkpoint
 
 __all__ = [
     'ExportedQuadraNet', 'QuadraNet', 'QuadraNetV2',

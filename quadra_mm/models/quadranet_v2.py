@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from quadra_mm.adapters import inject_quadratic_adapters, reset_adapters
 from quadra_mm.ops import QuadraticConv2d
 from quadra_mm.registry import register_model
-from .checkpoint import load_adapted_checkpoint
+from .pretrained_checkpoint import load_adapted_checkpoint
 
 _ADAPTED_CLASSES: Dict[Type[nn.Module], Type[nn.Module]] = {}
 
