@@ -1,10 +1,10 @@
 from .exported import ExportedQuadraNet
 from .pretrained_checkpoint import load_adapted_checkpoint
 from .quadranet import QuadraNet
-from .quadranet_v2 import QuadraNetV2
+from .quadranet_v2 import QuadraNetV2, build_quadranet_v2
 from .trained_checkpoint import load_trained_checkpoint
 
 __all__ = [
-    'ExportedQuadraNet', 'QuadraNet', 'QuadraNetV2',
+    'ExportedQuadraNet', 'QuadraNet', 'QuadraNetV2', 'build_quadranet_v2',
     'load_adapted_checkpoint', 'load_trained_checkpoint'
 ]
