@@ -1,7 +1,7 @@
 """mmcv's ``fuse_conv_bn`` folding a BatchNorm into the whole quadratic conv.
 
-``mmcv.cnn.fuse_conv_bn`` (mmdet ``benchmark.py --fuse-conv-bn``, mmpretrain
-and mmdet deployment scripts) walks a model and, for each BatchNorm that
+``mmcv.cnn.fuse_conv_bn`` (mmdet ``benchmark.py --fuse-conv-bn``, or called
+on a model directly) walks a model and, for each BatchNorm that
 follows a ``Conv2d`` in the same parent, calls mmcv's ``_fuse_conv_bn(conv,
 bn)``: it folds ``BN(y) = f * (y - mean) + beta``, ``f = gamma / sqrt(var +
 eps)``, into the conv's ``weight`` and ``bias``, and puts an ``nn.Identity``
