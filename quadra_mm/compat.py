@@ -19,6 +19,9 @@ own extension points; torch itself is never patched.
   and the cause.
 * FLOP counting: :mod:`quadra_mm.flops` fixes the ``aten::matmul`` handle of
   mmengine's complexity analysis for broadcast batches.
+* Conv-BN fusion: :mod:`quadra_mm.fuse_conv_bn` makes mmcv's
+  ``fuse_conv_bn`` fold a BatchNorm into a quadratic conv's branch too (mmcv
+  offers no extension point there: its per-pair function is wrapped).
 * Atomic checkpoint writes. mmengine's ``LocalBackend.put`` opens the target
   with ``'wb'``; a run killed mid-write leaves a truncated ``epoch_N.pth`` that
   ``last_checkpoint`` still points to. :class:`AtomicLocalBackend` writes to a
@@ -37,7 +40,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from . import flops
+from . import flops, fuse_conv_bn
 from .checkpoint_errors import unreadable_checkpoint
 
 
@@ -142,3 +145,4 @@ def install() -> None:
     install_checkpoint_loaders()
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
     flops.install()
+    fuse_conv_bn.install()

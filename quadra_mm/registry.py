@@ -2,25 +2,29 @@
 
 A config that sets ``custom_imports = dict(imports=['quadra_mm'])`` may run
 under ``default_scope='mmdet'`` (detection) or ``'mmpretrain'``
-(classification); ``type='QuadraNetV2'`` must resolve in both. Each class is
-registered in each scope's registry under its own name.
+(classification); ``type='QuadraNetV2'`` must resolve in both. Each class or
+builder function is registered in each scope's registry, under its own name
+or the one given.
 """
-from typing import Callable, Type, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from mmdet.registry import HOOKS as MMDET_HOOKS
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
-T = TypeVar('T', bound=Type)
+T = TypeVar('T', bound=Callable)
 
 
-def _register_in(*registries) -> Callable[[T], T]:
+def _register_in(*registries) -> Callable[..., T]:
 
-    def register(cls: T) -> T:
+    def register(module: T, name: Optional[str] = None) -> T:
+        """Register ``module`` (a class, or a function that builds the
+        object from the config's keyword arguments) as ``name``, by default
+        its ``__name__``; returns it, so it also serves as a decorator."""
         for registry in registries:
-            registry.register_module(module=cls)
-        return cls
+            registry.register_module(name=name, module=module)
+        return module
 
     return register
 

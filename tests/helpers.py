@@ -71,11 +71,12 @@ def demo_detector_cfg() -> Config:
 
 
 def detector_run_env(root, img: int = 128, num_train: int = 16,
-                     num_val: int = 8) -> dict:
+                     num_val: int = 8, seed: int = 0) -> dict:
     """Small shapes data, a first-order ResNet-18 classifier checkpoint in
-    the mmpretrain model-zoo layout, and the ``--cfg-options`` pointing the
-    demo detector config at them (scored on its training images, so that a
-    short schedule still gives a non-zero mAP)."""
+    the mmpretrain model-zoo layout (initialised from ``seed``), and the
+    ``--cfg-options`` pointing the demo detector config at them and setting
+    its ``randomness.seed`` (scored on its training images, so that a short
+    schedule still gives a non-zero mAP)."""
     import os
     import sys
 
@@ -91,7 +92,9 @@ def detector_run_env(root, img: int = 128, num_train: int = 16,
         type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=6, in_channels=512)))
-    classifier.init_weights()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        classifier.init_weights()
     ckpt = save_zoo_checkpoint(classifier, str(root / 'first_order.pth'))
     data_root = data['out'] + '/'
     train_ann = 'annotations/instances_train.json'
@@ -109,6 +112,7 @@ def detector_run_env(root, img: int = 128, num_train: int = 16,
         f'train_dataloader.dataset.pipeline.2.scale=({img},{img})',
         f'test_dataloader.dataset.pipeline.1.scale=({img},{img})',
         f'val_dataloader.dataset.pipeline.1.scale=({img},{img})',
+        f'randomness.seed={seed}',
     ]
     env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep +
                os.environ['PATH'], OMP_NUM_THREADS='1',
@@ -123,3 +127,19 @@ def run_tool(args, env, cwd=ROOT, timeout=1200) -> str:
                             text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
+
+
+def training_losses(work_dir) -> dict:
+    """``{iteration: loss}`` from the training log records mmengine's
+    LoggerHook wrote under ``work_dir`` (``<timestamp>/vis_data/
+    scalars.json``, one record per logged iteration)."""
+    import glob
+    import json
+    losses = {}
+    for path in glob.glob(osp.join(str(work_dir), '*', 'vis_data',
+                                   'scalars.json')):
+        with open(path) as f:
+            for record in map(json.loads, filter(str.strip, f)):
+                if 'loss' in record:
+                    losses[record['iter']] = record['loss']
+    return losses

@@ -11,7 +11,7 @@ from mmpretrain.registry import MODELS as CLS_MODELS
 
 import quadra_mm  # noqa: F401
 from quadra_mm.adapters import quadratic_layers
-from quadra_mm.models import QuadraNet, QuadraNetV2
+from quadra_mm.models import QuadraNet, QuadraNetV2, build_quadranet_v2
 from quadra_mm.ops import is_adapter_param_name
 
 from helpers import (TINY_CONVNEXT, convnext_cfg, demo_detector_cfg, qnv2_cfg,
@@ -81,6 +81,39 @@ def test_parameter_names_are_the_backbones_own_plus_adapters():
     with torch.no_grad():
         assert torch.equal(adapted(x)[-1], clone(x)[-1])
         assert torch.equal(adapted(x)[-1], restored(x)[-1])
+
+
+def test_qnv2_is_a_builder_registered_in_both_scopes(tmp_path):
+    """type='QuadraNetV2' names one builder function in mmdet's and
+    mmpretrain's registries; a Pretrained entry of the wrapped backbone's
+    init_cfg moves to the adapted model (the backbone's other entries stay
+    its own), and bad input is an error naming it."""
+    assert DET_MODELS.get('QuadraNetV2') is build_quadranet_v2
+    assert CLS_MODELS.get('QuadraNetV2') is build_quadranet_v2
+    init_default_scope('mmdet')
+    pretrained = dict(type='Pretrained', checkpoint='zoo.pth',
+                      prefix='backbone.')
+    constant = dict(type='Constant', layer='LayerNorm', val=2.0)
+    adapted = DET_MODELS.build(qnv2_cfg(convnext_cfg(
+        init_cfg=[pretrained, constant])))
+    assert type(adapted).__name__ == \
+        'QuadraNetV2<mmpretrain.models.backbones.convnext.ConvNeXt>'
+    assert isinstance(adapted, QuadraNetV2)
+    assert adapted.qnv2_pretrained == pretrained
+    assert adapted.init_cfg == [constant]
+    adapted.qnv2_pretrained = None  # zoo.pth is not here
+    adapted.init_weights()  # the backbone's own init ran: LayerNorms at 2
+    assert torch.equal(adapted.norm3.weight,
+                       torch.full_like(adapted.norm3.weight, 2.0))
+
+    with pytest.raises(ValueError, match='`backbone` must be a config dict'):
+        DET_MODELS.build(dict(type='QuadraNetV2', backbone='ResNet',
+                              targets='resnet'))
+    with pytest.raises(ValueError, match='already a QuadraNetV2'):
+        DET_MODELS.build(dict(type='QuadraNetV2', backbone=qnv2_cfg(
+            convnext_cfg()), targets='convnext'))
+    with pytest.raises(ValueError, match='2 Pretrained entries'):
+        DET_MODELS.build(qnv2_cfg(convnext_cfg(), init_cfg=[pretrained] * 2))
 
 
 def _classifier(backbone):

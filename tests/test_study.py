@@ -183,3 +183,16 @@ def test_pipeline_steps_are_found_by_type_not_position():
                       if s.type == 'Resize'][0]
     with pytest.raises(KeyError, match="val_dataloader.*'RandomFlip'"):
         pipeline_step(cfg, 'val_dataloader', 'RandomFlip')
+
+
+def test_report_renders_the_committed_study_from_its_template():
+    """docs/study.md is what the template renders from the committed
+    results (what `tools/study.py --report-only docs/study/results.json`
+    writes); a missing placeholder value is a KeyError naming it."""
+    from study.report import render_report, template_parts
+    with open(osp.join(ROOT, 'docs', 'study', 'results.json')) as f:
+        results = json.load(f)
+    with open(osp.join(ROOT, 'docs', 'study.md'), encoding='utf-8') as f:
+        assert render_report(results) == f.read()
+    with pytest.raises(KeyError, match='note'):
+        template_parts()['detection_not_run'].substitute()

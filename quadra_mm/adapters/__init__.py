@@ -3,9 +3,10 @@
 Layer math lives in :mod:`quadra_mm.ops`; this package finds the layers to adapt
 (patterns and per-backbone presets), swaps them, freezes, saves and loads adapters.
 """
+from .adapter_state_dict import adapter_state_dict, load_adapter_state_dict
 from .diagnostics import first_nonfinite_layer
+from .parameter_report import ParameterReport, parameter_report
 from .presets import PRESETS, Preset
-from .state import ParameterReport, adapter_state_dict, load_adapter_state_dict, parameter_report
 from .surgery import (inject_quadratic_adapters, mark_trainable, quadratic_layers, replace_module,
                       reset_adapters)
 

@@ -5,7 +5,7 @@ from mmpretrain.models.backbones import ConvNeXt
 
 from quadra_mm.adapters import inject_quadratic_adapters
 from quadra_mm.registry import register_model
-from .quadranet_v2 import init_adapted_weights, split_init_cfg
+from .adapted_init import init_adapted_weights, split_init_cfg
 
 
 @register_model
@@ -16,14 +16,14 @@ class QuadraNet(ConvNeXt):
     Each block's depthwise conv ``L`` computes
     ``L(x) + alpha / r * U(phi(A(x), B(x)))`` (:mod:`quadra_mm.ops`). This is
     the expensive baseline of the paper: a high-order network pre-trained
-    from nothing, as opposed to :class:`QuadraNetV2`, which adapts a
+    from nothing, as opposed to ``QuadraNetV2``, which adapts a
     pretrained first-order network.
 
     Args:
         arch (str | dict): a ConvNeXt arch (``'atto'``, ``'tiny'``,
             ``'small'``, ``'base'``, ...) or an arch dict.
         quadratic (dict, optional): options of the quadratic term, as
-            ``adapter`` of :class:`QuadraNetV2` (``rank``, ``kernel_size``,
+            ``adapter`` of ``QuadraNetV2`` (``rank``, ``kernel_size``,
             ``dilation``, ``kernel``, ...).
         init_cfg (dict | list[dict], optional): a ``Pretrained`` entry loads
             a QuadraNet checkpoint strictly.

@@ -1,4 +1,6 @@
-"""``docs/study.md`` and its plots from the results of ``tools/study.py``.
+"""``docs/study.md`` and its plots from the results of ``tools/study.py``:
+the prose is the Markdown template ``report_template.md`` beside this file,
+the numbers and tables are computed here.
 
 Every number in the report is a mean +- sample standard deviation over the
 seeds; every claim gets a verdict from the paired per-seed differences
@@ -8,7 +10,9 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import statistics
+import string
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
@@ -19,7 +23,13 @@ import numpy as np  # noqa: E402
 
 from quadra_mm.datasets.fashion_mnist_shift import apply_shift  # noqa: E402
 
-__all__ = ['write_report', 'headline_table', 'verdict', 'mean_std']
+__all__ = ['write_report', 'render_report', 'headline_table', 'verdict',
+           'mean_std']
+
+# The prose of the report, with ${placeholders} for what is computed here.
+TEMPLATE = osp.join(osp.dirname(osp.abspath(__file__)),
+                    'report_template.md')
+_PART_MARKER = re.compile(r'^<!-- part: (\w+) -->\n', re.M)
 
 ARM_LABELS = {
     'linear-probe': 'linear probe',
@@ -269,14 +279,191 @@ def _detection_table(det: dict) -> List[str]:
             f'{fmt([r["bbox_mAP_50"] for r in runs], 3)} | '
             f'{fmt([r["segm_mAP"] for r in runs], 3)} | '
             f'{fmt([r["segm_mAP_50"] for r in runs], 3)} |')
-    lines += ['', 'First-order crop classifiers both arms start from: top-1 '
-              f'{fmt([r["classifier_top1"] for r in det["qnv2"]])} %.']
     return lines
 
 
+def template_parts(path: str = TEMPLATE) -> Dict[str, string.Template]:
+    """The parts of the report template (see its head): name -> template."""
+    with open(path, encoding='utf-8') as f:
+        pieces = _PART_MARKER.split(f.read())
+    return {name: string.Template(text.rstrip('\n'))
+            for name, text in zip(pieces[1::2], pieces[2::2])}
+
+
+def _claims(results: dict, parts: Dict[str, string.Template]
+            ) -> List[Tuple[str, str]]:
+    """(claim, verdict) rows of the verdicts table."""
+    s, tasks = results['scale'], results['tasks']
+    shift = tasks['shift']
+    det = results['detection'].get('arms')
+    claims = []
+    for task, arms in tasks.items():
+        label = TASK_LABELS[task]
+        for part, runs, control in (
+                ('claim_adapters_vs_lora', 'qnv2-adapters', 'lora'),
+                ('claim_stages_vs_full_ft', 'qnv2-stages', 'full-ft'),
+                ('claim_stages_vs_scratch', 'qnv2-stages',
+                 'quadranet-scratch'),
+                ('claim_stages_vs_probe', 'qnv2-stages', 'linear-probe')):
+            claims.append((parts[part].substitute(task=label),
+                           verdict(arms[runs]['runs'], arms[control]['runs'])))
+    for ablation in results['ablation'].values():
+        claims.append((
+            parts['claim_ablation'].substitute(ablation=ablation['describe']),
+            verdict(ablation['runs'], shift['qnv2-adapters']['runs'])))
+    for key in ('bbox_mAP', 'segm_mAP') if det else ():
+        claims.append((
+            parts['claim_detection'].substitute(metric=key.replace('_', ' ')),
+            verdict([dict(r, v=100 * r[key]) for r in det['qnv2']],
+                    [dict(r, v=100 * r[key]) for r in det['first-order']],
+                    key='v')))
+    if 'efficiency' in results:
+        reach = _first_reach(results['efficiency']['runs'],
+                             _efficiency_target(results))
+        if reach is None:
+            text = parts['verdict_paper_scratch_behind'].substitute(
+                scratch_iters=results['efficiency']['iters'],
+                scratch_factor=s['scratch_factor'])
+        else:
+            text = parts['verdict_paper_scratch_reached'].substitute(
+                reach_ratio=f'{reach / s["iters"]:.1f}',
+                saved=f'{1 - s["iters"] / reach:.0%}',
+                source_images=f'{s["source_iters"] * _source_batch(s):,}',
+                scratch_images=f'{reach * s["batch"]:,}',
+                adapt_images=f'{s["iters"] * s["batch"]:,}')
+        claims.append((parts['claim_paper'].substitute(), text))
+    return claims
+
+
+def _source_batch(scale: dict) -> int:
+    return scale.get('source_batch', 64)
+
+
+def _efficiency_target(results: dict) -> float:
+    """The final val top-1 of QNv2 stage training on task (b), mean over
+    seeds: what QuadraNet from scratch has to reach."""
+    return statistics.fmean(
+        r['final'] for r in results['tasks']['shift']['qnv2-stages']['runs'])
+
+
+def _efficiency(results: dict, parts: Dict[str, string.Template]) -> str:
+    """The sentence on how long QuadraNet from scratch took to reach QNv2."""
+    s, target = results['scale'], _efficiency_target(results)
+    reach = _first_reach(results['efficiency']['runs'], target)
+    if reach is None:
+        return parts['efficiency_scratch_behind'].substitute(
+            target=f'{target:.1f}',
+            scratch_iters=results['efficiency']['iters'],
+            scratch_factor=s['scratch_factor'], iters=s['iters'])
+    return parts['efficiency_scratch_reached'].substitute(
+        target=f'{target:.1f}', reach=reach,
+        reach_ratio=f'{reach / s["iters"]:.1f}', iters=s['iters'])
+
+
+def _paragraph(text: str) -> str:
+    """An optional paragraph: its text and the blank line after it."""
+    return text + '\n\n' if text else ''
+
+
+def render_report(results: dict, template: str = TEMPLATE) -> str:
+    """The text of ``study.md`` for ``results``, from the Markdown
+    ``template``: numbers and tables computed here, the prose there."""
+    parts = template_parts(template)
+    s, tasks = results['scale'], results['tasks']
+    shift = tasks['shift']
+    det = results['detection'].get('arms')
+    ratios = results.get('step_time_ratios', {})
+    flop_ratios = results.get('resnet50_flop_ratios', {})
+    values = dict(
+        scale=s['name'], finished=results['finished'],
+        machine=results['machine'],
+        wall_minutes=f'{results["seconds"] / 60:.0f}',
+        workers=results.get('workers', 1),
+        training_minutes=f'{training_seconds(results) / 60:.0f}',
+        seeds=len(s['seeds']), iters=s['iters'], batch=s['batch'],
+        val_interval=s['val_interval'], lrs=list(s['lrs']),
+        sweep_seed=s['seeds'][0], other_seeds=list(s['seeds'][1:]),
+        val_per_class=s['val_per_class'],
+        test_per_class=s['test_per_class'] or 1000,
+        source_per_class=s['source_per_class'],
+        source_iters=s['source_iters'], source_batch=_source_batch(s),
+        labels_per_class=s['labels_per_class'],
+        adapters_lr=f'{shift["qnv2-adapters"]["lr"]:g}',
+        flops_size=s.get('flops_size', 224),
+        det_cls_epochs=s['det_cls_epochs'], det_train=s['det_train'],
+        det_val=s['det_val'], det_img=s['det_img'], det_crop=s['det_crop'],
+        det_iters=s['det_iters'])
+    values['quick_note'] = '' if s['name'] == 'full' else _paragraph(
+        parts['quick_note'].substitute())
+    values['headline_table'] = '\n'.join(headline_table(results))
+    values['claims'] = '\n'.join(f'| {claim} | {text} |'
+                                 for claim, text in _claims(results, parts))
+    if 'efficiency' in results:
+        efficiency = _efficiency(results, parts)
+        values['efficiency_summary'] = _paragraph(
+            parts['efficiency_summary'].substitute(values,
+                                                   efficiency=efficiency))
+        runs = results['efficiency']['runs']
+        values['efficiency_section'] = parts['efficiency_run'].substitute(
+            values, efficiency=efficiency,
+            scratch_iters=results['efficiency']['iters'],
+            scratch_lr=f'{results["efficiency"]["lr"]:g}',
+            scratch_final=fmt([r['final'] for r in runs]))
+    else:
+        values['efficiency_summary'] = ''
+        values['efficiency_section'] = parts['efficiency_not_run'].substitute()
+    values['arm_list'] = '\n'.join(
+        f'  - *{ARM_LABELS[name]}*: {arm["describe"]}.'
+        for name, arm in next(iter(tasks.values())).items())
+    values['task_tables'] = ''.join(
+        f'\n\n### {TASK_LABELS[task]}\n\n' + '\n'.join(
+            _arm_table(task, arms, results.get('step_time_ratios')))
+        for task, arms in tasks.items())
+    values['sweep_table'] = '\n'.join(_sweep_table(tasks))
+    edge = [f'{task} / {ARM_LABELS[name]}' for task, arms in tasks.items()
+            for name, arm in arms.items()
+            if arm['lr'] in (max(s['lrs']), min(s['lrs']))]
+    values['edge_note'] = _paragraph(parts['edge_note'].substitute(
+        edge_count=len(edge), arm_count=sum(len(a) for a in tasks.values()),
+        edge_arms=', '.join(edge) if len(edge) < 6 else 'see the table')
+        if edge else '')
+    rows = [('linear (LoRA control), rank 8, all stages', 'lora',
+             shift['lora']['runs']),
+            ('quadratic, rank 8, all stages (default)', 'qnv2-adapters',
+             shift['qnv2-adapters']['runs'])]
+    rows += [(a['describe'], name, a['runs'])
+             for name, a in results['ablation'].items()]
+    lines = []
+    for label, key, runs in rows:
+        step = f'{ratios[key]:.2f}×' if key in ratios else '-'
+        flops = f'{flop_ratios[key]:.3f}×' if key in flop_ratios else '-'
+        lines.append(f'| {label} | {fmt([r["test"] for r in runs])} | '
+                     f'{runs[0]["adapter_params"]:,} | {step} | {flops} |')
+    values['ablation_rows'] = '\n'.join(lines)
+    src = results['source'].values()
+    values.update(source_val=fmt([r['final'] for r in src]),
+                  source_test=fmt([r['test'] for r in src]),
+                  source_seconds=fmt([r['seconds'] for r in src], 0))
+    if det:
+        values['detection_section'] = parts['detection_run'].substitute(
+            detection_table='\n'.join(_detection_table(det)),
+            classifier_top1=fmt([r['classifier_top1'] for r in det['qnv2']]))
+        best_bbox = max(statistics.mean(r['bbox_mAP'] for r in runs)
+                        for runs in det.values())
+        values['detection_limit'] = parts['detection_limit_run'].substitute(
+            best_bbox=f'{best_bbox:.3f}')
+    else:
+        values['detection_section'] = parts['detection_not_run'].substitute(
+            note=results['detection'].get('note', ''))
+        values['detection_limit'] = parts[
+            'detection_limit_not_run'].substitute()
+    return parts['report'].substitute(values) + '\n'
+
+
 def write_report(results: dict, out_dir: str, data_dir: str) -> str:
-    """Write ``<out_dir>/study.md``, ``<out_dir>/study/*.png`` and
-    ``<out_dir>/study/results.json``; return the path of the report."""
+    """Write ``<out_dir>/study.md`` (:func:`render_report`),
+    ``<out_dir>/study/*.png`` and ``<out_dir>/study/results.json``; return
+    the path of the report."""
     fig_dir = osp.join(out_dir, 'study')
     os.makedirs(fig_dir, exist_ok=True)
     with open(osp.join(fig_dir, 'results.json'), 'w') as f:
@@ -284,294 +471,10 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     plot_shift_examples(data_dir, osp.join(fig_dir, 'shift_examples.png'))
     plot_curves(results, osp.join(fig_dir, 'curves.png'))
     plot_bars(results, osp.join(fig_dir, 'final_accuracy.png'))
-
-    s = results['scale']
-    tasks = results['tasks']
-    seeds = len(s['seeds'])
-    shift = tasks['shift']
-    target = statistics.fmean(r['final'] for r in shift['qnv2-stages']['runs'])
-    eff = None
     if 'efficiency' in results:
-        plot_efficiency(results, target, osp.join(fig_dir, 'efficiency.png'))
-        reach = _first_reach(results['efficiency']['runs'], target)
-        eff_iters = results['efficiency']['iters']
-        if reach is None:
-            eff = (f'QuadraNet from scratch did **not** reach the QNv2 '
-                   f'stage-training val accuracy ({target:.1f} %) within '
-                   f'{eff_iters} iterations ({s["scratch_factor"]}× the '
-                   f'adaptation budget of {s["iters"]}): ratio > '
-                   f'{s["scratch_factor"]}×')
-        else:
-            eff = (f'QuadraNet from scratch first reached the QNv2 '
-                   f'stage-training val accuracy ({target:.1f} %) at iteration '
-                   f'{reach} (mean curve), {reach / s["iters"]:.1f}× the '
-                   f'{s["iters"]} adaptation iterations')
-    det = results['detection'].get('arms')
-
-    md: List[str] = []
-    add = md.append
-    add('# Does quadratic adaptation help? An adaptation study on real data')
-    add('')
-    add(f'Written by `tools/study.py` ({s["name"]} scale) on {results["finished"]}, '
-        f'{results["machine"]}. The one command took '
-        f'{results["seconds"] / 60:.0f} min wall-clock with '
-        f'{results.get("workers", 1)} worker process(es) (runs reused from an '
-        'earlier invocation count as 0); the training time of all its runs, '
-        f'summed: {training_seconds(results) / 60:.0f} min (lr sweeps '
-        'included; tests and start-up excluded). Every number is the mean ± '
-        f'sample std over {seeds} seeds; raw numbers in '
-        '[`study/results.json`](study/results.json).')
-    if s['name'] != 'full':
-        add('')
-        add('**This is a `--quick` smoke run on a tiny subset: the numbers '
-            'mean nothing.**')
-    add('')
-    md += headline_table(results)
-    add('')
-    add('![final accuracy](study/final_accuracy.png)')
-    add('')
-    add('## Verdicts')
-    add('')
-    add('Rule: per-seed paired differences `d` (same seed = same labelled '
-        'images and the same source model for every arm); *supported* if '
-        'mean(d) > 2 SE, *not supported* if mean(d) <= 0, otherwise '
-        '*inconclusive at this scale*. Test top-1, percentage points.')
-    add('')
-    claims = []
-    for task in tasks:
-        arms = tasks[task]
-        claims += [
-            (f'{TASK_LABELS[task]}: quadratic adapters beat the first-order '
-             'low-rank adapter of the same placement and parameter count '
-             '(QNv2 adapters only vs LoRA)',
-             verdict(arms['qnv2-adapters']['runs'], arms['lora']['runs'])),
-            (f'{TASK_LABELS[task]}: QNv2 stage training beats full first-order '
-             'fine-tuning', verdict(arms['qnv2-stages']['runs'],
-                                    arms['full-ft']['runs'])),
-            (f'{TASK_LABELS[task]}: QNv2 stage training beats QuadraNet from '
-             'scratch at the same budget',
-             verdict(arms['qnv2-stages']['runs'],
-                     arms['quadranet-scratch']['runs'])),
-            (f'{TASK_LABELS[task]}: QNv2 stage training beats the linear probe',
-             verdict(arms['qnv2-stages']['runs'], arms['linear-probe']['runs'])),
-        ]
-    for name, ablation in results['ablation'].items():
-        claims.append((f'(b): {ablation["describe"]} beats the default '
-                       '(quadratic, rank 8, all stages), adapters only',
-                       verdict(ablation['runs'], shift['qnv2-adapters']['runs'])))
-    for key in ('bbox_mAP', 'segm_mAP') if det else ():
-        claims.append((f'detection: the QNv2 demo detector beats its '
-                       f'first-order twin on {key.replace("_", " ")} '
-                       '(×100 for the difference)',
-                       verdict([dict(r, v=100 * r[key]) for r in det['qnv2']],
-                               [dict(r, v=100 * r[key]) for r in det['first-order']],
-                               key='v')))
-    if 'efficiency' in results:
-        paper = ('(b): adaptation saves 90-98 % of the training of a '
-                 'high-order network from scratch (the paper\'s headline)')
-        if reach is None:
-            claims.append((paper, '**supported** for target-task steps: '
-                           f'scratch did not catch up within {eff_iters} '
-                           f'iterations (> {s["scratch_factor"]}×)'))
-        else:
-            saved = 1 - s['iters'] / reach
-            adapt_images = s['iters'] * s['batch']
-            source_images = s['source_iters'] * s.get('source_batch', 64)
-            claims.append((paper, '**not supported** at this scale: from '
-                           f'scratch needed {reach / s["iters"]:.1f}× the '
-                           f'adaptation steps (the adaptation saves {saved:.0%} '
-                           'of target-task steps, mean curves), and the source '
-                           f'pretraining ({source_images:,} images) costs more '
-                           f'than scratch training to that point ({reach * s["batch"]:,} '
-                           f'vs {adapt_images:,} images for the adaptation)'))
-    add('| claim | verdict (mean d, SE) |')
-    add('|---|---|')
-    for claim, text in claims:
-        add(f'| {claim} | {text} |')
-    add('')
-    if eff:
-        add(f'Adaptation efficiency (task b): {eff}. The source pretraining '
-            f'that adaptation relies on cost {s["source_iters"]} iterations of '
-            f'batch {s.get("source_batch", 64)} per seed, paid once per source '
-            'model (see below).')
-        add('')
-    add('## Set-up')
-    add('')
-    add('- **Data**: Fashion-MNIST (real 28×28 product photos), from the '
-        'Debian package `dataset-fashion-mnist`, read by mmpretrain\'s '
-        '`FashionMNIST` through `FashionMNISTSubset` '
-        '(`quadra_mm/datasets/fashion_mnist.py`). The training file is split '
-        'per class, fixed across seeds: val (first 200 of a seeded '
-        'permutation; the study uses '
-        f'{s["val_per_class"]}/class), the target-train pool, and the source '
-        f'pool (3000/class). Test: the official test file (`test_mode=True`), '
-        f'{s["test_per_class"] or 1000}/class, size checked.')
-    add(f'- **Source**: a CIFAR-style ResNet-18 (`ResNet_CIFAR`, 3×3 stem, '
-        'widths 8-64, 1 input channel, 28×28) trained first-order on '
-        f'T-shirt/top, Trouser, Pullover, Dress, Coat ({s["source_per_class"]} '
-        f'images/class, {s["source_iters"]} iterations), one source model per '
-        'seed: `configs/study/resnet18-cifar_fmnist-source.py`.')
-    add('- **Targets**, each with '
-        f'{s["labels_per_class"]} labelled images/class (drawn per seed, '
-        'the same for every arm): (a) **held-out classes** Sandal, Shirt, '
-        'Sneaker, Bag, Ankle boot (new head); (b) the **source classes under '
-        'a non-linear shift**, "solarise + swirl" '
-        '(`quadra_mm/datasets/fashion_mnist_shift.py`): the intensity map '
-        '`v -> sin(0.9 π sqrt(v))` (non-monotonic: bright garments fold back '
-        'to grey, mid-grey becomes white) after a swirl (rotation by '
-        '1.6·exp(-r²/2·8²) rad about the centre). Train/val images of (b) are '
-        'not ones the source model saw; the source head is kept.')
-    add('')
-    add('![shift examples](study/shift_examples.png)')
-    add('')
-    add(f'- **Budget**: every arm {s["iters"]} iterations of batch {s["batch"]} '
-        f'(AdamW, weight decay 0.05, linear warm-up then cosine), val every '
-        f'{s["val_interval"]} iterations. lr sweep {list(s["lrs"])} for every '
-        f'arm on seed {s["seeds"][0]}, best final val top-1 kept, seeds '
-        f'{list(s["seeds"][1:])} at that lr; the test split is scored once '
-        'per run, after training.')
-    add('- **Arms** (configs in `configs/study/`; quadratic/LoRA adapters: '
-        'rank 8, 3×3, dilation 2, on conv2 of every BasicBlock, the `resnet` '
-        'preset):')
-    for name, arm in next(iter(tasks.values())).items():
-        add(f'  - *{ARM_LABELS[name]}*: {arm["describe"]}.')
-    add('- The LoRA arm is `kernel=\'linear\'`: `phi(a, b) = a + b`, so the '
-        'branch is `U((A+B)(x))`, a low-rank first-order update of the '
-        'layer with exactly the quadratic adapter\'s placement and parameter '
-        'count.')
-    add('- *QuadraNet from scratch* is the same ResNet with the same '
-        'quadratic neurons (`QuadraNetV2` without a checkpoint, every '
-        'parameter training), not the ConvNeXt-based `QuadraNet` class: a '
-        'different architecture would confound order with architecture.')
-    add('')
-    add('## Results')
-    add('')
-    add('![learning curves](study/curves.png)')
-    for task, arms in tasks.items():
-        add('')
-        add(f'### {TASK_LABELS[task]}')
-        add('')
-        md += _arm_table(task, arms, results.get('step_time_ratios'))
-    add('')
-    add('Train step: time of a training step (batch '
-        f'{s["batch"]}, 1 thread) over that of full first-order fine-tuning, '
-        'the models measured in turn in one process (median of 5 rounds; '
-        'stage training counted as half adapters-only, half joint). The '
-        'adapters cost much more here than in `docs/benchmarks.md` because '
-        'this network is narrow (8-64 channels): a rank-8 adapter is not '
-        'low-rank on its 8-channel layers. Trainable parameters are '
-        'counted at the end of training (stage training ends in stage 2, '
-        'where everything trains).')
-    add('')
-    add('lr sweep (seed 0, final val top-1; chosen in bold):')
-    add('')
-    md += _sweep_table(tasks)
-    add('')
-    edge = [f'{task} / {ARM_LABELS[name]}' for task, arms in tasks.items()
-            for name, arm in arms.items()
-            if arm['lr'] in (max(s['lrs']), min(s['lrs']))]
-    if edge:
-        add(f'**{len(edge)} of {sum(len(a) for a in tasks.values())} arms '
-            'chose an lr at the edge of the sweep** '
-            f'({", ".join(edge) if len(edge) < 6 else "see the table"}): '
-            'their best lr may lie outside it, so every arm is compared at '
-            'an equal but possibly sub-optimal lr; a wider sweep is the '
-            'first thing to add when more compute is available.')
-        add('')
-    add('## Kernels, ranks and placement (task b, adapters only)')
-    add('')
-    add('Same recipe as *QNv2 adapters only* (primary terms frozen), at its '
-        f'chosen lr ({shift["qnv2-adapters"]["lr"]:g}, not re-tuned per row). '
-        'Train step: adapters-only step over a full first-order '
-        'fine-tuning step, measured side by side here (see above): this '
-        'network is narrow, so its adapters cost more than at full size. '
-        'ResNet-50 FLOPs: forward FLOPs of mmpretrain\'s ResNet-50 at '
-        f'{s.get("flops_size", 224)}² with the same adapter change over the '
-        'plain ResNet-50 (mmengine\'s counter, as mmdet\'s `get_flops.py`); '
-        '[`docs/benchmarks.md`](benchmarks.md) has the measured step and '
-        'inference times of full-size ResNet-50 / ConvNeXt-T per placement '
-        '(there stages count from 0: "stages 2-4" here is "1-3" there).')
-    add('')
-    add('| kernel, rank, placement | test top-1 | adapter params | train step vs full FT '
-        '| ResNet-50 FLOPs vs first-order |')
-    add('|---|---|---|---|---|')
-    ratios = results.get('step_time_ratios', {})
-    flop_ratios = results.get('resnet50_flop_ratios', {})
-    rows = [('linear (LoRA control), rank 8, all stages', 'lora', shift['lora']['runs']),
-            ('quadratic, rank 8, all stages (default)', 'qnv2-adapters',
-             shift['qnv2-adapters']['runs'])]
-    rows += [(a['describe'], name, a['runs'])
-             for name, a in results['ablation'].items()]
-    for label, key, runs in rows:
-        step = f'{ratios[key]:.2f}×' if key in ratios else '-'
-        flops = f'{flop_ratios[key]:.3f}×' if key in flop_ratios else '-'
-        add(f'| {label} | {fmt([r["test"] for r in runs])} | '
-            f'{runs[0]["adapter_params"]:,} | {step} | {flops} |')
-    add('')
-    add('## Adaptation efficiency')
-    add('')
-    if eff:
-        add('![efficiency](study/efficiency.png)')
-        add('')
-        add(f'QuadraNet from scratch on task (b), {eff_iters} iterations at '
-            f'the lr its arm chose ({results["efficiency"]["lr"]:g}), same '
-            f'data and batch. {eff}. Pretraining cost, reported separately: '
-            f'{s["source_iters"]} source iterations (batch '
-            f'{s.get("source_batch", 64)}) per source '
-            f'model; adaptation itself: {s["iters"]} iterations (batch '
-            f'{s["batch"]}). Final val top-1 of the long scratch runs: '
-            f'{fmt([r["final"] for r in results["efficiency"]["runs"]])} %.')
-    else:
-        add('Not run for this report (`--parts efficiency`).')
-    add('')
-    src = results['source']
-    add(f'Source models (their own 5 classes): val '
-        f'{fmt([r["final"] for r in src.values()])} %, test '
-        f'{fmt([r["test"] for r in src.values()])} %, '
-        f'{fmt([r["seconds"] for r in src.values()], 0)} s each.')
-    add('')
-    add('## Detection, controlled (demo detector)')
-    add('')
-    add(f'Protocol (`--parts detection`), per seed: a first-order ResNet-18 crop classifier '
-        f'({s["det_cls_epochs"]} epochs), then either the demo\'s QNv2 '
-        'adaptation step (`configs/demo/qnv2-resnet18_1xb32_shapes-crops.py`, '
-        '2 epochs, stage training) or the same 2 epochs of first-order '
-        'training (`configs/study/resnet18_1xb32_shapes-crops_extra-epochs.py`),'
-        ' then the demo Mask R-CNN (`configs/demo/mask-rcnn_qnv2-r18_fpn_shapes.py`'
-        ' vs `configs/study/mask-rcnn_r18_fpn_shapes.py`). **Reduced to fit '
-        f'the budget**: {s["det_train"]} train / {s["det_val"]} val images of '
-        f'{s["det_img"]} px (demo: 1200 / 100 of 192 px), crops of '
-        f'{s["det_crop"]} px, {s["det_iters"]} detector iterations (demo: '
-        '800), warm-up and stage switch at 1/16 of them as in the demo. '
-        'Scored by mmdet\'s `CocoMetric` on the val split.')
-    add('')
-    if det:
-        md.extend(_detection_table(det))
-    else:
-        add('**Not run for this report.** '
-            + results['detection'].get('note', ''))
-    add('')
-    add('## Limits')
-    add('')
-    add('- Small scale: a 0.18 M-parameter ResNet on 28×28 images, '
-        f'{s["labels_per_class"]} labels per class, {s["iters"]} iterations '
-        f'per arm, {seeds} seeds; the paper\'s claims are about ImageNet/COCO-size '
-        'models and budgets. A verdict here is about this scale only.')
-    add('- The lr was chosen on one seed; other hyper-parameters (weight '
-        'decay, rank, alpha, stage switch, primary lr multiplier) were not '
-        'tuned for any arm.')
-    if det:
-        best_bbox = max(statistics.mean(r['bbox_mAP'] for r in runs) for runs in det.values())
-        add('- The detection part is a reduced schedule on generated shapes, at which '
-            f'no arm gets past a mean bbox mAP of {best_bbox:.3f} (the full demo '
-            'schedule reaches 0.62 ± 0.01 over 3 seeds, README): the detectors are '
-            'early in training, where a better-initialised backbone shows most; '
-            'whether the difference lasts to the demo\'s schedule, let alone to '
-            'COCO scale, this part does not say.')
-    else:
-        add('- The detection part is a reduced schedule on generated shapes, and '
-            'was not run for this report.')
+        plot_efficiency(results, _efficiency_target(results),
+                        osp.join(fig_dir, 'efficiency.png'))
     path = osp.join(out_dir, 'study.md')
-    with open(path, 'w') as f:
-        f.write('\n'.join(md) + '\n')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(render_report(results))
     return path

@@ -1,12 +1,13 @@
-"""Adapter checkpoints and parameter accounting."""
-from dataclasses import dataclass
+"""Adapter-only state dicts: the adapter weights saved apart from the model, as
+PEFT's ``get_peft_model_state_dict``, and loaded back into a model with the same
+adapters."""
 from typing import Dict, List, Mapping, Tuple
 
 from torch import Tensor, nn
 
 from ..ops import is_adapter_param_name
 
-__all__ = ['adapter_state_dict', 'load_adapter_state_dict', 'ParameterReport', 'parameter_report']
+__all__ = ['adapter_state_dict', 'load_adapter_state_dict']
 
 
 def adapter_state_dict(model: nn.Module) -> Dict[str, Tensor]:
@@ -38,36 +39,3 @@ def load_adapter_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor],
                            f'unexpected keys {unexpected}')
     model.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
     return missing, unexpected
-
-
-@dataclass(frozen=True)
-class ParameterReport:
-    """Parameter counts of a model (shared parameters counted once).
-
-    Attributes:
-        total: all parameters.
-        trainable: parameters with ``requires_grad``.
-        adapter: adapter parameters (``quad_*``), trainable or not.
-    """
-
-    total: int
-    trainable: int
-    adapter: int
-
-    @property
-    def trainable_percent(self) -> float:
-        return 100.0 * self.trainable / self.total if self.total else 0.0
-
-    def __str__(self) -> str:
-        return (f'trainable params: {self.trainable:,} || all params: {self.total:,} || '
-                f'trainable%: {self.trainable_percent:.4f} || adapter params: {self.adapter:,}')
-
-
-def parameter_report(model: nn.Module) -> ParameterReport:
-    """Count ``model``'s parameters (see :class:`ParameterReport`)."""
-    total = trainable = adapter = 0
-    for name, param in model.named_parameters():
-        total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
-        adapter += param.numel() if is_adapter_param_name(name) else 0
-    return ParameterReport(total, trainable, adapter)
