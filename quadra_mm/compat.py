@@ -31,8 +31,8 @@ import functools
 import os
 import pickle
 import uuid
-from typing import Callable, List, Union
 from pathlib import Path
+from typing import Callable, List, Union
 
 import numpy as np
 import torch

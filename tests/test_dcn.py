@@ -4,8 +4,7 @@ import copy
 
 import pytest
 import torch
-from mmcv.ops import (DeformConv2d, DeformConv2dPack,
-                      ModulatedDeformConv2dPack)
+from mmcv.ops import DeformConv2d, DeformConv2dPack, ModulatedDeformConv2dPack
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 from mmengine.analysis import get_model_complexity_info
@@ -16,13 +15,15 @@ from mmengine.runner import Runner
 from torch import nn
 
 import quadra_mm  # noqa: F401  (registers the DCN adapters)
-from quadra_mm.adapters import (inject_quadratic_adapters, mark_trainable,
-                                quadratic_layers)
+from quadra_mm.adapters import inject_quadratic_adapters, mark_trainable, quadratic_layers
 from quadra_mm.deploy import export_for_inference
-from quadra_mm.models import (QuadraticDeformConv2dPack,
-                              QuadraticModulatedDeformConv2dPack)
-from quadra_mm.ops import (QuadraticBranch, QuadraticNeuron,
-                           is_adapter_param_name, saved_tensor_bytes)
+from quadra_mm.models import QuadraticDeformConv2dPack, QuadraticModulatedDeformConv2dPack
+from quadra_mm.ops import (
+    QuadraticBranch,
+    QuadraticNeuron,
+    is_adapter_param_name,
+    saved_tensor_bytes,
+)
 
 from helpers import tiny_training
 

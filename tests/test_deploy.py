@@ -74,7 +74,8 @@ def test_fused_zero_adapter_is_the_plain_layer():
 
 
 def test_export_drop_zero_adapters():
-    model = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+    model = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2,
+                                        feedforward_channels=32),
                               img_size=32, patch_size=8)
     inject_quadratic_adapters(model, 'vit', rank=4)
     randomize_adapters(model, skip_every=2)

@@ -13,8 +13,11 @@ from mmengine.registry import init_default_scope
 
 import quadra_mm  # noqa: F401
 from quadra_mm.adapters import quadratic_layers
-from quadra_mm.models import (QuadraNetV2, QuadraticDeformConv2dPack,
-                              QuadraticModulatedDeformConv2dPack)
+from quadra_mm.models import (
+    QuadraNetV2,
+    QuadraticDeformConv2dPack,
+    QuadraticModulatedDeformConv2dPack,
+)
 
 from helpers import CONFIGS, without_pretrained
 

@@ -13,8 +13,7 @@ from torch.utils.data import Dataset
 
 import quadra_mm  # noqa: F401
 from quadra_mm.hooks import ExactResumeHook
-from quadra_mm.hooks.exact_resume_hook import (capture_rng_state,
-                                               restore_rng_state)
+from quadra_mm.hooks.exact_resume_hook import capture_rng_state, restore_rng_state
 
 
 def _draws():

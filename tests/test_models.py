@@ -14,8 +14,7 @@ from quadra_mm.adapters import quadratic_layers
 from quadra_mm.models import QuadraNet, QuadraNetV2, build_quadranet_v2
 from quadra_mm.ops import is_adapter_param_name
 
-from helpers import (TINY_CONVNEXT, convnext_cfg, demo_detector_cfg, qnv2_cfg,
-                     save_zoo_checkpoint)
+from helpers import TINY_CONVNEXT, convnext_cfg, demo_detector_cfg, qnv2_cfg, save_zoo_checkpoint
 
 RESNET18 = dict(type='mmdet.ResNet', depth=18, out_indices=(0, 1, 2, 3),
                 norm_eval=True, frozen_stages=1)
@@ -221,6 +220,6 @@ def test_quadranet_archs(arch):
     assert len(layers) == sum(model.arch_settings[arch]['depths'])
     if arch == 'atto':
         model.init_weights()
-        assert all(not l.quad_u.weight.any() for _, l in layers)
+        assert all(not layer.quad_u.weight.any() for _, layer in layers)
         out = model(torch.randn(1, 3, 64, 64))
         assert out[-1].shape[1] == 320

@@ -10,11 +10,11 @@ import textwrap
 
 import torch
 from mmcv.cnn import fuse_conv_bn
+from mmdet.registry import MODELS as DET_MODELS
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmdet.registry import MODELS as DET_MODELS
 from torch import nn
 
 import quadra_mm  # noqa: F401

@@ -5,13 +5,12 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner
+from test_hooks import TinyDetector
 
 import quadra_mm  # noqa: F401
-from quadra_mm.hooks.weights_only_checkpoint_hook import (
-    restore_history_buffers, to_weights_only)
+from quadra_mm.hooks.weights_only_checkpoint_hook import restore_history_buffers, to_weights_only
 
 from helpers import tiny_training
-from test_hooks import TinyDetector
 
 
 def _runner(work_dir, max_iters, resume=False):

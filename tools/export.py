@@ -23,8 +23,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 from mmengine.runner.checkpoint import save_checkpoint  # noqa: E402
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
-from quadra_mm.deploy import export_for_inference  # noqa: E402
 from quadra_mm.adapters import quadratic_layers  # noqa: E402
+from quadra_mm.deploy import export_for_inference  # noqa: E402
 from quadra_mm.models import load_trained_checkpoint  # noqa: E402
 
 QUADRATIC_BACKBONES = ('QuadraNetV2', 'QuadraNet')

@@ -37,14 +37,14 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 import torch  # noqa: E402
-
-import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
-import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
-from quadra_mm.datasets import prepare_fashion_mnist  # noqa: E402
 from study.arms import PARTS  # noqa: E402
 from study.report import write_report  # noqa: E402
 from study.runner import Study, _mmss  # noqa: E402
 from study.scale import FULL, QUICK, TASKS  # noqa: E402
+
+import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
+import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
+from quadra_mm.datasets import prepare_fashion_mnist  # noqa: E402
 
 
 def main() -> None:

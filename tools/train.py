@@ -6,8 +6,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
-from quadra_mm.cli import (add_common_args, build_runner,  # noqa: E402
-                           close_distributed, load_config, parse)
+from quadra_mm.cli import add_common_args, build_runner, close_distributed, load_config, parse  # noqa: E402
 
 
 def main() -> None:

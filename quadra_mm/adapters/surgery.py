@@ -2,8 +2,20 @@
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set,
-                    Tuple, Type, Union)
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Type,
+    Union,
+)
 
 from torch import nn
 
@@ -165,8 +177,9 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
     Raises:
         ValueError: unknown preset or option; a pattern that matches nothing; a match
             that is not a plain ``nn.Conv2d``/``nn.Linear`` (or mmcv's wrappers) or a
-            registered type, or already quadratic; a stage that cannot be read or matches nothing; an
-            adapter the layer cannot take (rank <= 0, a shape-changing kernel/dilation).
+            registered type, or already quadratic; a stage that cannot be read or matches
+            nothing; an adapter the layer cannot take (rank <= 0, a shape-changing
+            kernel/dilation).
             The model is left unchanged.
     """
     _check_options(defaults, 'defaults')
@@ -202,7 +215,8 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
     if wanted_stages is not None:
         empty = sorted(wanted_stages - {stage for *_, stage in plan})
         if empty:
-            raise ValueError(f'stage(s) {empty} contain no module matching {[t.pattern for t in parsed]}')
+            patterns = [t.pattern for t in parsed]
+            raise ValueError(f'stage(s) {empty} contain no module matching {patterns}')
     # Build everything before touching the model, so that an error leaves it unchanged.
     built = [(name, _build(name, module, base, target, defaults), stage)
              for name, module, base, target, stage in plan]

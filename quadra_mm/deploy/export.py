@@ -40,7 +40,8 @@ def export_for_inference(model: nn.Module, inplace: bool = False, compile: bool 
         model = copy.deepcopy(model)
     for name, layer in list(quadratic_layers(model)):
         layer.fuse()
-        if drop_zero_adapters and layer.branch_is_zero and isinstance(layer, (nn.Conv2d, nn.Linear)):
+        if (drop_zero_adapters and layer.branch_is_zero
+                and isinstance(layer, (nn.Conv2d, nn.Linear))):
             if name:
                 replace_module(model, name, plain_layer(layer))
             else:

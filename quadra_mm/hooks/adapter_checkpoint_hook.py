@@ -7,11 +7,14 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import save_checkpoint
 
-from quadra_mm.models.trained_checkpoint import (complete_trained_checkpoint,
-                                                 is_trained_checkpoint,
-                                                 load_base,
-                                                 trained_checkpoint)
+from quadra_mm.models.trained_checkpoint import (
+    complete_trained_checkpoint,
+    is_trained_checkpoint,
+    load_base,
+    trained_checkpoint,
+)
 from quadra_mm.registry import register_hook
+
 from .exact_resume_hook import checkpoint_due
 
 __all__ = ['AdapterCheckpointHook']

@@ -1,5 +1,4 @@
-from .deform_conv import (QuadraticDeformConv2dPack,
-                          QuadraticModulatedDeformConv2dPack)
+from .deform_conv import QuadraticDeformConv2dPack, QuadraticModulatedDeformConv2dPack
 from .exported import ExportedQuadraNet
 from .pretrained_checkpoint import load_adapted_checkpoint
 from .quadranet import QuadraNet

@@ -10,6 +10,7 @@ from typing import Callable, List, Optional, Tuple, Union
 from torch import nn
 
 from quadra_mm.adapters import reset_adapters
+
 from .pretrained_checkpoint import load_adapted_checkpoint
 
 InitCfg = Union[dict, List[dict], None]

@@ -20,8 +20,7 @@ with the model surgery
 from typing import Any, Dict, Optional, Type, Union
 
 import torch
-from mmcv.ops import (DeformConv2dPack, ModulatedDeformConv2d,
-                      ModulatedDeformConv2dPack)
+from mmcv.ops import DeformConv2dPack, ModulatedDeformConv2d, ModulatedDeformConv2dPack
 from torch import Tensor, nn
 
 from quadra_mm.adapters.surgery import register_adaptable

@@ -16,6 +16,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
 from quadra_mm.ops import is_adapter_param_name
+
 from .state_dict_keys import extract_state_dict, key_problems, summarise_keys
 
 # torchvision/timm-era checkpoints predate BatchNorm's counter buffer.

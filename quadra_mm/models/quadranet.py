@@ -5,6 +5,7 @@ from mmpretrain.models.backbones import ConvNeXt
 
 from quadra_mm.adapters import inject_quadratic_adapters
 from quadra_mm.registry import register_model
+
 from .adapted_init import init_adapted_weights, split_init_cfg
 
 

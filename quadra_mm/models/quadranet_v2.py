@@ -17,6 +17,7 @@ from torch import nn
 
 from quadra_mm.adapters import inject_quadratic_adapters
 from quadra_mm.registry import register_model
+
 from .adapted_init import InitCfg, init_adapted_weights, split_init_cfg
 
 

@@ -17,8 +17,15 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from .autograd import QuadraticBranch, autocast_input
-from .functional import (adapter_padding, fuse_projections, pointwise_conv, pointwise_conv_backward,
-                         range_scale, split_projections, subsampled_geometry)
+from .functional import (
+    adapter_padding,
+    fuse_projections,
+    pointwise_conv,
+    pointwise_conv_backward,
+    range_scale,
+    split_projections,
+    subsampled_geometry,
+)
 from .kernels import build_kernel
 from .triton_kernels import fused_branch_add_
 
@@ -181,7 +188,8 @@ class QuadraticNeuron(nn.Module):
 
     def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
                    out: Optional[Tensor] = None) -> Tensor:
-        return self._fused_branch(x, fuse_projections(w_a, w_b, self.depthwise), self._scaled(w_u), out)
+        return self._fused_branch(x, fuse_projections(w_a, w_b, self.depthwise),
+                                  self._scaled(w_u), out)
 
     def _triton_applies(self, primary: Tensor) -> bool:
         # The kernel reads [A; B] halves (not the interleaved depthwise layout) and has
@@ -316,8 +324,9 @@ class QuadraticConvBranch(QuadraticNeuron):
         :class:`QuadraticConv2d`'s; ``padding_mode`` is ``L``'s)."""
         if depthwise:
             if out_channels % in_channels:
-                raise ValueError(f'{name or "layer"}: the depthwise adapter needs out_channels '
-                                 f'({out_channels}) to be a multiple of in_channels ({in_channels})')
+                raise ValueError(f'{name or "layer"}: the depthwise adapter needs '
+                                 f'out_channels ({out_channels}) to be a multiple of '
+                                 f'in_channels ({in_channels})')
             width, scale = in_channels, 1.0 if alpha is None else alpha
         else:
             _check_rank(rank, name)
@@ -340,7 +349,8 @@ class QuadraticConvBranch(QuadraticNeuron):
             return x
         return F.pad(x, self.quad_a._reversed_padding_repeated_twice, mode=self.quad_a.padding_mode)
 
-    def _ab_geometry(self) -> Tuple[Tuple[int, int], Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], int]:
+    def _ab_geometry(self) -> Tuple[Tuple[int, int], Tuple[int, ...], Tuple[int, ...],
+                                    Tuple[int, ...], int]:
         """``(step, stride, padding, dilation, groups)`` of the fused ``A``/``B`` conv, which
         reads only ``x[..., ::step[0], ::step[1]]`` (see
         :func:`~quadra_mm.ops.functional.subsampled_geometry`)."""
@@ -357,7 +367,8 @@ class QuadraticConvBranch(QuadraticNeuron):
         step, *geometry = self._ab_geometry()
         return F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
 
-    def _recompute(self, x: Tensor, w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+    def _recompute(self, x: Tensor,
+                   w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
         """``(a / c, b / c, phi(a / c, b / c), c)`` for the fused weight ``w_ab`` (see
         :meth:`_interact`; one range scale ``c`` per image)."""
         return self._interact(self._project(x, w_ab), 1)
@@ -378,13 +389,14 @@ class QuadraticConvBranch(QuadraticNeuron):
                                                   (need_x or need_ab, need_u), scale)
         grad_x = grad_a = grad_b = None
         if need_x or need_ab:
-            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_ch), self.depthwise, dim=1)
+            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_ch),
+                                       self.depthwise, dim=1)
             # input and weight gradients of the fused A/B conv in one call;
             # convolution_backward is not an autocast op, so cast like the forward's conv.
             step, stride, padding, dilation, groups = self._ab_geometry()
             grad_x, grad_w_ab, _ = torch.ops.aten.convolution_backward(
-                autocast_input(grad_ab), self._subsample(x, step), autocast_input(w_ab), None, stride,
-                padding, dilation, False, [0, 0], groups, [need_x, need_ab, False])
+                autocast_input(grad_ab), self._subsample(x, step), autocast_input(w_ab), None,
+                stride, padding, dilation, False, [0, 0], groups, [need_x, need_ab, False])
             if need_x and step != (1, 1):
                 # The rows and columns of x that the conv skips get no gradient.
                 full = torch.zeros_like(x)
@@ -538,7 +550,8 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
             else:
                 # c / max(c) <= 1 scales the rows exactly and without overflow; max(c) in fp32.
                 scale_rows, peak = scale.flatten(0, -2), scale.amax()
-                grad_u = torch.matmul(grad_rows.t(), h.flatten(0, -2) * (scale_rows / peak).to(h.dtype))
+                grad_u = torch.matmul(grad_rows.t(),
+                                      h.flatten(0, -2) * (scale_rows / peak).to(h.dtype))
                 grad_u = grad_u.float() * peak
         grad_x = grad_a = grad_b = None
         if need_x or need_ab:

@@ -67,15 +67,18 @@ from mmengine.analysis import FlopAnalyzer  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 from mmengine.runner.amp import autocast  # noqa: E402
-from mmengine.runner.checkpoint import (_load_checkpoint, get_state_dict,  # noqa: E402
-                                        save_checkpoint, weights_to_cpu)
+from mmengine.runner.checkpoint import (  # noqa: E402
+    _load_checkpoint,
+    get_state_dict,
+    save_checkpoint,
+    weights_to_cpu,
+)
 from mmengine.utils import ProgressBar  # noqa: E402
 from torch import nn  # noqa: E402
 
 import quadra_mm  # noqa: E402,F401  (registers modules; atomic checkpoint writes)
 from quadra_mm.adapters import quadratic_layers  # noqa: E402
-from quadra_mm.adapters.pruning import (prune_fraction, prune_to_flops,  # noqa: E402
-                                        switch_off, switched_off)
+from quadra_mm.adapters.pruning import prune_fraction, prune_to_flops, switch_off, switched_off  # noqa: E402
 from quadra_mm.cli import build_runner, load_config  # noqa: E402
 from quadra_mm.deploy import export_for_inference  # noqa: E402
 from quadra_mm.models import load_trained_checkpoint  # noqa: E402

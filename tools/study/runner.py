@@ -24,10 +24,27 @@ from quadra_mm.datasets import make_demo_data
 from quadra_mm.hooks.stage_hook import primary_parameters
 from quadra_mm.ops import is_adapter_param_name
 
-from .arms import (ABLATIONS, ARM_BY_NAME, ARMS, PARTS, Arm, _adapters_only,
-                   _full, _linear_probe, _lora, _stages)
-from .configs import (_crops_cfg, _detector_cfg, _epoch_ckpt, _quiet,
-                      source_cfg, target_cfg, test_len)
+from .arms import (
+    ABLATIONS,
+    ARM_BY_NAME,
+    ARMS,
+    PARTS,
+    Arm,
+    _adapters_only,
+    _full,
+    _linear_probe,
+    _lora,
+    _stages,
+)
+from .configs import (
+    _crops_cfg,
+    _detector_cfg,
+    _epoch_ckpt,
+    _quiet,
+    source_cfg,
+    target_cfg,
+    test_len,
+)
 from .scale import DEMO, ROOT, STUDY, TASKS, Scale
 
 
