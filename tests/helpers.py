@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
@@ -143,3 +144,21 @@ def training_losses(work_dir) -> dict:
                 if 'loss' in record:
                     losses[record['iter']] = record['loss']
     return losses
+
+
+class RecordChanges(Hook):
+    """After each iteration, which parameters the step changed."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.changed = {}
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self._before = {n: p.detach().clone()
+                        for n, p in runner.model.named_parameters()}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.changed[runner.iter + 1] = {
+            n for n, p in runner.model.named_parameters()
+            if not torch.equal(p, self._before[n])}

@@ -8,7 +8,6 @@ from mmcv.ops import DeformConv2d, DeformConv2dPack, ModulatedDeformConv2dPack
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 from mmengine.analysis import get_model_complexity_info
-from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -25,7 +24,7 @@ from quadra_mm.ops import (
     saved_tensor_bytes,
 )
 
-from helpers import tiny_training
+from helpers import RecordChanges, tiny_training
 
 DCN_TYPES = {
     'DCN': (DeformConv2dPack, QuadraticDeformConv2dPack),
@@ -323,25 +322,8 @@ class _DCNDetector(BaseModel):
         return out
 
 
-class _RecordChanges(Hook):
-    priority = 'LOWEST'
-
-    def __init__(self):
-        self.changed = {}
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self._before = {n: p.detach().clone()
-                        for n, p in runner.model.named_parameters()}
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        self.changed[runner.iter + 1] = {
-            n for n, p in runner.model.named_parameters()
-            if not torch.equal(p, self._before[n])}
-
-
 def test_stage_hook_freezes_the_dcn_and_its_offsets_in_stage_one(tmp_path):
-    recorder = _RecordChanges()
+    recorder = RecordChanges()
     runner = Runner(
         model=_DCNDetector(), work_dir=str(tmp_path), **tiny_training(4),
         train_cfg=dict(by_epoch=False, max_iters=2),

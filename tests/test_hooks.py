@@ -3,7 +3,6 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
-from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -12,7 +11,7 @@ import quadra_mm  # noqa: F401
 from quadra_mm.hooks import QuadraticStageHook, primary_parameters
 from quadra_mm.ops import is_adapter_param_name
 
-from helpers import TINY_CONVNEXT, convnext_cfg, qnv2_cfg, tiny_training
+from helpers import TINY_CONVNEXT, RecordChanges, convnext_cfg, qnv2_cfg, tiny_training
 
 
 class TinyDetector(BaseModel):
@@ -30,24 +29,6 @@ class TinyDetector(BaseModel):
         if mode == 'loss':
             return dict(loss=((out - targets)**2).mean())
         return out
-
-
-class RecordChanges(Hook):
-    """After each iteration, which parameters the step changed."""
-    priority = 'LOWEST'
-
-    def __init__(self):
-        self.changed = {}
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self._before = {n: p.detach().clone()
-                        for n, p in runner.model.named_parameters()}
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        self.changed[runner.iter + 1] = {
-            n for n, p in runner.model.named_parameters()
-            if not torch.equal(p, self._before[n])}
 
 
 def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None,
