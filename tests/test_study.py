@@ -1,6 +1,7 @@
 """The adaptation study: its data (real Fashion-MNIST through mmpretrain), its
 shift, and ``tools/study.py --quick`` end to end (every arm trains, the
 report and the plots are written, the numbers are finite)."""
+import importlib.util
 import json
 import math
 import os.path as osp
@@ -22,7 +23,8 @@ from helpers import ROOT
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from study.arms import ABLATIONS, ARMS  # noqa: E402
 from study.runner import cached  # noqa: E402
-from study.scale import TASKS  # noqa: E402
+from study.same_task import SAME_TASK_ARMS  # noqa: E402
+from study.scale import FULL, TASKS  # noqa: E402
 
 DATA = osp.join(ROOT, 'data', 'fashion_mnist')
 
@@ -166,9 +168,22 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
         assert len(runs) == 2
         assert all(math.isfinite(r['bbox_mAP']) and math.isfinite(r['segm_mAP'])
                    for r in runs)
+    same = results['same_task']
+    assert set(same['arms']) == {arm.name for arm in SAME_TASK_ARMS}
+    assert [r['seed'] for r in same['pretrain']] == [0, 1]
+    for run in [*same['pretrain'], *same['scratch']['runs'],
+                *(r for arm in same['arms'].values() for r in arm['runs'])]:
+        assert math.isfinite(run['test']) and run['curve'], run
+    assert same['scratch']['iters'] == 4 + 2 * 2  # P + 2E at the quick scale
+    assert same['arms']['lora']['runs'][0]['adapter_params'] == \
+        same['arms']['qnv2-adapters']['runs'][0]['adapter_params'] > 0
+    assert same['arms']['first-order-continued']['runs'][0]['adapter_params'] == 0
     report = (out / 'study.md').read_text()
     assert '## Verdicts' in report and 'nan' not in report.split('## Set-up')[0]
-    for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency'):
+    same_section = report.split('## Same-task adaptation')[1].split('## Limits')[0]
+    assert 'nan' not in same_section and same_section.count('| same task:') == 5
+    for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency',
+                'same_task'):
         with open(out / 'study' / f'{png}.png', 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
@@ -196,3 +211,47 @@ def test_report_renders_the_committed_study_from_its_template():
         assert render_report(results) == f.read()
     with pytest.raises(KeyError, match='note'):
         template_parts()['detection_not_run'].substitute()
+
+
+def test_same_task_adapters_are_low_rank_in_every_layer():
+    """The same-task network is wide enough that rank 8 is at most 1/4 of
+    the channels of every adapted layer (issue 17), and its adapters sit on
+    conv2 of every block, as in the rest of the study."""
+    from mmpretrain.registry import MODELS
+    from study.configs import load
+    from study.scale import STUDY
+
+    from quadra_mm.ops import QuadraticConv2d
+    init_default_scope('mmpretrain')
+    cfg = load(osp.join(STUDY, 'qnv2-resnet18-w32-cifar_fmnist-10cls.py'))
+    assert cfg.model.backbone.backbone.base_channels == FULL.same_task.width
+    cfg.model.backbone.init_cfg = None
+    backbone = MODELS.build(cfg.model.backbone)
+    adapted = {name: m for name, m in backbone.named_modules()
+               if isinstance(m, QuadraticConv2d)}
+    assert len(adapted) == 8  # conv2 of the 8 BasicBlocks of a ResNet-18
+    for name, layer in adapted.items():
+        rank = cfg.model.backbone.adapter.rank
+        channels = min(layer.in_channels, layer.out_channels)
+        assert 4 * rank <= channels, (name, channels)
+
+
+def test_merge_keeps_the_earlier_parts_and_adds_the_invocation():
+    spec = importlib.util.spec_from_file_location(
+        'study_cli', osp.join(ROOT, 'tools', 'study.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    earlier = dict(scale=dict(name='full'), tasks=dict(shift=1, heldout=2),
+                   detection=dict(arms=3), seconds=60.0, finished='then',
+                   workers=2)
+    new = dict(scale=dict(name='full'), tasks={}, detection={},
+               same_task=dict(arms=4), seconds=30.0, finished='now', workers=2)
+    merged = cli.merge_results(earlier, new, ['same-task'])
+    assert merged['tasks'] == earlier['tasks'] and merged['detection'] == dict(arms=3)
+    assert merged['same_task'] == dict(arms=4)
+    assert [run['seconds'] for run in merged['invocations']] == [60.0, 30.0]
+    with pytest.raises(SystemExit, match='quick run cannot join a full'):
+        cli.merge_results(earlier, dict(new, scale=dict(name='quick')),
+                          ['same-task'])
+    with pytest.raises(SystemExit, match="not 'rbf'"):
+        cli.merge_results(earlier, new, ['rbf'])

@@ -24,6 +24,14 @@ seeded, so its result does not depend on which worker ran it). The protocol
 4. Kernels / ranks / placement on ``shift`` (adapters-only recipe, the lr of
    ``qnv2-adapters``), efficiency (QuadraNet from scratch, longer), and the
    demo detector, QNv2 vs a first-order twin with the same extra epochs.
+5. Same task (``--parts same-task``, :mod:`study.same_task`): the paper's own
+   experiment. A wider first-order ResNet pretrained on all ten classes for P
+   steps, then E more steps per arm on the same task (continued first-order,
+   QNv2 stages, QNv2 adapters, LoRA), and the quadratic network from scratch
+   for P + several E steps, for the cost axis.
+
+A part can run on its own and join an earlier run's results:
+``tools/study.py --parts same-task --merge docs/study/results.json``.
 """
 import argparse
 import json
@@ -45,6 +53,30 @@ from study.scale import FULL, QUICK, TASKS  # noqa: E402
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
 import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
 from quadra_mm.datasets import prepare_fashion_mnist  # noqa: E402
+
+
+def merge_results(earlier: dict, new: dict, parts: list) -> dict:
+    """``earlier`` with the results of ``parts`` taken from ``new``, and
+    ``new``'s invocation (parts, wall time) added to ``earlier``'s list."""
+    if earlier['scale']['name'] != new['scale']['name']:
+        raise SystemExit(f'tools/study.py: --merge: a {new["scale"]["name"]} '
+                         f'run cannot join a {earlier["scale"]["name"]} one')
+    merged = dict(earlier)
+    for part in parts:
+        if part in TASKS:
+            merged['tasks'] = dict(earlier['tasks'], **{part: new['tasks'][part]})
+        elif part in ('detection', 'same-task'):
+            key = part.replace('-', '_')
+            merged[key] = new[key]
+        elif part != 'source':
+            raise SystemExit(f'tools/study.py: --merge takes the parts '
+                             f'{TASKS + ("detection", "same-task")}, not {part!r}')
+    merged['invocations'] = earlier.get('invocations', [dict(
+        parts='every other part', seconds=earlier['seconds'],
+        finished=earlier['finished'], workers=earlier.get('workers', 1))]) + [
+        dict(parts=list(parts), seconds=new['seconds'],
+             finished=new['finished'], workers=new['workers'])]
+    return merged
 
 
 def main() -> None:
@@ -69,6 +101,10 @@ def main() -> None:
     parser.add_argument('--seeds', type=int, nargs='+',
                         help='run only these seeds (with --parts, to split a '
                         'study over processes)')
+    parser.add_argument('--merge', metavar='RESULTS_JSON',
+                        help="add this invocation's parts to the results.json "
+                        'of an earlier run (its other parts kept, the parts '
+                        'run now replacing theirs) and write the report')
     parser.add_argument('--report-only', metavar='RESULTS_JSON',
                         help='only (re)write the report from a results.json '
                         'of an earlier run')
@@ -96,18 +132,26 @@ def main() -> None:
         results = Study(scale, osp.abspath(work), osp.abspath(args.data),
                         args.parts, workers=args.workers,
                         threads=args.threads).run(args.parts)
-        if not set(TASKS) <= set(args.parts):
+        seconds = results['seconds']
+        if args.merge:
+            with open(args.merge) as f:
+                results = merge_results(json.load(f), results, args.parts)
+        elif not set(TASKS) <= set(args.parts):
             print(f'parts {args.parts} done; the report needs both tasks '
                   f'{TASKS} (finished runs are reused)')
             return
-        if 'detection' not in args.parts:
+        if 'detection' not in args.parts and not args.merge:
             results['detection']['note'] = (
                 'It was left out of this invocation\'s `--parts`.')
         with open(osp.join(work, 'results.json'), 'w') as f:
             json.dump(results, f, indent=1)
     os.makedirs(args.out, exist_ok=True)
     report = write_report(results, args.out, data_dir=args.data)
-    print(f'\nstudy ({scale.name}) done in {_mmss(results["seconds"])}: {report}')
+    if not args.report_only:
+        print(f'\nstudy ({scale.name}, parts {" ".join(args.parts)}) done in '
+              f'{_mmss(seconds)}: {report}')
+    else:
+        print(f'report written: {report}')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,8 @@ per idea:
 - :mod:`.runner`: trainings and tests in a pool of worker processes, each
   result cached next to its checkpoint, the progress line and its ETA, and
   :class:`~.runner.Study`, which runs the parts in dependency order.
+- :mod:`.same_task`: the paper's own experiment, adaptation on the task the
+  first-order network was pretrained on (``--parts same-task``).
 - :mod:`.report`: ``docs/study.md`` and its plots from the results.
 
 Adding a part (for example a same-task adaptation part or an adapter-pruning

@@ -45,6 +45,7 @@ from .configs import (
     target_cfg,
     test_len,
 )
+from .same_task import run_same_task, same_task_units
 from .scale import DEMO, ROOT, STUDY, TASKS, Scale
 
 
@@ -299,9 +300,17 @@ class Study:
         # iteration costs about 6 classification iterations here.
         units += ('detection' in parts) * seeds * (
             2 * s.det_cls_epochs * 10 + 2 * 6 * s.det_iters)
+        units += ('same-task' in parts) * same_task_units(s, self.test_units)
         self.progress = Progress(units)
         self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
                                   detection={})
+
+    def same_task(self) -> None:
+        """The same-task part (:mod:`.same_task`)."""
+        start = time.time()
+        self.results['same_task'] = run_same_task(self)
+        self.results['same_task'].update(scale=asdict(self.scale.same_task),
+                                         seconds=round(time.time() - start, 1))
 
     def _step(self, units: float, label: str, seconds: float,
               reused: bool = False) -> None:
@@ -315,9 +324,10 @@ class Study:
             return dict(saved['result'], reused=True)
         return dict(self.pool.submit(train, cfg, metric).result(), reused=False)
 
-    def _test(self, cfg: Config, checkpoint: str) -> float:
+    def _test(self, cfg: Config, checkpoint: str,
+              expected_len: Optional[int] = None) -> float:
         return self.pool.submit(test, cfg, checkpoint,
-                                test_len(self.scale)).result()
+                                expected_len or test_len(self.scale)).result()
 
     def source(self) -> Dict[int, str]:
         def one(seed: int) -> dict:
@@ -335,36 +345,48 @@ class Study:
 
     def arm(self, task: str, arm: Arm, sources: Dict[int, str]) -> dict:
         s = self.scale
+        return self.swept(
+            f'{task} / {arm.name}', arm.describe, s.lrs, s.iters,
+            lambda seed, lr: target_cfg(
+                task, arm, s, self.data, seed, lr, sources[seed],
+                osp.join(self.work, task, arm.name, f'lr{lr:g}_seed{seed}')),
+            test_len(s))
+
+    def swept(self, label: str, describe: str, lrs: Sequence[float],
+              iters: int, make_cfg: Callable[[int, float], Config],
+              expected_test_len: int) -> dict:
+        """One arm: ``make_cfg(seed, lr)`` trained at every lr of ``lrs`` on
+        the first seed, the lr with the best final val accuracy kept, the
+        other seeds trained at it, every kept run tested once."""
+        seeds = self.scale.seeds
 
         def run(seed: int, lr: float) -> Tuple[Config, dict]:
-            cfg = target_cfg(task, arm, s, self.data, seed, lr, sources[seed],
-                             osp.join(self.work, task, arm.name,
-                                      f'lr{lr:g}_seed{seed}'))
+            cfg = make_cfg(seed, lr)
             result = self._train(cfg, 'accuracy/top1')
-            self._step(s.iters, f'{task} / {arm.name} lr {lr:g} seed {seed}: '
+            self._step(iters, f'{label} lr {lr:g} seed {seed}: '
                        f'val {result["final"]:.1f}', result['seconds'],
                        result['reused'])
             return cfg, result
 
-        sweep = dict(zip(s.lrs, _concurrently(
-            lambda lr: run(s.seeds[0], lr), s.lrs)))
-        best = max(s.lrs, key=lambda lr: sweep[lr][1]['final'])
+        sweep = dict(zip(lrs, _concurrently(lambda lr: run(seeds[0], lr), lrs)))
+        best = max(lrs, key=lambda lr: sweep[lr][1]['final'])
         runs = [sweep[best]] + _concurrently(lambda seed: run(seed, best),
-                                             s.seeds[1:])
+                                             seeds[1:])
 
         def scored(seed_run: Tuple[int, Tuple[Config, dict]]) -> dict:
             seed, (cfg, result) = seed_run
             start = time.time()
-            result['test'] = self._test(cfg, result['checkpoint'])
-            self._step(self.test_units, f'{task} / {arm.name} seed {seed}: '
+            result['test'] = self._test(cfg, result['checkpoint'],
+                                        expected_test_len)
+            self._step(self.test_units, f'{label} seed {seed}: '
                        f'test {result["test"]:.1f}', time.time() - start,
                        result['reused'])
             return dict(_summary(result), seed=seed)
 
-        return dict(describe=arm.describe, lr=best,
-                    sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in s.lrs},
-                    sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in s.lrs),
-                    runs=_concurrently(scored, zip(s.seeds, runs)))
+        return dict(describe=describe, lr=best,
+                    sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in lrs},
+                    sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in lrs),
+                    runs=_concurrently(scored, zip(seeds, runs)))
 
     def ablations(self, sources: Dict[int, str], ablations, lr: float) -> None:
         """Part 3: the adapters-only recipe at ``lr`` (the one its arm chose
@@ -508,8 +530,10 @@ class Study:
         branches = {}
         if 'detection' in parts:
             branches['detection'] = self.detection
-        # Everything but the detection part adapts the source models.
-        if set(parts) - {'detection'}:
+        if 'same-task' in parts:
+            branches['same-task'] = self.same_task
+        # Every other part adapts the source models.
+        if set(parts) - {'detection', 'same-task'}:
             branches['classification'] = lambda: self.classification(parts)
         with ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context('spawn'),

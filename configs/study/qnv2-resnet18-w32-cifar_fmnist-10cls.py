@@ -1,0 +1,25 @@
+# Adaptation study, same-task part: the pretrained first-order network of
+# resnet18-w32-cifar_fmnist-10cls.py turned into a quadratic network through
+# init_cfg (rank-8 atrous adapters on conv2 of every block, the `resnet`
+# preset; backbone and head from the same checkpoint) and trained on the same
+# task with stage training. tools/study.py derives the adapters-only, LoRA
+# and from-scratch arms from this file.
+_base_ = './resnet18-w32-cifar_fmnist-10cls.py'
+
+pretrained_checkpoint = 'work_dirs/study/same-task/pretrain/iter_500.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='QuadraNetV2',
+        backbone={{_base_.model.backbone}},
+        targets='resnet',
+        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint,
+                      prefix='backbone.')),
+    head=dict(init_cfg=dict(type='Pretrained',
+                            checkpoint=pretrained_checkpoint, prefix='head.')))
+custom_hooks = [
+    dict(type='QuadraticStageHook', switch_iter=25,  # half of the extra steps
+         primary_lr_mult=0.1),
+]
