@@ -80,7 +80,7 @@ pip_q install $TORCH_SPEC || die "pip could not install $TORCH_SPEC"
 mkdir -p "$CACHE"
 MMCV_WHEEL="$(ls "$CACHE"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "$MMCV_WHEEL" ]]; then
-    log "building mmcv $MMCV_VERSION with CPU ops (about 5 minutes on 2 idle cores; cached in $CACHE)"
+    log "building mmcv $MMCV_VERSION with CPU ops (about 8 minutes on 2 idle cores; cached in $CACHE)"
     BUILD="$(mktemp -d)"
     trap 'rm -rf "$BUILD"' EXIT
     pip_q download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD" || die "cannot download the mmcv $MMCV_VERSION sdist"
