@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import os.path as osp
+import platform
 import subprocess
 import sys
 import time
@@ -38,6 +39,24 @@ def run(step: str, args: List[str], times: Dict[str, float]) -> None:
     start = time.time()
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
     times[step] = round(time.time() - start, 1)
+
+
+def machine() -> str:
+    """The CPU and the compiled stack: the demo's mAP is reproducible run to
+    run on one machine, but CPU kernels (oneDNN, the mmcv build) may round
+    differently on another, so the summary says where it was measured."""
+    import mmcv
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    return (f'{cpu} ({torch.backends.cpu.get_cpu_capability()}), '
+            f'{os.cpu_count()} cores, torch {torch.__version__}, '
+            f'mmcv {mmcv.__version__}, {torch.get_num_threads()} threads')
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -83,6 +102,7 @@ def main() -> None:
     coco = latest_metrics(osp.join(ROOT, work['test']), 'coco/bbox_mAP')
     summary = dict(
         seed=args.seed,
+        machine=machine(),
         first_order_top1=classifier['accuracy/top1'],
         qnv2_adapted_top1=adapted_acc['accuracy/top1'],
         bbox_mAP=coco['coco/bbox_mAP'],

@@ -61,10 +61,10 @@ FULL = Scale('full', source_per_class=1000, source_iters=300, source_batch=64,
              det_img=128, det_crop=48, det_cls_epochs=6, det_iters=400,
              timing_repeats=5, flops_size=224,
              same_task=SameTaskScale(
-                 width=32, train_per_class=3000, batch=32, pretrain_iters=500,
-                 pretrain_val_interval=50, extra_iters=50, val_interval=10,
+                 width=32, train_per_class=3000, batch=32, pretrain_iters=1000,
+                 pretrain_val_interval=100, extra_iters=50, val_interval=10,
                  scratch_extras=4, scratch_val_interval=25,
-                 lrs=(2.5e-4, 1e-3, 4e-3, 1.6e-2), test_per_class=None))
+                 lrs=(6.25e-5, 1.25e-4, 2.5e-4, 1e-3, 4e-3), test_per_class=None))
 QUICK = Scale('quick', source_per_class=20, source_iters=4, source_batch=10,
               labels_per_class=4, val_per_class=4, test_per_class=4,
               iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
