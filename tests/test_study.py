@@ -22,6 +22,8 @@ from helpers import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from study.arms import ABLATIONS, ARMS  # noqa: E402
+from study.pruning import BUDGET, BUDGET_SETTING, FRACTIONS, SCORERS, pruned_sets, setting_name  # noqa: E402
+from study.report_pruning import within_spread  # noqa: E402
 from study.runner import cached  # noqa: E402
 from study.same_task import SAME_TASK_ARMS  # noqa: E402
 from study.scale import FULL, TASKS  # noqa: E402
@@ -182,8 +184,31 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
     assert '## Verdicts' in report and 'nan' not in report.split('## Set-up')[0]
     same_section = report.split('## Same-task adaptation')[1].split('## Limits')[0]
     assert 'nan' not in same_section and same_section.count('| same task:') == 5
+    pruning = results['pruning']
+    assert set(pruning) == {'shift', 'detection'}
+    for protocol, part in pruning.items():
+        assert [run['seed'] for run in part['runs']] == [0, 1]
+        for run in part['runs']:
+            n = len(run['adapters'])
+            assert n == 8 and all(a['metric_drop'] is not None for a in run['adapters'])
+            for scorer in SCORERS:
+                rows = [run['settings'][scorer][setting_name(f)] for f in FRACTIONS]
+                assert [r['pruned'] for r in rows] == [math.ceil(f * n) for f in FRACTIONS]
+                ratios = [r['flops_ratio'] for r in rows]
+                assert ratios == sorted(ratios, reverse=True), (protocol, scorer)
+                assert ratios[0] == pytest.approx(
+                    run['adapted_flops'] / run['first_order_flops'])
+                assert ratios[-1] == pytest.approx(1.0)
+                assert run['settings'][scorer][BUDGET_SETTING]['flops_ratio'] <= BUDGET
+                assert all(math.isfinite(v) for r in rows for v in r['test'].values())
+            # each distinct pruned set is tested once, and one set is one model
+            unpruned = {s: run['settings'][s][setting_name(0.0)]['test'] for s in SCORERS}
+            assert len({json.dumps(t, sort_keys=True) for t in unpruned.values()}) == 1
+    pruning_section = report.split('## Pruning adapters')[1].split('## Limits')[0]
+    assert 'nan' not in pruning_section
+    assert pruning_section.count('pruning to <= 1.02x') == 2 * len(SCORERS)
     for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency',
-                'same_task'):
+                'same_task', 'pruning'):
         with open(out / 'study' / f'{png}.png', 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
@@ -246,12 +271,45 @@ def test_merge_keeps_the_earlier_parts_and_adds_the_invocation():
                    workers=2)
     new = dict(scale=dict(name='full'), tasks={}, detection={},
                same_task=dict(arms=4), seconds=30.0, finished='now', workers=2)
-    merged = cli.merge_results(earlier, new, ['same-task'])
+    merged = cli.merge_results(earlier, dict(new, pruning=dict(shift=5)),
+                               ['same-task', 'pruning'])
     assert merged['tasks'] == earlier['tasks'] and merged['detection'] == dict(arms=3)
-    assert merged['same_task'] == dict(arms=4)
+    assert merged['same_task'] == dict(arms=4) and merged['pruning'] == dict(shift=5)
     assert [run['seconds'] for run in merged['invocations']] == [60.0, 30.0]
     with pytest.raises(SystemExit, match='quick run cannot join a full'):
         cli.merge_results(earlier, dict(new, scale=dict(name='quick')),
                           ['same-task'])
     with pytest.raises(SystemExit, match="not 'rbf'"):
         cli.merge_results(earlier, new, ['rbf'])
+
+
+def _adapter(name: str, flops: int, drop: float, norm: float) -> dict:
+    return dict(adapter=name, stage=0, flops=flops, flop_share_pct=flops / 10,
+                norm_ratio=norm, metric_drop=drop, importance=drop)
+
+
+def test_pruned_sets_follow_each_scorer_per_flop_and_the_budget():
+    """Part 6's orders: ablation drop and norm ratio, each per FLOP share,
+    least important first; random reproducible per seed; the budget takes
+    the shortest prefix that meets it."""
+    rows = [_adapter('a', 10, drop=5.0, norm=0.01),   # matters, small branch
+            _adapter('b', 10, drop=0.0, norm=0.50),   # big branch, no effect
+            _adapter('c', 40, drop=1.0, norm=0.10),
+            _adapter('d', 20, drop=0.1, norm=0.05)]
+    sets = pruned_sets(rows, first_order_flops=1000, seed=0)
+    assert sets['ablation']['25 %'] == ['b'] and 'a' not in sets['ablation']['75 %']
+    assert sets['norm']['25 %'] == ['a'] and 'b' not in sets['norm']['75 %']
+    assert all(sorted(sets[s]['100 %']) == ['a', 'b', 'c', 'd'] for s in SCORERS)
+    assert all(sets[s]['0 %'] == [] for s in SCORERS)
+    assert sets['random'] == pruned_sets(rows, 1000, seed=0)['random']
+    assert any(pruned_sets(rows, 1000, seed=k)['random']['50 %'] !=
+               sets['random']['50 %'] for k in range(1, 6))
+    # 1080 FLOPs adapted: <= 1020 needs 60 off; ablation order b, d, c: b+d = 30 < 60
+    assert sets['ablation'][BUDGET_SETTING] == ['b', 'd', 'c']
+
+
+def test_within_spread_verdict():
+    unpruned = [80.0, 82.0, 84.0]  # sigma 2
+    assert within_spread([79.9, 81.8, 84.0], unpruned).startswith('**supported**')
+    assert within_spread([70.0, 72.1, 73.9], unpruned).startswith('**not supported**')
+    assert within_spread([77.0, 81.5, 84.0], unpruned).startswith('**inconclusive')

@@ -54,6 +54,8 @@ import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
 import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
 from quadra_mm.datasets import prepare_fashion_mnist  # noqa: E402
 
+MERGED_PARTS = ('detection', 'same-task', 'pruning')
+
 
 def merge_results(earlier: dict, new: dict, parts: list) -> dict:
     """``earlier`` with the results of ``parts`` taken from ``new``, and
@@ -65,12 +67,12 @@ def merge_results(earlier: dict, new: dict, parts: list) -> dict:
     for part in parts:
         if part in TASKS:
             merged['tasks'] = dict(earlier['tasks'], **{part: new['tasks'][part]})
-        elif part in ('detection', 'same-task'):
+        elif part in MERGED_PARTS:
             key = part.replace('-', '_')
             merged[key] = new[key]
         elif part != 'source':
             raise SystemExit(f'tools/study.py: --merge takes the parts '
-                             f'{TASKS + ("detection", "same-task")}, not {part!r}')
+                             f'{TASKS + MERGED_PARTS}, not {part!r}')
     merged['invocations'] = earlier.get('invocations', [dict(
         parts='every other part', seconds=earlier['seconds'],
         finished=earlier['finished'], workers=earlier.get('workers', 1))]) + [

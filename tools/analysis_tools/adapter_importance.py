@@ -58,7 +58,8 @@ import math
 import os
 import os.path as osp
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -151,13 +152,12 @@ def check_checkpoint(path: str) -> None:
 
 
 class Evaluation:
-    """Val passes of the runner's val loop (dataloader, evaluator, fp16) on a
-    model, batch by batch as ``ValLoop.run_iter`` does but without the
+    """Passes of a runner's val or test loop (dataloader, evaluator, fp16) on
+    a model, batch by batch as ``ValLoop.run_iter`` does but without the
     runner's hooks (a ``save_best`` CheckpointHook would write after each
     pass), advancing one progress bar."""
 
-    def __init__(self, runner, model: nn.Module) -> None:
-        loop = runner.val_loop
+    def __init__(self, loop, model: nn.Module) -> None:
         self.model = model
         self.dataloader = loop.dataloader
         self.evaluator = loop.evaluator
@@ -253,6 +253,60 @@ def ranking(rows: List[dict]) -> List[dict]:
     return ordered
 
 
+@dataclass
+class Scores:
+    """What :func:`score_adapters` measured: ``rows`` ranked most important
+    per FLOP first (one per adapter, the table's columns), the val metric
+    ``metric`` of the unpruned model, the forward FLOPs with every adapter
+    off (the first-order model's) and on, and the exported model with the
+    input its FLOPs were counted on (to count a pruned set again)."""
+    rows: List[dict]
+    metric: str
+    val_metric: float
+    first_order_flops: int
+    adapted_flops: int
+    exported: nn.Module
+    flop_inputs: Tuple[torch.Tensor, object]
+
+
+def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
+                   scorer: str, metric: Optional[str] = None) -> Scores:
+    """Score every adapter of ``layers`` (named as in ``evaluation.model``)
+    on ``evaluation``'s data: parameter and FLOP shares, the norm ratio and,
+    with ``scorer='ablation'``, the metric drop with that adapter alone off.
+    ``metric`` defaults to the evaluator's first."""
+    model = evaluation.model
+    metrics, ratios = norm_ratios(evaluation, layers)
+    key = metric or next(iter(metrics), None)
+    val_metric = metric_of(metrics, key, 'unpruned model')
+
+    exported = export_for_inference(model)
+    exported_layers = dict(quadratic_layers(exported))
+    inputs, data_samples = flop_input(exported, evaluation.dataloader)
+    flops_on = count_flops(exported, inputs, data_samples)
+    with switched_off(exported_layers.values()):
+        flops_off = count_flops(exported, inputs, data_samples)
+    adapted = flops_on['']
+
+    params_total = sum(p.numel() for p in model.parameters())
+    rows = []
+    for name, layer in layers.items():
+        params = sum(p.numel() for p in layer.adapter_parameters())
+        flops = flops_on.get(name, 0) - flops_off.get(name, 0)
+        drop = None
+        if scorer == 'ablation':
+            with switched_off([layer]):
+                drop = val_metric - metric_of(evaluation.run(), key, f'{name} off')
+        rows.append(dict(
+            stage='all' if layer.stage is None else layer.stage, adapter=name,
+            params=params, param_share_pct=100 * params / params_total,
+            flops=flops, flop_share_pct=100 * flops / adapted,
+            norm_ratio=ratios[name], metric_drop=drop,
+            importance=ratios[name] if drop is None else drop, pruned=False))
+    return Scores(ranking(rows), key, val_metric, flops_off[''], adapted,
+                  exported, (inputs, data_samples))
+
+
 def write_tables(rows: List[dict], summary: dict, out_dir: str) -> None:
     with open(osp.join(out_dir, 'adapter_importance.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -339,38 +393,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise SystemExit(f'{args.config}: the model has no quadratic layers '
                          '(no QuadraNetV2/QuadraNet backbone)')
     checkpoint = load_trained_checkpoint(model, args.checkpoint)
-    evaluation = Evaluation(runner, model)
+    evaluation = Evaluation(runner.val_loop, model)
     pruning = args.prune_to_flops is not None or args.prune_fraction is not None
     evaluation.start(1 + (len(layers) if args.scorer == 'ablation' else 0) + pruning)
-
-    metrics, ratios = norm_ratios(evaluation, layers)
-    key = args.metric or next(iter(metrics), None)
-    val_metric = metric_of(metrics, key, 'unpruned model')
-
-    exported = export_for_inference(model)
+    scores = score_adapters(evaluation, layers, args.scorer, args.metric)
+    rows, key, val_metric = scores.rows, scores.metric, scores.val_metric
+    first_order, adapted = scores.first_order_flops, scores.adapted_flops
+    exported, (inputs, data_samples) = scores.exported, scores.flop_inputs
     exported_layers = dict(quadratic_layers(exported))
-    inputs, data_samples = flop_input(exported, evaluation.dataloader)
-    flops_on = count_flops(exported, inputs, data_samples)
-    with switched_off(exported_layers.values()):
-        flops_off = count_flops(exported, inputs, data_samples)
-    first_order, adapted = flops_off[''], flops_on['']
-
-    params_total = sum(p.numel() for p in model.parameters())
-    rows = []
-    for name, layer in layers.items():
-        params = sum(p.numel() for p in layer.adapter_parameters())
-        flops = flops_on.get(name, 0) - flops_off.get(name, 0)
-        drop = None
-        if args.scorer == 'ablation':
-            with switched_off([layer]):
-                drop = val_metric - metric_of(evaluation.run(), key, f'{name} off')
-        rows.append(dict(
-            stage='all' if layer.stage is None else layer.stage, adapter=name,
-            params=params, param_share_pct=100 * params / params_total,
-            flops=flops, flop_share_pct=100 * flops / adapted,
-            norm_ratio=ratios[name], metric_drop=drop,
-            importance=ratios[name] if drop is None else drop, pruned=False))
-    rows = ranking(rows)
 
     summary = dict(config=args.config, checkpoint=args.checkpoint,
                    scorer=args.scorer, metric=key, val_metric=val_metric,

@@ -96,4 +96,4 @@ ABLATIONS = (
      lambda cfg: cfg.model.backbone.adapter.update(kernel_size=1, dilation=1)),
 )
 PARTS = ('source', *TASKS, *(name for name, *_ in ABLATIONS), 'efficiency',
-         'detection', 'same-task')
+         'detection', 'same-task', 'pruning')

@@ -13,7 +13,7 @@ import os.path as osp
 import re
 import statistics
 import string
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import matplotlib
 
@@ -22,6 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from quadra_mm.datasets.fashion_mnist_shift import apply_shift  # noqa: E402
+
+from .report_pruning import plot_pruning, pruning_section  # noqa: E402
+from .stats import fmt, mean_std  # noqa: E402
 
 __all__ = ['write_report', 'render_report', 'headline_table', 'verdict',
            'mean_std']
@@ -46,17 +49,6 @@ TASK_LABELS = {
 }
 FASHION_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                    'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-
-
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    values = [float(v) for v in values]
-    std = statistics.stdev(values) if len(values) > 1 else math.nan
-    return statistics.fmean(values), std
-
-
-def fmt(values: Sequence[float], digits: int = 1) -> str:
-    mean, std = mean_std(values)
-    return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
 def verdict(runs: List[dict], control: List[dict], key: str = 'test') -> str:
@@ -662,6 +654,7 @@ def render_report(results: dict, template: str = TEMPLATE) -> str:
         values['detection_limit'] = parts[
             'detection_limit_not_run'].substitute()
     values['same_task_section'] = same_task_section(results, parts)
+    values['pruning_section'] = pruning_section(results, parts)
     return parts['report'].substitute(values) + '\n'
 
 
@@ -681,6 +674,8 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
                         osp.join(fig_dir, 'efficiency.png'))
     if 'same_task' in results:
         plot_same_task(results['same_task'], osp.join(fig_dir, 'same_task.png'))
+    if results.get('pruning'):
+        plot_pruning(results, osp.join(fig_dir, 'pruning.png'))
     path = osp.join(out_dir, 'study.md')
     with open(path, 'w', encoding='utf-8') as f:
         f.write(render_report(results))

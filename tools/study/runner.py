@@ -45,6 +45,7 @@ from .configs import (
     target_cfg,
     test_len,
 )
+from .pruning import SCORERS, prune_and_test, pruning_cfg, result_path
 from .same_task import run_same_task, same_task_units
 from .scale import DEMO, ROOT, STUDY, TASKS, Scale
 
@@ -179,6 +180,14 @@ def _test(cfg: Config, expected_len: int) -> float:
     return float(metrics['accuracy/top1'])
 
 
+def pruned_and_tested(cfg: Config, checkpoint: str, metric: str,
+                      reported: Tuple[str, ...], seed: int) -> dict:
+    """:func:`.pruning.prune_and_test` (or its earlier result for the same
+    config and checkpoint), in a worker."""
+    return cached(result_path(cfg.work_dir), cfg,
+                  lambda: prune_and_test(cfg, checkpoint, metric, reported, seed))
+
+
 def step_time_ratios(scale: Scale, data: str, source: str,
                      steps: int = 3) -> Dict[str, float]:
     """Train-step time of each arm and part-3 variant on task (b) over that
@@ -284,7 +293,10 @@ class Study:
                  parts: Sequence[str] = PARTS, workers: int = 1,
                  threads: int = 1) -> None:
         self.scale, self.work, self.data = scale, work, data
-        self.workers, self.threads = workers, threads
+        self.parts, self.workers, self.threads = tuple(parts), workers, threads
+        # per arm label, per seed: the config and final checkpoint of the
+        # kept run (what part 6 prunes)
+        self.kept: Dict[str, Dict[int, Tuple[Config, str]]] = {}
         self.pool: Optional[ProcessPoolExecutor] = None
         s = scale
         seeds = len(s.seeds)
@@ -292,18 +304,24 @@ class Study:
         self.test_units = 5 * (s.test_per_class or 1000) / (3 * s.batch)
         run = s.iters + self.test_units
         units = seeds * (2 * s.source_iters + self.test_units)
-        units += sum(t in parts for t in TASKS) * len(ARMS) * (
-            len(s.lrs) * s.iters + (seeds - 1) * s.iters + seeds * self.test_units)
+        arm_units = len(s.lrs) * s.iters + (seeds - 1) * s.iters + seeds * self.test_units
+        units += sum(t in parts for t in TASKS) * len(ARMS) * arm_units
+        # what pruning needs when its parts are not run: one arm, the detectors
+        units += ('pruning' in parts and 'shift' not in parts) * arm_units
         units += sum(name in parts for name, *_ in ABLATIONS) * seeds * run
         units += ('efficiency' in parts) * seeds * s.iters * s.scratch_factor
         # detection: per seed 2 classifiers + 2 detectors; a detector
         # iteration costs about 6 classification iterations here.
-        units += ('detection' in parts) * seeds * (
+        units += ('detection' in parts or 'pruning' in parts) * seeds * (
             2 * s.det_cls_epochs * 10 + 2 * 6 * s.det_iters)
         units += ('same-task' in parts) * same_task_units(s, self.test_units)
+        # pruning: about 9 val and 12 test passes per seed and protocol; a
+        # detector image costs about 20 classification images
+        units += ('pruning' in parts) * seeds * 20 * (
+            self.test_units + 20 * s.det_val / (3 * s.batch))
         self.progress = Progress(units)
         self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
-                                  detection={})
+                                  detection={}, pruning={})
 
     def same_task(self) -> None:
         """The same-task part (:mod:`.same_task`)."""
@@ -375,6 +393,7 @@ class Study:
 
         def scored(seed_run: Tuple[int, Tuple[Config, dict]]) -> dict:
             seed, (cfg, result) = seed_run
+            self.kept.setdefault(label, {})[seed] = (cfg, result['checkpoint'])
             start = time.time()
             result['test'] = self._test(cfg, result['checkpoint'],
                                         expected_test_len)
@@ -476,6 +495,8 @@ class Study:
                                         _epoch_ckpt(adapt_cfg),
                                         osp.join(where, 'detector'))
                 det = self._train(det_cfg, 'coco/bbox_mAP')
+                self.kept.setdefault(f'detection / {name}', {})[seed] = (
+                    det_cfg, det['checkpoint'])
                 coco = det['records'][-1]
                 self._step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
                            f'detection seed {seed} {name}: classifier '
@@ -497,6 +518,59 @@ class Study:
         self.results['detection'].update(arms={
             name: [runs[i] for runs in per_seed]
             for i, (name, *_) in enumerate(detectors)})
+        if 'pruning' in self.parts:
+            self.pruning('detection', self._detection_test_set(
+                self.kept['detection / qnv2']), 'coco/bbox_mAP',
+                ('coco/bbox_mAP', 'coco/segm_mAP'))
+
+    def _detection_test_set(self, trained: Dict[int, Tuple[Config, str]]
+                            ) -> Dict[int, Tuple[Config, str]]:
+        """``trained``'s detectors with a test set of their own: part 4
+        reports its val set, which part 6's ablation scorer ranks on, so the
+        pruned detectors are scored on ``det_val`` other images (the
+        generator's seed 1)."""
+        s = self.scale
+        shapes = osp.join(self.work, 'shapes-test')
+        make_demo_data(shapes, num_train=0, num_val=s.det_val,
+                       img_size=s.det_img, crop_size=s.det_crop, seed=1,
+                       skip_existing=True)
+        tested = {}
+        for seed, (cfg, checkpoint) in trained.items():
+            cfg = copy.deepcopy(cfg)
+            cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+            cfg.test_dataloader.dataset.data_root = shapes + '/'
+            cfg.test_evaluator = copy.deepcopy(cfg.val_evaluator)
+            cfg.test_evaluator.ann_file = osp.join(
+                shapes, 'annotations', 'instances_val.json')
+            tested[seed] = (cfg, checkpoint)
+        return tested
+
+    def pruning(self, protocol: str, trained: Dict[int, Tuple[Config, str]],
+                metric: str, reported: Tuple[str, ...]) -> None:
+        """Part 6 (:mod:`.pruning`) on ``trained`` (per seed: the config
+        and final checkpoint of a kept run), scored on val by ``metric``."""
+        def one(seed: int) -> dict:
+            cfg, checkpoint = trained[seed]
+            cfg = pruning_cfg(cfg, osp.join(self.work, 'pruning', protocol,
+                                            f'seed{seed}'))
+            cfg.pruned_checkpoint = checkpoint  # in the result's fingerprint
+            saved = _saved(result_path(cfg.work_dir), cfg)
+            start = time.time()
+            result = saved['result'] if saved is not None else self.pool.submit(
+                pruned_and_tested, cfg, checkpoint, metric, reported,
+                seed).result()
+            unpruned = result['settings']['ablation']['0 %']['test'][reported[0]]
+            self._step(20 * (self.test_units if protocol != 'detection' else
+                             20 * self.scale.det_val / (3 * self.scale.batch)),
+                       f'pruning {protocol} seed {seed}: '
+                       f'{len(result["adapters"])} adapters scored, unpruned '
+                       f'test {unpruned:.3g}', time.time() - start,
+                       saved is not None)
+            return result
+
+        self.results['pruning'][protocol] = dict(
+            metric=metric, reported=list(reported), scorers=list(SCORERS),
+            runs=_concurrently(one, self.scale.seeds))
 
     def classification(self, parts: Sequence[str]) -> Dict[int, str]:
         """Sources, both tasks' arms, then part 3 and the efficiency runs,
@@ -507,12 +581,17 @@ class Study:
         for name in ('qnv2-adapters', 'quadranet-scratch'):  # what they reuse
             if (ablations or 'efficiency' in parts) and 'shift' not in parts:
                 wanted.append(('shift', ARM_BY_NAME[name]))
+        if 'pruning' in parts and ('shift', ARM_BY_NAME['qnv2-adapters']) not in wanted:
+            wanted.append(('shift', ARM_BY_NAME['qnv2-adapters']))
 
         def arm_then_dependents(item: Tuple[str, Arm]) -> dict:
             task, arm = item
             out = self.arm(task, arm, sources)
             if task == 'shift' and arm.name == 'qnv2-adapters':
                 self.ablations(sources, ablations, out['lr'])
+                if 'pruning' in parts:
+                    self.pruning('shift', self.kept['shift / qnv2-adapters'],
+                                 'accuracy/top1', ('accuracy/top1', ))
             if task == 'shift' and arm.name == 'quadranet-scratch' and \
                     'efficiency' in parts:
                 self.efficiency(sources, out['lr'])
@@ -528,7 +607,7 @@ class Study:
         (source models, the lr the shifted task chose) is run or reused."""
         start = time.time()
         branches = {}
-        if 'detection' in parts:
+        if 'detection' in parts or 'pruning' in parts:
             branches['detection'] = self.detection
         if 'same-task' in parts:
             branches['same-task'] = self.same_task

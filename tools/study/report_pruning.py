@@ -1,0 +1,188 @@
+"""The report's pruning section (part 6, :mod:`.pruning`): accuracy against
+forward FLOPs ratio per scorer and setting, the fixed cheaper placements of
+part 3 beside them, one plot, and a verdict per scorer and protocol."""
+import math
+import string
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .pruning import BUDGET_SETTING, FRACTIONS, setting_name  # noqa: E402
+from .stats import fmt, mean_std  # noqa: E402
+
+PROTOCOL_LABELS = {'shift': 'task (b), QNv2 adapters only',
+                   'detection': 'demo detector (QNv2 Mask R-CNN)'}
+# Part 3's fixed placements as the 0-based ResNet stages they keep.
+PLACEMENTS = {'stages-2-4': (1, 2, 3), 'late-stages': (2, 3)}
+
+
+def _scale(protocol: str) -> float:
+    """Shown as % (top-1) or mAP x 100, so that differences read alike."""
+    return 1.0 if protocol == 'shift' else 100.0
+
+
+def within_spread(pruned: Sequence[float], unpruned: Sequence[float]) -> str:
+    """Whether the pruned models keep accuracy within the seed spread of the
+    unpruned ones, seed by seed.
+
+    ``d`` = pruned - unpruned per seed, ``sigma`` the sample std of the
+    unpruned metric over seeds: *supported* if ``mean(d) - 2 SE >= -sigma``
+    (even the pessimistic end of the loss is inside the spread), *not
+    supported* if ``mean(d) + 2 SE < -sigma`` (clearly outside it),
+    *inconclusive at this scale* otherwise: the study's rule turned from
+    "beats" into "no worse than the spread"."""
+    diffs = [p - u for p, u in zip(pruned, unpruned)]
+    mean, std = mean_std(diffs)
+    se = std / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    sigma = mean_std(unpruned)[1]
+    text = f'{mean:+.2f} (SE {se:.2f}, seed spread {sigma:.2f}, n={len(diffs)})'
+    if mean - 2 * se >= -sigma:
+        return f'**supported**: {text}'
+    if mean + 2 * se < -sigma:
+        return f'**not supported** (outside the spread): {text}'
+    return f'**inconclusive at this scale**: {text}'
+
+
+def _setting_values(part: dict, protocol: str, scorer: str, setting: str
+                    ) -> Dict[str, List[float]]:
+    key = part['reported'][0]
+    runs = part['runs']
+    return dict(
+        test=[_scale(protocol) * r['settings'][scorer][setting]['test'][key]
+              for r in runs],
+        flops=[r['settings'][scorer][setting]['flops_ratio'] for r in runs],
+        pruned=[r['settings'][scorer][setting]['pruned'] for r in runs])
+
+
+def _placement_rows(results: dict, part: dict) -> List[str]:
+    """Part 3's fixed placements (trained so, not pruned) at this network's
+    FLOPs ratio, counted from the pruning part's per-adapter FLOPs."""
+    rows = []
+    run = part['runs'][0]
+    f0 = run['first_order_flops']
+    for name, stages in PLACEMENTS.items():
+        ablation = results.get('ablation', {}).get(name)
+        if ablation is None:
+            continue
+        kept = sum(a['flops'] for a in run['adapters'] if a['stage'] in stages)
+        rows.append(f'| fixed placement: {ablation["describe"]} (trained so) | - | '
+                    f'{(f0 + kept) / f0:.3f}× | {fmt([r["test"] for r in ablation["runs"]])} '
+                    '| - |')
+    return rows
+
+
+def _table(results: dict, protocol: str, part: dict) -> List[str]:
+    unit = 'test top-1 %' if protocol == 'shift' else 'test bbox mAP ×100'
+    lines = [f'| scorer, adapters switched off | adapters off | forward FLOPs '
+             f'ratio | **{unit}** | d vs unpruned |', '|---|---|---|---|---|']
+    unpruned = _setting_values(part, protocol, 'ablation', setting_name(0.0))['test']
+    settings = [setting_name(f) for f in FRACTIONS] + [BUDGET_SETTING]
+    for scorer in part['scorers']:
+        for setting in settings:
+            if scorer != 'ablation' and setting in (setting_name(0.0),
+                                                     setting_name(1.0)):
+                continue  # the same model for every scorer
+            v = _setting_values(part, protocol, scorer, setting)
+            d = [p - u for p, u in zip(v['test'], unpruned)]
+            label = 'none (unpruned)' if setting == setting_name(0.0) else (
+                'all (first-order)' if setting == setting_name(1.0)
+                else f'{scorer}, {setting}')
+            lines.append(f'| {label} | {fmt(v["pruned"])} | '
+                         f'{mean_std(v["flops"])[0]:.3f}× | **{fmt(v["test"])}** | '
+                         f'{fmt(d, 2)} |')
+    if protocol == 'shift':
+        lines += _placement_rows(results, part)
+    return lines
+
+
+def plot_pruning(results: dict, path: str) -> None:
+    """Test metric against forward FLOPs ratio, a line per scorer, mean ±
+    std over seeds; part 3's fixed placements as markers (task b)."""
+    protocols = list(results['pruning'])
+    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4.2),
+                             squeeze=False)
+    for ax, protocol in zip(axes[0], protocols):
+        part = results['pruning'][protocol]
+        for scorer in part['scorers']:
+            points = [_setting_values(part, protocol, scorer, setting_name(f))
+                      for f in FRACTIONS]
+            x = [mean_std(p['flops'])[0] for p in points]
+            y = [mean_std(p['test']) for p in points]
+            ax.errorbar(x, [m for m, _ in y], yerr=[0 if math.isnan(s) else s
+                                                    for _, s in y],
+                        marker='o', capsize=3, label=f'{scorer} order')
+        if protocol == 'shift':
+            f0 = part['runs'][0]['first_order_flops']
+            for name, stages in PLACEMENTS.items():
+                ablation = results.get('ablation', {}).get(name)
+                if ablation is None:
+                    continue
+                kept = sum(a['flops'] for a in part['runs'][0]['adapters']
+                           if a['stage'] in stages)
+                mean, std = mean_std([r['test'] for r in ablation['runs']])
+                ax.errorbar([(f0 + kept) / f0], [mean], yerr=[std], marker='s',
+                            linestyle='none', capsize=3,
+                            label=f'fixed: {ablation["describe"]}')
+        ax.set_xlabel('forward FLOPs ratio to the first-order model')
+        ax.set_ylabel('test top-1 (%)' if protocol == 'shift' else 'test bbox mAP ×100')
+        ax.set_title(PROTOCOL_LABELS[protocol], fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle('Pruning adapters: 0 / 25 / 50 / 75 / 100 % switched off per '
+                 'scorer (right to left), mean ± std over seeds', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pruning_claims(part: dict, protocol: str,
+                   parts: Dict[str, string.Template]) -> List[str]:
+    unpruned = _setting_values(part, protocol, 'ablation', setting_name(0.0))['test']
+    rows = []
+    for scorer in part['scorers']:
+        v = _setting_values(part, protocol, scorer, BUDGET_SETTING)
+        claim = parts['claim_pruning'].substitute(
+            protocol=PROTOCOL_LABELS[protocol], scorer=scorer)
+        if not any(v['pruned']):  # nothing to prune: no evidence either way
+            text = parts['verdict_pruning_budget_met'].substitute(
+                flops=f'{mean_std(v["flops"])[0]:.3f}')
+        else:
+            text = (f'{within_spread(v["test"], unpruned)} (FLOPs '
+                    f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off)')
+        rows.append(f'| {claim} | {text} |')
+    return rows
+
+
+def _rank_agreement(part: dict) -> str:
+    """How often the norm order's first-pruned half equals the ablation's."""
+    agree = []
+    for run in part['runs']:
+        settings = run['settings']
+        half = setting_name(0.5)
+        a = set(settings['ablation'][half]['adapters'])
+        n = set(settings['norm'][half]['adapters'])
+        agree.append(len(a & n) / len(a) if a else 1.0)
+    return f'{mean_std(agree)[0]:.0%}'
+
+
+def pruning_section(results: dict, parts: Dict[str, string.Template]) -> Optional[str]:
+    """The report's pruning section (its 'not run' text without it)."""
+    pruning = results.get('pruning')
+    if not pruning:
+        return parts['pruning_not_run'].substitute()
+    tables, claims = [], []
+    for protocol, part in pruning.items():
+        run = part['runs'][0]
+        tables.append(
+            f'### {PROTOCOL_LABELS[protocol]}\n\n'
+            f'{len(run["adapters"])} adapters; unpruned forward FLOPs '
+            f'{run["adapted_flops"] / run["first_order_flops"]:.3f}× the first-order '
+            f'model; ranked on val by `{part["metric"]}`; the norm order prunes '
+            f'{_rank_agreement(part)} of the same adapters as the ablation order '
+            'at 50 %.\n\n' + '\n'.join(_table(results, protocol, part)))
+        claims += pruning_claims(part, protocol, parts)
+    return parts['pruning_run'].substitute(
+        tables='\n\n'.join(tables), claims='\n'.join(claims))
