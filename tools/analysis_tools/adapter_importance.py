@@ -33,8 +33,9 @@ pass, but a proxy: a large branch may be redundant and a small one decisive.
 The study's pruning part (``docs/study.md``) measured the difference: with a
 quarter of task (b)'s adapters off, -0.3 points by the ablation order and
 -4.9 by the norm order (which removed more FLOPs: 1.24x against 1.36x left)
-and -16.6 at random, so the exact scorer is the default. On a large val set, restrict it with
-``--cfg-options val_dataloader.dataset.indices=N`` or use ``--scorer norm``.
+and -16.6 at random, so the exact scorer is the default. On a large val
+set, restrict it with ``--cfg-options val_dataloader.dataset.indices=N`` or
+use ``--scorer norm``.
 
 Pruning. ``--prune-to-flops R`` switches adapters off, least important per
 FLOP first, until the forward FLOPs ratio ``(F_0 + sum of the kept f_i) /

@@ -49,7 +49,8 @@ def orders(rows: Sequence[dict], seed: int) -> Dict[str, List[str]]:
     by_norm = ranking([dict(row, importance=row['norm_ratio']) for row in rows])
     shuffled = sorted(row['adapter'] for row in rows)
     random.Random(seed).shuffle(shuffled)
-    return dict(ablation=[row['adapter'] for row in reversed(ranking(list(rows)))],
+    by_drop = ranking([dict(row) for row in rows])
+    return dict(ablation=[row['adapter'] for row in reversed(by_drop)],
                 norm=[row['adapter'] for row in reversed(by_norm)],
                 random=shuffled)
 

@@ -3,7 +3,7 @@ forward FLOPs ratio per scorer and setting, the fixed cheaper placements of
 part 3 beside them, one plot, and a verdict per scorer and protocol."""
 import math
 import string
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import matplotlib
 
@@ -57,21 +57,19 @@ def _setting_values(part: dict, protocol: str, scorer: str, setting: str
         pruned=[r['settings'][scorer][setting]['pruned'] for r in runs])
 
 
-def _placement_rows(results: dict, part: dict) -> List[str]:
-    """Part 3's fixed placements (trained so, not pruned) at this network's
-    FLOPs ratio, counted from the pruning part's per-adapter FLOPs."""
-    rows = []
+def _placements(results: dict, part: dict) -> List[Tuple[str, float, List[dict]]]:
+    """Part 3's fixed placements (trained so, not pruned) that were run:
+    (description, this network's forward FLOPs ratio, runs), the ratio
+    counted from the pruning part's per-adapter FLOPs."""
     run = part['runs'][0]
     f0 = run['first_order_flops']
+    placements = []
     for name, stages in PLACEMENTS.items():
         ablation = results.get('ablation', {}).get(name)
-        if ablation is None:
-            continue
-        kept = sum(a['flops'] for a in run['adapters'] if a['stage'] in stages)
-        rows.append(f'| fixed placement: {ablation["describe"]} (trained so) | - | '
-                    f'{(f0 + kept) / f0:.3f}× | {fmt([r["test"] for r in ablation["runs"]])} '
-                    '| - |')
-    return rows
+        if ablation is not None:
+            kept = sum(a['flops'] for a in run['adapters'] if a['stage'] in stages)
+            placements.append((ablation['describe'], (f0 + kept) / f0, ablation['runs']))
+    return placements
 
 
 def _table(results: dict, protocol: str, part: dict) -> List[str]:
@@ -94,7 +92,9 @@ def _table(results: dict, protocol: str, part: dict) -> List[str]:
                          f'{mean_std(v["flops"])[0]:.3f}× | **{fmt(v["test"])}** | '
                          f'{fmt(d, 2)} |')
     if protocol == 'shift':
-        lines += _placement_rows(results, part)
+        lines += [f'| fixed placement: {describe} (trained so) | - | {ratio:.3f}× | '
+                  f'{fmt([r["test"] for r in runs])} | - |'
+                  for describe, ratio, runs in _placements(results, part)]
     return lines
 
 
@@ -115,17 +115,10 @@ def plot_pruning(results: dict, path: str) -> None:
                                                     for _, s in y],
                         marker='o', capsize=3, label=f'{scorer} order')
         if protocol == 'shift':
-            f0 = part['runs'][0]['first_order_flops']
-            for name, stages in PLACEMENTS.items():
-                ablation = results.get('ablation', {}).get(name)
-                if ablation is None:
-                    continue
-                kept = sum(a['flops'] for a in part['runs'][0]['adapters']
-                           if a['stage'] in stages)
-                mean, std = mean_std([r['test'] for r in ablation['runs']])
-                ax.errorbar([(f0 + kept) / f0], [mean], yerr=[std], marker='s',
-                            linestyle='none', capsize=3,
-                            label=f'fixed: {ablation["describe"]}')
+            for describe, ratio, runs in _placements(results, part):
+                mean, std = mean_std([r['test'] for r in runs])
+                ax.errorbar([ratio], [mean], yerr=[std], marker='s', linestyle='none',
+                            capsize=3, label=f'fixed: {describe}')
         ax.set_xlabel('forward FLOPs ratio to the first-order model')
         ax.set_ylabel('test top-1 (%)' if protocol == 'shift' else 'test bbox mAP ×100')
         ax.set_title(PROTOCOL_LABELS[protocol], fontsize=10)
@@ -168,7 +161,7 @@ def _rank_agreement(part: dict) -> str:
     return f'{mean_std(agree)[0]:.0%}'
 
 
-def pruning_section(results: dict, parts: Dict[str, string.Template]) -> Optional[str]:
+def pruning_section(results: dict, parts: Dict[str, string.Template]) -> str:
     """The report's pruning section (its 'not run' text without it)."""
     pruning = results.get('pruning')
     if not pruning:

@@ -317,8 +317,9 @@ class Study:
         units += ('same-task' in parts) * same_task_units(s, self.test_units)
         # pruning: about 9 val and 12 test passes per seed and protocol; a
         # detector image costs about 20 classification images
-        units += ('pruning' in parts) * seeds * 20 * (
-            self.test_units + 20 * s.det_val / (3 * s.batch))
+        self.pruning_units = dict(shift=20 * self.test_units,
+                                  detection=20 * 20 * s.det_val / (3 * s.batch))
+        units += ('pruning' in parts) * seeds * sum(self.pruning_units.values())
         self.progress = Progress(units)
         self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
                                   detection={}, pruning={})
@@ -560,9 +561,7 @@ class Study:
                 pruned_and_tested, cfg, checkpoint, metric, reported,
                 seed).result()
             unpruned = result['settings']['ablation']['0 %']['test'][reported[0]]
-            self._step(20 * (self.test_units if protocol != 'detection' else
-                             20 * self.scale.det_val / (3 * self.scale.batch)),
-                       f'pruning {protocol} seed {seed}: '
+            self._step(self.pruning_units[protocol], f'pruning {protocol} seed {seed}: '
                        f'{len(result["adapters"])} adapters scored, unpruned '
                        f'test {unpruned:.3g}', time.time() - start,
                        saved is not None)
