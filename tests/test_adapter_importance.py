@@ -1,12 +1,15 @@
-"""tools/analysis_tools/adapter_importance.py (issue 18): both scorers rank
-first the one adapter that matters on a tiny classifier; the pruned
-checkpoint loads strictly, exports, and costs the first-order FLOPs plus
-exactly the adapters it keeps; bad input stops before anything is written;
-the tool end to end on the demo detector."""
+"""tools/analysis_tools/adapter_importance.py and AdapterPruningHook (issue
+18): both scorers rank first the one adapter that matters on a tiny
+classifier; the pruned checkpoint loads strictly, exports, and costs the
+first-order FLOPs plus exactly the adapters it keeps; bad input stops before
+anything is written; the tool end to end on the demo detector; the hook
+prunes in a real training run, keeps the pruned adapters off and frozen to
+the end, and a resumed run repeats the uninterrupted one."""
 import csv
 import importlib.util
 import json
 import os.path as osp
+import re
 import sys
 
 import cv2
@@ -104,8 +107,9 @@ def tiny(tmp_path_factory):
         important.copy_(saved)
     # The fixture is only a test if the adapter changes predictions.
     assert sum(a != b for a, b in zip(labels, without)) >= 4, (labels, without)
-    (root / 'val.txt').write_text(
-        ''.join(f'{i}.png {label}\n' for i, label in enumerate(labels)))
+    for split in ('train', 'val'):  # AdapterPruningHook's runs train on them
+        (root / f'{split}.txt').write_text(
+            ''.join(f'{i}.png {label}\n' for i, label in enumerate(labels)))
     checkpoint = str(root / 'trained.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1)), checkpoint)
     config = str(root / 'tiny_classifier.py')
@@ -285,3 +289,122 @@ def test_demo_detector_end_to_end(tmp_path):
     first_order.eval()
     kept = sum(r['flops'] for r in rows if not r['pruned'])
     assert _flops(exported.backbone, IMG) == _flops(first_order, IMG) + kept
+
+
+# -- AdapterPruningHook: prune during training, train on ----------------------
+
+PRUNE_ITER, TRAIN_ITERS = 3, 6
+
+
+def _training_runner(tiny, work_dir, max_iters, resume=False, without_val=False, **hook):
+    from mmengine.runner import Runner
+
+    cfg = Config.fromfile(tiny['config'])
+    train = dict(cfg.val_dataloader, sampler=dict(type='DefaultSampler', shuffle=True))
+    train['dataset'] = dict(train['dataset'], ann_file='train.txt')
+    cfg.merge_from_dict(dict(
+        # resuming: the latest checkpoint of work_dir, not the trained one
+        work_dir=str(work_dir), load_from=None if resume else tiny['checkpoint'], resume=resume,
+        randomness=dict(seed=0),
+        train_dataloader=train,
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
+        # Weight decay: a frozen pruned adapter would move if the optimizer saw it.
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1,
+                                           by_epoch=False)),
+        custom_hooks=[dict(type='AdapterPruningHook', prune_iter=PRUNE_ITER,
+                           prune_fraction=0.5, **hook)]))
+    if without_val:
+        cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    return Runner.from_cfg(cfg)
+
+
+def _state(path):
+    return torch.load(path, weights_only=False)
+
+
+def _hook(runner):
+    from quadra_mm.hooks import AdapterPruningHook
+
+    return next(h for h in runner.hooks if isinstance(h, AdapterPruningHook))
+
+
+def test_pruning_hook_prunes_at_its_iteration_and_trains_on(tiny, tmp_path):
+    work = tmp_path / 'run'
+    runner = _training_runner(tiny, work, TRAIN_ITERS)
+    runner.train()
+    pruned = _hook(runner).pruned
+    # The ablation scorer keeps the adapter that matters; half are off.
+    assert len(pruned) == 4 and IMPORTANT not in pruned
+    summary = json.loads((work / 'adapter_pruning.json').read_text())
+    assert summary['iter'] == PRUNE_ITER and summary['pruned'] == pruned
+    assert summary['scorer'] == 'ablation' and len(summary['adapters']) == 8
+    assert 1.0 < summary['flops_ratio_after'] < summary['flops_ratio_before']
+
+    before = _state(work / f'iter_{PRUNE_ITER}.pth')  # the last one unpruned
+    after = _state(work / f'iter_{TRAIN_ITERS}.pth')
+    assert 'pruned_adapters' not in before['meta']
+    assert after['meta']['pruned_adapters'] == pruned
+    for name, _ in quadratic_layers(runner.model):
+        keys = [f'{name}.quad_{p}.weight' for p in 'abu']
+        if name in pruned:  # off from the pruning on, and never updated
+            assert not after['state_dict'][keys[2]].any(), name
+            for key in keys[:2]:
+                assert torch.equal(after['state_dict'][key], before['state_dict'][key]), key
+        else:  # the rest trains on
+            assert not torch.equal(after['state_dict'][keys[2]],
+                                   before['state_dict'][keys[2]]), name
+    # The final checkpoint exports without the pruned branches.
+    model = MODELS.build(Config.fromfile(tiny['config']).model)
+    load_trained_checkpoint(model, str(work / f'iter_{TRAIN_ITERS}.pth'))
+    model.eval()
+    exported = export_for_inference(model, drop_zero_adapters=True)
+    assert {n for n, _ in quadratic_layers(exported)} == \
+        {n for n, _ in quadratic_layers(model)} - set(pruned)
+
+
+def test_pruning_hook_resumed_run_repeats_the_uninterrupted_one(tiny, tmp_path):
+    whole = tmp_path / 'whole'
+    _training_runner(tiny, whole, TRAIN_ITERS, scorer='norm').train()
+    split = tmp_path / 'split'
+    _training_runner(tiny, split, PRUNE_ITER + 1, scorer='norm').train()
+    (split / 'adapter_pruning.json').unlink()
+    resumed = _training_runner(tiny, split, TRAIN_ITERS, resume=True, scorer='norm')
+    resumed.train()
+    pruned = _hook(resumed).pruned
+    assert pruned == _state(whole / f'iter_{TRAIN_ITERS}.pth')['meta']['pruned_adapters']
+    assert not (split / 'adapter_pruning.json').exists()  # taken from the checkpoint
+    layers = dict(quadratic_layers(resumed.model))
+    for name in pruned:
+        assert not any(p.requires_grad for p in layers[name].adapter_parameters()), name
+    expected = _state(whole / f'iter_{TRAIN_ITERS}.pth')['state_dict']
+    got = _state(split / f'iter_{TRAIN_ITERS}.pth')['state_dict']
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_pruning_hook_bad_input_is_named(tiny, tmp_path):
+    from quadra_mm.hooks import AdapterPruningHook
+
+    for kwargs, words in ((dict(prune_fraction=0.5), 'exactly one of `prune_iter`'),
+                          (dict(prune_iter=-1, prune_fraction=0.5), 'non-negative int'),
+                          (dict(prune_iter=1), 'exactly one of `prune_to_flops`'),
+                          (dict(prune_iter=1, prune_to_flops=0.99), 'must be >= 1.0'),
+                          (dict(prune_iter=1, prune_fraction=1.5), 'must be in [0, 1]'),
+                          (dict(prune_iter=1, prune_fraction=0.5, scorer='l1'),
+                           "'l1' is not one of")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            AdapterPruningHook(**kwargs)
+
+    work = tmp_path / 'no_val'
+    runner = _training_runner(tiny, work, TRAIN_ITERS, without_val=True)
+    with pytest.raises(ValueError, match='no val_dataloader / val_evaluator'):
+        runner.train()
+    assert not list(work.glob('*.pth')) and not (work / 'adapter_pruning.json').exists()
+
+    work = tmp_path / 'no_metric'
+    runner = _training_runner(tiny, work, TRAIN_ITERS, metric='coco/bbox_mAP')
+    with pytest.raises(ValueError, match="`metric`.*no 'coco/bbox_mAP'.*accuracy/top1"):
+        runner.train()
+    assert not (work / 'adapter_pruning.json').exists()

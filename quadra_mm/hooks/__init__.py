@@ -1,11 +1,12 @@
 from .adapter_checkpoint_hook import AdapterCheckpointHook
 from .exact_resume_hook import ExactResumeHook
 from .nonfinite_hook import QuadraticNonFiniteHook
+from .pruning_hook import AdapterPruningHook
 from .stage_hook import QuadraticStageHook, primary_parameters
 from .stats_hook import QuadraticStatsHook
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
-    'AdapterCheckpointHook', 'ExactResumeHook', 'QuadraticNonFiniteHook', 'QuadraticStageHook',
-    'QuadraticStatsHook', 'WeightsOnlyCheckpointHook', 'primary_parameters'
+    'AdapterCheckpointHook', 'AdapterPruningHook', 'ExactResumeHook', 'QuadraticNonFiniteHook',
+    'QuadraticStageHook', 'QuadraticStatsHook', 'WeightsOnlyCheckpointHook', 'primary_parameters'
 ]

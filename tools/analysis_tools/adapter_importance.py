@@ -7,24 +7,13 @@ off the least worth until a FLOPs budget holds.
         [--metric KEY] [--prune-to-flops R | --prune-fraction F]
         [--cfg-options KEY=VALUE ...]
 
-Per adapter (a quadratic layer ``y = L(x) + s U(phi(A x, B x))``):
-
-* stage, name, parameters (count, share of the model's);
-* forward FLOPs ``f_i`` (count, share of the adapted model's): mmengine's
-  ``FlopAnalyzer``, which ``get_model_complexity_info`` and so mmdet's
-  ``get_flops.py`` run, on the exported (fused) form and the first val image,
-  as the difference per layer with every adapter on and every adapter off
-  (a fused layer with ``U = 0`` skips its branch; the all-off count ``F_0``
-  is the first-order model's);
-* the branch-to-primary norm ratio ``||s U(phi(A x, B x))|| / ||L(x)||`` over
-  the val set (the batches summed in quadrature, as ``QuadraticStatsHook``
-  sums a stage's layers);
-* with the ablation scorer, the val metric drop when that adapter alone is
-  off (``U = 0``, restored after).
-
-The importance is the metric drop (``ablation``) or the norm ratio
-(``norm``); adapters are ranked by importance per FLOP (importance divided
-by the FLOP share in %), ties broken by the norm ratio per FLOP.
+Per adapter (:mod:`quadra_mm.importance`, which also drives
+``AdapterPruningHook``): stage, name, parameters (count, share of the
+model's), forward FLOPs ``f_i`` (mmengine's ``FlopAnalyzer``, as mmdet's
+``get_flops.py``, on the exported form and the first val image; share of the
+adapted model's), the branch-to-primary norm ratio on the val set and, with the
+ablation scorer, the val metric drop when that adapter alone is off (``U = 0``).
+Adapters rank by importance (the drop, or the norm ratio) per FLOP.
 
 Scorers. ``ablation`` (the default) is exact: it measures what switching an
 adapter off costs in the val metric, the quantity a pruning budget trades
@@ -55,40 +44,38 @@ to choose), taken as higher-is-better. One process (no launcher).
 """
 import argparse
 import csv
-import functools
 import json
-import math
 import os
 import os.path as osp
 import sys
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
-from mmengine.analysis import FlopAnalyzer  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
-from mmengine.runner.amp import autocast  # noqa: E402
 from mmengine.runner.checkpoint import (  # noqa: E402
     _load_checkpoint,
     get_state_dict,
     save_checkpoint,
     weights_to_cpu,
 )
-from mmengine.utils import ProgressBar  # noqa: E402
-from torch import nn  # noqa: E402
 
 import quadra_mm  # noqa: E402,F401  (registers modules; atomic checkpoint writes)
 from quadra_mm.adapters import quadratic_layers  # noqa: E402
-from quadra_mm.adapters.pruning import prune_fraction, prune_to_flops, switch_off, switched_off  # noqa: E402
+from quadra_mm.adapters.pruning import switch_off  # noqa: E402
 from quadra_mm.cli import build_runner, load_config  # noqa: E402
-from quadra_mm.deploy import export_for_inference  # noqa: E402
+from quadra_mm.importance import (  # noqa: E402
+    SCORERS,
+    Evaluation,
+    adapters_to_prune,
+    count_flops,
+    metric_of,
+    score_adapters,
+)
 from quadra_mm.models import load_trained_checkpoint  # noqa: E402
-from quadra_mm.ops import QuadraticNeuron, is_adapter_param_name  # noqa: E402
+from quadra_mm.ops import is_adapter_param_name  # noqa: E402
 
-SCORERS = ('ablation', 'norm')
 VAL_KEYS = ('val_dataloader', 'val_evaluator', 'val_cfg')
 COLUMNS = ('rank', 'stage', 'adapter', 'params', 'param_share_pct', 'flops',
            'flop_share_pct', 'norm_ratio', 'metric_drop', 'importance',
@@ -152,162 +139,6 @@ def check_checkpoint(path: str) -> None:
             f'checkpoint {path} has no quadratic adapter keys '
             '(...quad_a/quad_b/quad_u.weight): it is not a trained QNv2 '
             'model (a first-order checkpoint?), nothing to score')
-
-
-class Evaluation:
-    """Passes of a runner's val or test loop (dataloader, evaluator, fp16) on
-    a model, batch by batch as ``ValLoop.run_iter`` does but without the
-    runner's hooks (a ``save_best`` CheckpointHook would write after each
-    pass), advancing one progress bar."""
-
-    def __init__(self, loop, model: nn.Module) -> None:
-        self.model = model
-        self.dataloader = loop.dataloader
-        self.evaluator = loop.evaluator
-        self.fp16 = getattr(loop, 'fp16', False)
-        self.bar: Optional[ProgressBar] = None
-
-    def start(self, passes: int) -> None:
-        self.bar = ProgressBar(passes * len(self.dataloader))
-
-    @torch.no_grad()
-    def run(self, after_batch: Optional[Callable[[], None]] = None) -> dict:
-        self.model.eval()
-        for data_batch in self.dataloader:
-            with autocast(enabled=self.fp16):
-                outputs = self.model.val_step(data_batch)
-            self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-            if after_batch is not None:
-                after_batch()
-            if self.bar is not None:
-                self.bar.update()
-        return self.evaluator.evaluate(len(self.dataloader.dataset))
-
-
-def norm_ratios(evaluation: Evaluation,
-                layers: Dict[str, QuadraticNeuron]) -> tuple:
-    """One val pass with the layers' ``record_stats`` on: the metrics and per
-    layer ``sqrt(sum ||branch||^2 / sum ||L(x)||^2)`` over the batches."""
-    sums = {name: [0.0, 0.0] for name in layers}
-
-    def accumulate() -> None:
-        for name, layer in layers.items():
-            if layer.last_stats is not None:
-                branch, primary = layer.last_stats
-                sums[name][0] += float(branch)**2
-                sums[name][1] += float(primary)**2
-                layer.last_stats = None
-
-    for layer in layers.values():
-        layer.record_stats = True
-    try:
-        metrics = evaluation.run(accumulate)
-    finally:
-        for layer in layers.values():
-            layer.record_stats = False
-    return metrics, {name: math.sqrt(b / p) if p > 0 else 0.0
-                     for name, (b, p) in sums.items()}
-
-
-def flop_input(model: nn.Module, dataloader) -> tuple:
-    """``(inputs, data_samples)`` of the first val image, preprocessed as
-    mmdet's ``get_flops.py`` does (``data_preprocessor``, test mode)."""
-    batch = next(iter(dataloader))
-    one = {key: value[:1] for key, value in batch.items()}
-    data = model.data_preprocessor(one, False)
-    return data['inputs'], data.get('data_samples')
-
-
-def count_flops(model: nn.Module, inputs, data_samples) -> Dict[str, int]:
-    """FLOPs per module name (``''``: the whole model) of ``model``'s tensor
-    forward, mmengine's counter (1 multiply-add = 1 FLOP)."""
-    forward = functools.partial(type(model).forward, model,
-                                data_samples=data_samples, mode='tensor')
-    model.forward = forward  # as get_flops.py: the tracer calls model.forward
-    try:
-        analyzer = FlopAnalyzer(model, (inputs, ))
-        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        return dict(analyzer.by_module())
-    finally:
-        del model.forward
-
-
-def metric_of(metrics: dict, key: str, what: str) -> float:
-    if key not in metrics:
-        raise SystemExit(f'{what}: the val evaluator returned no {key!r} '
-                         f'(it returned {sorted(metrics)})')
-    return float(metrics[key])
-
-
-def ranking(rows: List[dict]) -> List[dict]:
-    """Rows ordered most important per FLOP first (ties: norm ratio per FLOP,
-    then name), with their ``rank`` (1 = most important)."""
-
-    def per_flop(value: float, row: dict) -> float:
-        return value / row['flop_share_pct'] if row['flop_share_pct'] > 0 else 0.0
-
-    for row in rows:
-        row['importance_per_flop_pct'] = per_flop(row['importance'], row)
-    ordered = sorted(rows, key=lambda r: (-r['importance_per_flop_pct'],
-                                          -per_flop(r['norm_ratio'], r),
-                                          r['adapter']))
-    for rank, row in enumerate(ordered, 1):
-        row['rank'] = rank
-    return ordered
-
-
-@dataclass
-class Scores:
-    """What :func:`score_adapters` measured: ``rows`` ranked most important
-    per FLOP first (one per adapter, the table's columns), the val metric
-    ``metric`` of the unpruned model, the forward FLOPs with every adapter
-    off (the first-order model's) and on, and the exported model with the
-    input its FLOPs were counted on (to count a pruned set again)."""
-    rows: List[dict]
-    metric: str
-    val_metric: float
-    first_order_flops: int
-    adapted_flops: int
-    exported: nn.Module
-    flop_inputs: Tuple[torch.Tensor, object]
-
-
-def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
-                   scorer: str, metric: Optional[str] = None) -> Scores:
-    """Score every adapter of ``layers`` (named as in ``evaluation.model``)
-    on ``evaluation``'s data: parameter and FLOP shares, the norm ratio and,
-    with ``scorer='ablation'``, the metric drop with that adapter alone off.
-    ``metric`` defaults to the evaluator's first."""
-    model = evaluation.model
-    metrics, ratios = norm_ratios(evaluation, layers)
-    key = metric or next(iter(metrics), None)
-    val_metric = metric_of(metrics, key, 'unpruned model')
-
-    exported = export_for_inference(model)
-    exported_layers = dict(quadratic_layers(exported))
-    inputs, data_samples = flop_input(exported, evaluation.dataloader)
-    flops_on = count_flops(exported, inputs, data_samples)
-    with switched_off(exported_layers.values()):
-        flops_off = count_flops(exported, inputs, data_samples)
-    adapted = flops_on['']
-
-    params_total = sum(p.numel() for p in model.parameters())
-    rows = []
-    for name, layer in layers.items():
-        params = sum(p.numel() for p in layer.adapter_parameters())
-        flops = flops_on.get(name, 0) - flops_off.get(name, 0)
-        drop = None
-        if scorer == 'ablation':
-            with switched_off([layer]):
-                drop = val_metric - metric_of(evaluation.run(), key, f'{name} off')
-        rows.append(dict(
-            stage='all' if layer.stage is None else layer.stage, adapter=name,
-            params=params, param_share_pct=100 * params / params_total,
-            flops=flops, flop_share_pct=100 * flops / adapted,
-            norm_ratio=ratios[name], metric_drop=drop,
-            importance=ratios[name] if drop is None else drop, pruned=False))
-    return Scores(ranking(rows), key, val_metric, flops_off[''], adapted,
-                  exported, (inputs, data_samples))
 
 
 def write_tables(rows: List[dict], summary: dict, out_dir: str) -> None:
@@ -399,7 +230,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     evaluation = Evaluation(runner.val_loop, model)
     pruning = args.prune_to_flops is not None or args.prune_fraction is not None
     evaluation.start(1 + (len(layers) if args.scorer == 'ablation' else 0) + pruning)
-    scores = score_adapters(evaluation, layers, args.scorer, args.metric)
+    try:
+        scores = score_adapters(evaluation, layers, args.scorer, args.metric)
+    except KeyError as error:  # the evaluator has no such metric
+        raise SystemExit(f'{args.config}: {error.args[0]}') from None
     rows, key, val_metric = scores.rows, scores.metric, scores.val_metric
     first_order, adapted = scores.first_order_flops, scores.adapted_flops
     exported, (inputs, data_samples) = scores.exported, scores.flop_inputs
@@ -411,14 +245,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                    input_shape=list(inputs.shape), first_order_flops=first_order,
                    adapted_flops=adapted, flops_ratio=adapted / first_order)
     if pruning:
-        order = [row['adapter'] for row in reversed(rows)]
-        if args.prune_to_flops is not None:
-            rule = f'forward FLOPs <= {args.prune_to_flops}x first-order'
-            names = prune_to_flops(order, {r['adapter']: r['flops'] for r in rows},
-                                   first_order, args.prune_to_flops)
-        else:
-            rule = f'fraction {args.prune_fraction} of the adapters'
-            names = prune_fraction(order, args.prune_fraction)
+        rule = (f'forward FLOPs <= {args.prune_to_flops}x first-order'
+                if args.prune_to_flops is not None else
+                f'fraction {args.prune_fraction} of the adapters')
+        names = adapters_to_prune(scores, args.prune_to_flops, args.prune_fraction)
         switch_off(layers[name] for name in names)
         switch_off(exported_layers[name] for name in names)
         pruned_flops = count_flops(exported, inputs, data_samples)['']

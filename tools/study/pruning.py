@@ -3,7 +3,7 @@ QNv2 model can be switched off, and what that costs in accuracy.
 
 Per seed, the trained model of a protocol (task (b)'s adapters-only arm; the
 demo detector of part 4) is scored once on its val set by
-``tools/analysis_tools/adapter_importance.py``'s :func:`score_adapters` (the
+``quadra_mm.importance``'s :func:`score_adapters` (the
 exact ablation scorer, which measures the norm ratio in the same pass), and
 its adapters are ordered least important per FLOP first by three scorers:
 the ablation drop, the branch-to-primary norm ratio, and a seeded random
@@ -18,12 +18,18 @@ import os.path as osp
 import random
 from typing import Dict, List, Sequence, Tuple
 
-from analysis_tools.adapter_importance import Evaluation, metric_of, ranking, score_adapters
 from mmengine.config import Config
 
 from quadra_mm.adapters import quadratic_layers
 from quadra_mm.adapters.pruning import prune_fraction, prune_to_flops, switched_off
 from quadra_mm.cli import build_runner
+from quadra_mm.importance import (
+    Evaluation,
+    least_important_first,
+    metric_of,
+    ranking,
+    score_adapters,
+)
 from quadra_mm.models import load_trained_checkpoint
 
 from .configs import _quiet
@@ -50,9 +56,8 @@ def orders(rows: Sequence[dict], seed: int) -> Dict[str, List[str]]:
     shuffled = sorted(row['adapter'] for row in rows)
     random.Random(seed).shuffle(shuffled)
     by_drop = ranking([dict(row) for row in rows])
-    return dict(ablation=[row['adapter'] for row in reversed(by_drop)],
-                norm=[row['adapter'] for row in reversed(by_norm)],
-                random=shuffled)
+    return dict(ablation=least_important_first(by_drop),
+                norm=least_important_first(by_norm), random=shuffled)
 
 
 def pruned_sets(rows: Sequence[dict], first_order_flops: int,
