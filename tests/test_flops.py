@@ -93,3 +93,42 @@ def test_agrees_with_torch_flop_counter(adapted, form):
     # torch counts a multiply-add as 2 FLOPs, mmengine as 1.
     torch_macs = counter.get_total_flops() / 2
     assert abs(_mmengine_flops(model) / torch_macs - 1) <= 0.05
+
+
+def test_benchmark_pruned_rows_count_what_they_drop():
+    """tools/benchmark_adapters.py's pruned placements (issue 18): the per-adapter
+    FLOPs add up, each row's exported model costs the first-order FLOPs plus the
+    adapters it keeps, the budget row meets its budget with the fewest adapters off."""
+    import argparse
+    import importlib.util
+    import os.path as osp
+    import time
+
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
+                    'benchmark_adapters.py')
+    spec = importlib.util.spec_from_file_location('benchmark_adapters', path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(device='cpu', batch_size=1, image_size=32, repeats=1, warmup=0,
+                              clock_fn=time.process_time, dtype=['fp32'])
+    builder, targets = bench.ZOOS['mmpretrain']['ResNet-50']
+    rows = {row['pruned']: row for row in bench.pruned_rows('ResNet-50', builder, targets, args)}
+    assert list(rows) == ['none'] + [label for label, _ in bench.PRUNED_SETTINGS]
+
+    measured = bench.Bench(builder, targets, args, 'fp32')
+    flops = bench.adapter_forward_flops(measured.models['adapted'], measured.x)
+    f0 = bench.forward_flops(measured.models['first_order'], measured.x)
+    assert len(flops) == 16 and all(f > 0 for f in flops.values())
+    assert f0 + sum(flops.values()) == bench.forward_flops(measured.models['adapted'], measured.x)
+    by_cost = sorted(flops.values(), reverse=True)
+
+    def ratio(row):
+        return float(row['FLOPs fwd'].rstrip('×'))
+
+    for label, off in (('none', 0), ('25 %', 4), ('50 %', 8)):
+        assert rows[label]['adapters off'] == f'{off} of 16'
+        assert ratio(rows[label]) == pytest.approx((f0 + sum(by_cost[off:])) / f0, abs=5e-4)
+    budget = rows['<= 1.02x FLOPs']
+    off = int(budget['adapters off'].split()[0])
+    assert ratio(budget) <= 1.02 < (f0 + sum(by_cost[off - 1:])) / f0
+    assert all(row['infer (exported)'].endswith('×') for row in rows.values())

@@ -22,7 +22,15 @@ from helpers import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from study.arms import ABLATIONS, ARMS  # noqa: E402
-from study.pruning import BUDGET, BUDGET_SETTING, FRACTIONS, SCORERS, pruned_sets, setting_name  # noqa: E402
+from study.pruning import (  # noqa: E402
+    BUDGET,
+    BUDGET_SETTING,
+    FRACTIONS,
+    IN_TRAINING,
+    SCORERS,
+    pruned_sets,
+    setting_name,
+)
 from study.report_pruning import within_spread  # noqa: E402
 from study.runner import cached  # noqa: E402
 from study.same_task import SAME_TASK_ARMS  # noqa: E402
@@ -204,9 +212,28 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
             # each distinct pruned set is tested once, and one set is one model
             unpruned = {s: run['settings'][s][setting_name(0.0)]['test'] for s in SCORERS}
             assert len({json.dumps(t, sort_keys=True) for t in unpruned.values()}) == 1
+    # Task (b) pruned in training: every setting and seed trained, its
+    # pruned set the hook's, its FLOPs those of the same set after training.
+    in_training = pruning['shift']['in_training']
+    assert in_training['prune_iter'] == in_training['iters'] // 2
+    after = {run['seed']: run for run in pruning['shift']['runs']}
+    for setting, runs in in_training['settings'].items():
+        assert [run['seed'] for run in runs] == [0, 1]
+        for run in runs:
+            trained = after[run['seed']]
+            assert run['pruned'] == len(run['adapters']) == \
+                trained['settings']['ablation'][setting]['pruned']
+            assert math.isfinite(run['test'])
+            # the hook's FLOPs count: the first-order model plus the kept adapters
+            f0 = trained['first_order_flops']
+            kept = sum(a['flops'] for a in trained['adapters']
+                       if a['adapter'] not in run['adapters'])
+            assert run['flops_ratio'] == pytest.approx((f0 + kept) / f0)
+    assert list(in_training['settings']) == list(IN_TRAINING)
     pruning_section = report.split('## Pruning adapters')[1].split('## Limits')[0]
     assert 'nan' not in pruning_section
-    assert pruning_section.count('pruning to <= 1.02x') == 2 * len(SCORERS)
+    assert pruning_section.count('pruning to <= 1.02x') == 2 * len(SCORERS) + 1
+    assert 'pruned in training' in pruning_section
     for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency',
                 'same_task', 'pruning'):
         with open(out / 'study' / f'{png}.png', 'rb') as f:

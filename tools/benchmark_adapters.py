@@ -19,7 +19,10 @@ process, on the same weights and inputs:
   ``--compile``), adapters with a non-zero ``U`` so that none is dropped.
 
 Then, unless switched off: a placement table (which stages, rank, k: forward FLOPs for
-every row, step and inference ratios for the rows in ``PLACEMENTS_TIMED``), and the
+every row, step and inference ratios for the rows in ``PLACEMENTS_TIMED``), a pruned
+placements table (exported inference with 25 % / 50 % of the adapters, or as many as a
+1.02x forward FLOPs budget needs, switched off and dropped, against their FLOP ratios:
+does the time fall with the FLOPs?), and the
 train iteration (``model.train_step``: data preprocessor, forward, losses, backward,
 the config's optimizer at lr 0) of the demo QNv2 Mask R-CNN (or the detector configs
 given, e.g. the flagship ``configs/qnv2_mask-rcnn_coco.py`` on 800² images) against its
@@ -57,6 +60,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from quadra_mm.adapters import inject_quadratic_adapters, quadratic_layers, replace_module
+from quadra_mm.adapters.pruning import prune_fraction, prune_to_flops, switch_off
 from quadra_mm.deploy import export_for_inference
 from quadra_mm.ops import layer_config, saved_tensor_bytes, share_parameters
 
@@ -75,6 +79,9 @@ PLACEMENT_KS = (3, 1)
 # The rows that are also timed (the full grid would take about an hour on one core);
 # all stages at rank 8, k=3 is the main table's row.
 PLACEMENTS_TIMED = (('1-3', 8, 3), ('2-3', 8, 3), ('all (0-3)', 4, 3), ('all (0-3)', 8, 1))
+# Pruned placements (issue 18): a fraction of the adapters, or a forward FLOPs budget.
+PRUNED_SETTINGS = (('25 %', dict(fraction=0.25)), ('50 %', dict(fraction=0.5)),
+                   ('<= 1.02x FLOPs', dict(max_ratio=1.02)))
 
 
 def _mmpretrain_convnext():
@@ -406,6 +413,72 @@ def placement_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
     return rows
 
 
+def adapter_forward_flops(model: nn.Module, x: torch.Tensor) -> Dict[str, int]:
+    """Forward FLOPs ``f_i`` of each adapter of ``model`` (first image of ``x``): per
+    quadratic layer, its count with every adapter on minus with every adapter off, on the
+    exported form (whose layers with ``U = 0`` skip their branch), mmengine's counter."""
+    from mmengine.analysis import FlopAnalyzer
+
+    exported = export_for_inference(model)
+    exported.eval()  # not chained: mmpretrain's backbones' train() returns None
+
+    def by_module() -> Dict[str, int]:
+        analyzer = FlopAnalyzer(exported, (x[:1], ))
+        return dict(analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+                    .by_module())
+
+    on = by_module()
+    switch_off(layer for _, layer in quadratic_layers(exported))
+    off = by_module()
+    return {name: on[name] - off[name] for name, _ in quadratic_layers(exported)}
+
+
+def pruned_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
+    """Exported inference of pruned placements against the first-order model, in one
+    timing loop with the unpruned exported model: the adapters of ``PRUNED_SETTINGS``
+    switched off (``U = 0``) and dropped by ``export_for_inference(drop_zero_adapters=
+    True)``, the most expensive first, which is the order importance per FLOP gives
+    adapters that matter equally (first precision of ``--dtype``)."""
+    bench = Bench(builder, targets, args, args.dtype[0])
+    first_order, adapted = bench.models['first_order'], bench.models['adapted']
+    flops = adapter_forward_flops(adapted, bench.x)
+    f0 = forward_flops(first_order, bench.x)
+    order = sorted(flops, key=lambda n: (-flops[n], n))
+    variants = {'first_order': first_order, 'unpruned': export_for_inference(adapted)}
+    pruned_sets = {}
+    for label, rule in PRUNED_SETTINGS:
+        names = (prune_to_flops(order, flops, f0, rule['max_ratio']) if 'max_ratio' in rule
+                 else prune_fraction(order, rule['fraction']))
+        pruned = copy.deepcopy(adapted)
+        layers = dict(quadratic_layers(pruned))
+        switch_off(layers[n] for n in names)
+        variants[label] = export_for_inference(pruned, drop_zero_adapters=True)
+        pruned_sets[label] = names
+    for model in variants.values():
+        model.eval()
+    with torch.inference_mode():
+        def infer(model):
+            def run():
+                with bench.autocast():
+                    model(bench.x)
+            return run
+
+        times = bench._repeat_times({label: infer(m) for label, m in variants.items()})
+    stage_of = {n: layer.stage for n, layer in quadratic_layers(adapted)}
+    rows = []
+    for label in ['unpruned', *pruned_sets]:
+        names = pruned_sets.get(label, [])
+        stages = sorted({str(stage_of[n]) for n in names})
+        row = {'model': name, 'pruned': label if names else 'none',
+               'adapters off': f'{len(names)} of {len(flops)}',
+               'stages pruned (0-based)': ', '.join(stages) or '-',
+               'FLOPs fwd': _ratio(forward_flops(variants[label], bench.x), f0),
+               'infer (exported)': _ratio(times[label], times['first_order'])}
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def first_order_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every quadratic layer replaced by its plain layer,
     sharing nothing with ``model`` and holding the same primary weights."""
@@ -567,6 +640,8 @@ def main() -> None:
                         help='also time torch.compile train and inference')
     parser.add_argument('--no-placement', action='store_true', help='skip the placement table')
     parser.add_argument('--no-detector', action='store_true', help='skip the Mask R-CNN iteration')
+    parser.add_argument('--no-pruned', action='store_true',
+                        help='skip the pruned placements table')
     parser.add_argument('--detector-config', nargs='+', default=[DEMO_DETECTOR],
                         help='detector configs to time (one row each)')
     parser.add_argument('--detector-img-size', type=int,
@@ -597,6 +672,11 @@ def main() -> None:
         section += (f'\n### Cost per placement ({args.dtype[0]}, d=2 for k=3; step and inference '
                     f'timed for {len(PLACEMENTS_TIMED)} rows per model)\n\n'
                     + markdown_table(placements) + '\n')
+    if not args.no_pruned:
+        pruned = [row for name in args.models
+                  for row in pruned_rows(name, *ZOOS[args.zoo][name], args)]
+        section += (f'\n### Pruned placements ({args.dtype[0]}): exported inference, the '
+                    'most expensive adapters off first\n\n' + markdown_table(pruned) + '\n')
     if not args.no_detector:
         section += (f'\n### Whole detector: train iteration, {args.detector_repeats} repeats\n\n'
                     + markdown_table([detector_row(config, args)

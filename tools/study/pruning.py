@@ -12,6 +12,12 @@ order. Each order switches off 0 / 25 / 50 / 75 / 100 % of the adapters
 ``BUDGET`` needs (:func:`prune_to_flops`); every pruned model is scored once on
 the protocol's test set, which the scorers never saw. The FLOPs ratio of a
 pruned set is ``(F_0 + sum of the kept f_i) / F_0``, as the tool counts it.
+
+Pruned in training (task (b) only, where pruning after training lost the
+most): the adapters-only recipe again, at the lr its arm chose, with
+``AdapterPruningHook`` switching off the ablation order's 25 / 50 / 75 % (and
+the budget's share) at half the iterations; the rest of the model trains on
+for the other half, and the final model is scored on the test set.
 """
 import copy
 import os.path as osp
@@ -44,6 +50,21 @@ def setting_name(fraction: float) -> str:
 
 
 BUDGET_SETTING = f'<= {BUDGET}x FLOPs'
+# Pruned in training: per setting, its AdapterPruningHook rule and run dir.
+IN_TRAINING = {
+    **{setting_name(f): (dict(prune_fraction=f), f'fraction{100 * f:.0f}')
+       for f in (0.25, 0.5, 0.75)},
+    BUDGET_SETTING: (dict(prune_to_flops=BUDGET), f'flops{BUDGET}'),
+}
+IN_TRAINING_SCORER = 'ablation'  # the order that lost least after training
+
+
+def prune_in_training(cfg: Config, setting: str, prune_iter: int) -> None:
+    """``cfg`` (task (b)'s adapters-only recipe) with ``setting``'s pruning
+    before iteration ``prune_iter``."""
+    rule, _ = IN_TRAINING[setting]
+    cfg.custom_hooks.append(dict(type='AdapterPruningHook', prune_iter=prune_iter,
+                                 scorer=IN_TRAINING_SCORER, **rule))
 
 
 def orders(rows: Sequence[dict], seed: int) -> Dict[str, List[str]]:

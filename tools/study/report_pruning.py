@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .pruning import BUDGET_SETTING, FRACTIONS, setting_name  # noqa: E402
+from .pruning import BUDGET_SETTING, FRACTIONS, IN_TRAINING, setting_name  # noqa: E402
 from .stats import fmt, mean_std  # noqa: E402
 
 PROTOCOL_LABELS = {'shift': 'task (b), QNv2 adapters only',
@@ -98,6 +98,38 @@ def _table(results: dict, protocol: str, part: dict) -> List[str]:
     return lines
 
 
+def _in_training(part: dict, setting: str) -> Dict[str, List[float]]:
+    """Task (b)'s runs pruned in training at ``setting``, in seed order."""
+    runs = sorted(part['in_training']['settings'][setting], key=lambda r: r['seed'])
+    assert [r['seed'] for r in runs] == [r['seed'] for r in part['runs']]
+    return dict(test=[r['test'] for r in runs], flops=[r['flops_ratio'] for r in runs],
+                pruned=[r['pruned'] for r in runs])
+
+
+def _in_training_table(part: dict, parts: Dict[str, string.Template]) -> str:
+    """Pruned in training against pruned after training, setting by setting
+    (paired by seed: the same source model, lr and data order up to the
+    pruning iteration)."""
+    info = part['in_training']
+    unpruned = _setting_values(part, 'shift', 'ablation', setting_name(0.0))['test']
+    lines = ['| ablation order, switched off | adapters off | forward FLOPs ratio | '
+             '**test top-1 %, pruned in training** | pruned after training | '
+             'd in training vs after | d vs unpruned | within the spread? |',
+             '|---|---|---|---|---|---|---|---|']
+    for setting in IN_TRAINING:
+        during = _in_training(part, setting)
+        after = _setting_values(part, 'shift', info['scorer'], setting)['test']
+        lines.append(
+            f'| {setting} | {fmt(during["pruned"])} | {mean_std(during["flops"])[0]:.3f}× | '
+            f'**{fmt(during["test"])}** | {fmt(after)} | '
+            f'{fmt([d - a for d, a in zip(during["test"], after)], 2)} | '
+            f'{fmt([d - u for d, u in zip(during["test"], unpruned)], 2)} | '
+            f'{within_spread(during["test"], unpruned).split(":")[0]} |')
+    return parts['pruning_in_training'].substitute(
+        prune_iter=info['prune_iter'], iters=info['iters'], scorer=info['scorer'],
+        lr=f'{info["lr"]:g}', table='\n'.join(lines))
+
+
 def plot_pruning(results: dict, path: str) -> None:
     """Test metric against forward FLOPs ratio, a line per scorer, mean ±
     std over seeds; part 3's fixed placements as markers (task b)."""
@@ -114,6 +146,13 @@ def plot_pruning(results: dict, path: str) -> None:
             ax.errorbar(x, [m for m, _ in y], yerr=[0 if math.isnan(s) else s
                                                     for _, s in y],
                         marker='o', capsize=3, label=f'{scorer} order')
+        if 'in_training' in part:
+            points = [_in_training(part, setting) for setting in IN_TRAINING]
+            y = [mean_std(p['test']) for p in points]
+            ax.errorbar([mean_std(p['flops'])[0] for p in points], [m for m, _ in y],
+                        yerr=[s for _, s in y], marker='^', capsize=3, linestyle='--',
+                        label=f'{part["in_training"]["scorer"]} order, pruned at iteration '
+                        f'{part["in_training"]["prune_iter"]}, trained on')
         if protocol == 'shift':
             for describe, ratio, runs in _placements(results, part):
                 mean, std = mean_std([r['test'] for r in runs])
@@ -146,6 +185,14 @@ def pruning_claims(part: dict, protocol: str,
             text = (f'{within_spread(v["test"], unpruned)} (FLOPs '
                     f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off)')
         rows.append(f'| {claim} | {text} |')
+    if 'in_training' in part:
+        info = part['in_training']
+        v = _in_training(part, BUDGET_SETTING)
+        claim = parts['claim_pruning_in_training'].substitute(
+            protocol=PROTOCOL_LABELS[protocol], scorer=info['scorer'],
+            prune_iter=info['prune_iter'], iters=info['iters'])
+        rows.append(f'| {claim} | {within_spread(v["test"], unpruned)} (FLOPs '
+                    f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off) |')
     return rows
 
 
@@ -175,7 +222,8 @@ def pruning_section(results: dict, parts: Dict[str, string.Template]) -> str:
             f'{run["adapted_flops"] / run["first_order_flops"]:.3f}× the first-order '
             f'model; ranked on val by `{part["metric"]}`; the norm order prunes '
             f'{_rank_agreement(part)} of the same adapters as the ablation order '
-            'at 50 %.\n\n' + '\n'.join(_table(results, protocol, part)))
+            'at 50 %.\n\n' + '\n'.join(_table(results, protocol, part))
+            + (f'\n\n{_in_training_table(part, parts)}' if 'in_training' in part else ''))
         claims += pruning_claims(part, protocol, parts)
     return parts['pruning_run'].substitute(
         tables='\n\n'.join(tables), claims='\n'.join(claims))

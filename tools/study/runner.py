@@ -45,7 +45,15 @@ from .configs import (
     target_cfg,
     test_len,
 )
-from .pruning import SCORERS, prune_and_test, pruning_cfg, result_path
+from .pruning import (
+    IN_TRAINING,
+    IN_TRAINING_SCORER,
+    SCORERS,
+    prune_and_test,
+    prune_in_training,
+    pruning_cfg,
+    result_path,
+)
 from .same_task import run_same_task, same_task_units
 from .scale import DEMO, ROOT, STUDY, TASKS, Scale
 
@@ -320,6 +328,9 @@ class Study:
         self.pruning_units = dict(shift=20 * self.test_units,
                                   detection=20 * 20 * s.det_val / (3 * s.batch))
         units += ('pruning' in parts) * seeds * sum(self.pruning_units.values())
+        # pruned in training: a training run, 9 val passes and a test pass
+        self.in_training_units = s.iters + 2 * self.test_units
+        units += ('pruning' in parts) * seeds * len(IN_TRAINING) * self.in_training_units
         self.progress = Progress(units)
         self.results: dict = dict(scale=asdict(scale), tasks={}, ablation={},
                                   detection={}, pruning={})
@@ -571,6 +582,39 @@ class Study:
             metric=metric, reported=list(reported), scorers=list(SCORERS),
             runs=_concurrently(one, self.scale.seeds))
 
+    def pruned_in_training(self, sources: Dict[int, str], lr: float) -> None:
+        """Part 6 on task (b), pruned in training (:mod:`.pruning`): the
+        adapters-only recipe at ``lr`` (its arm's choice), every setting of
+        ``IN_TRAINING`` pruned at half the iterations, trained on, tested."""
+        s = self.scale
+        base = ARM_BY_NAME['qnv2-adapters']
+        prune_iter = s.iters // 2
+
+        def one(item: Tuple[str, int]) -> dict:
+            setting, seed = item
+            cfg = target_cfg('shift', base, s, self.data, seed, lr, sources[seed], osp.join(
+                self.work, 'pruning', 'shift-in-training', IN_TRAINING[setting][1],
+                f'seed{seed}'))
+            prune_in_training(cfg, setting, prune_iter)
+            result = self._train(cfg, 'accuracy/top1')
+            result['test'] = self._test(cfg, result['checkpoint'])
+            with open(osp.join(cfg.work_dir, 'adapter_pruning.json')) as f:
+                pruning = json.load(f)
+            self._step(self.in_training_units, f'pruned in training, {setting}, seed '
+                       f'{seed}: {len(pruning["pruned"])} adapters off at iteration '
+                       f'{prune_iter}, test {result["test"]:.1f}', result['seconds'],
+                       result['reused'])
+            return dict(_summary(result), seed=seed, pruned=len(pruning['pruned']),
+                        flops_ratio=pruning['flops_ratio_after'],
+                        adapters=pruning['pruned'])
+
+        items = [(setting, seed) for setting in IN_TRAINING for seed in s.seeds]
+        runs = _concurrently(one, items)
+        self.results['pruning']['shift']['in_training'] = dict(
+            prune_iter=prune_iter, iters=s.iters, scorer=IN_TRAINING_SCORER, lr=lr,
+            settings={setting: [run for (name, _), run in zip(items, runs)
+                                if name == setting] for setting in IN_TRAINING})
+
     def classification(self, parts: Sequence[str]) -> Dict[int, str]:
         """Sources, both tasks' arms, then part 3 and the efficiency runs,
         each as soon as the lr it reuses is chosen."""
@@ -591,6 +635,7 @@ class Study:
                 if 'pruning' in parts:
                     self.pruning('shift', self.kept['shift / qnv2-adapters'],
                                  'accuracy/top1', ('accuracy/top1', ))
+                    self.pruned_in_training(sources, out['lr'])
             if task == 'shift' and arm.name == 'quadranet-scratch' and \
                     'efficiency' in parts:
                 self.efficiency(sources, out['lr'])
