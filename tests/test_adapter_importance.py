@@ -296,7 +296,8 @@ def test_demo_detector_end_to_end(tmp_path):
 PRUNE_ITER, TRAIN_ITERS = 3, 6
 
 
-def _training_runner(tiny, work_dir, max_iters, resume=False, without_val=False, **hook):
+def _training_runner(tiny, work_dir, max_iters, resume=False, without_val=False,
+                     epochs=None, **hook):
     from mmengine.runner import Runner
 
     cfg = Config.fromfile(tiny['config'])
@@ -312,8 +313,11 @@ def _training_runner(tiny, work_dir, max_iters, resume=False, without_val=False,
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1,
                                            by_epoch=False)),
-        custom_hooks=[dict(type='AdapterPruningHook', prune_iter=PRUNE_ITER,
-                           prune_fraction=0.5, **hook)]))
+        custom_hooks=[dict(type='AdapterPruningHook', prune_fraction=0.5,
+                           **({} if 'prune_epoch' in hook else dict(prune_iter=PRUNE_ITER)),
+                           **hook)]))
+    if epochs is not None:
+        cfg.train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1000)
     if without_val:
         cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     return Runner.from_cfg(cfg)
@@ -361,6 +365,28 @@ def test_pruning_hook_prunes_at_its_iteration_and_trains_on(tiny, tmp_path):
     exported = export_for_inference(model, drop_zero_adapters=True)
     assert {n for n, _ in quadratic_layers(exported)} == \
         {n for n, _ in quadratic_layers(model)} - set(pruned)
+
+
+def test_pruning_hook_prunes_at_an_epoch(tiny, tmp_path):
+    from mmengine.hooks import Hook
+
+    class TrainingMode(Hook):
+        def __init__(self):
+            self.modes = []
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.modes.append(runner.model.training)
+
+    runner = _training_runner(tiny, tmp_path, None, epochs=2, prune_epoch=1, scorer='norm')
+    modes = TrainingMode()
+    runner.register_hook(modes)
+    runner.train()
+    summary = json.loads((tmp_path / 'adapter_pruning.json').read_text())
+    # 32 images in batches of 8: the first iteration of epoch 1 is iteration 4
+    assert (summary['epoch'], summary['iter']) == (1, 4)
+    assert len(summary['pruned']) == 4
+    # scored in eval mode mid-epoch, then back in training mode for the rest of it
+    assert modes.modes == [True] * 8
 
 
 def test_pruning_hook_resumed_run_repeats_the_uninterrupted_one(tiny, tmp_path):

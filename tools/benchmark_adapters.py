@@ -295,15 +295,21 @@ class Bench:
             exported = _outputs(variants['exported'](self.x))
             error = max((a.float() - b.float()).abs().max().item()
                         for a, b in zip(expected, exported))
+        return {**self.eval_times(variants), 'export_max_abs_diff': [error]}
 
-            def infer(model):
-                def run():
-                    with self.autocast():
-                        model(self.x)
-                return run
+    def eval_times(self, variants: Dict[str, nn.Module]) -> Dict[str, List[float]]:
+        """Inference times (per repeat) of each of ``variants`` on this bench's input."""
+        for model in variants.values():
+            model.eval()
 
-            times = self._repeat_times({name: infer(m) for name, m in variants.items()})
-        return {**times, 'export_max_abs_diff': [error]}
+        def infer(model):
+            def run():
+                with self.autocast():
+                    model(self.x)
+            return run
+
+        with torch.inference_mode():
+            return self._repeat_times({name: infer(m) for name, m in variants.items()})
 
     def flops(self) -> Dict[str, int]:
         """Forward FLOPs (eval) and training forward+backward FLOPs (memory-efficient)."""
@@ -454,16 +460,7 @@ def pruned_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
         switch_off(layers[n] for n in names)
         variants[label] = export_for_inference(pruned, drop_zero_adapters=True)
         pruned_sets[label] = names
-    for model in variants.values():
-        model.eval()
-    with torch.inference_mode():
-        def infer(model):
-            def run():
-                with bench.autocast():
-                    model(bench.x)
-            return run
-
-        times = bench._repeat_times({label: infer(m) for label, m in variants.items()})
+    times = bench.eval_times(variants)
     stage_of = {n: layer.stage for n, layer in quadratic_layers(adapted)}
     rows = []
     for label in ['unpruned', *pruned_sets]:
