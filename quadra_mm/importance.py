@@ -25,7 +25,7 @@ proxy: a large branch may be redundant and a small one decisive.
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.analysis import FlopAnalyzer
@@ -39,7 +39,7 @@ from .deploy import export_for_inference
 from .ops import QuadraticNeuron
 
 __all__ = ['SCORERS', 'Evaluation', 'Scores', 'score_adapters', 'adapters_to_prune',
-           'least_important_first', 'ranking', 'metric_of', 'count_flops']
+           'least_important_first', 'pruning_rule', 'ranking', 'metric_of', 'count_flops']
 
 SCORERS = ('ablation', 'norm')
 
@@ -167,6 +167,11 @@ class Scores:
     exported: nn.Module
     flop_inputs: Tuple[torch.Tensor, object]
 
+    def flops_ratio(self, pruned: Collection[str]) -> float:
+        """``(F_0 + sum of the kept f_i) / F_0`` with the adapters ``pruned`` off."""
+        kept = sum(row['flops'] for row in self.rows if row['adapter'] not in pruned)
+        return (self.first_order_flops + kept) / self.first_order_flops
+
 
 def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
                    scorer: str, metric: Optional[str] = None) -> Scores:
@@ -212,6 +217,13 @@ def least_important_first(rows: Sequence[dict]) -> List[str]:
     """The adapters of ranked ``rows`` (:func:`ranking`), the least important
     per FLOP first: the order in which pruning switches them off."""
     return [row['adapter'] for row in reversed(rows)]
+
+
+def pruning_rule(max_ratio: Optional[float] = None, fraction: Optional[float] = None) -> str:
+    """How :func:`adapters_to_prune` chooses, in words (for logs and tables)."""
+    if max_ratio is not None:
+        return f'forward FLOPs <= {max_ratio}x first-order'
+    return f'fraction {fraction} of the adapters'
 
 
 def adapters_to_prune(scores: Scores, max_ratio: Optional[float] = None,

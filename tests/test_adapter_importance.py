@@ -8,6 +8,7 @@ the end, and a resumed run repeats the uninterrupted one."""
 import csv
 import importlib.util
 import json
+import math
 import os.path as osp
 import re
 import sys
@@ -365,6 +366,39 @@ def test_pruning_hook_prunes_at_its_iteration_and_trains_on(tiny, tmp_path):
     exported = export_for_inference(model, drop_zero_adapters=True)
     assert {n for n, _ in quadratic_layers(exported)} == \
         {n for n, _ in quadratic_layers(model)} - set(pruned)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+def test_pruning_hook_under_autocast(tiny, tmp_path, dtype):
+    """mmdet's --amp (float16 on CUDA) and bf16: every forward of the training steps and
+    of the hook's val passes runs under CPU autocast (mmengine's CPU autocast takes only
+    bf16, so the model's forward is wrapped here; the FLOP count traces in fp32, as it
+    does under --amp). The adapter made to matter has a branch in the hundreds; the
+    scorer still keeps it, every score is finite, and the pruned adapters stay off."""
+    runner = _training_runner(tiny, tmp_path, TRAIN_ITERS)
+    run_forward = runner.model._run_forward  # what train_step and val_step call
+
+    def run_forward_autocast(data, mode):
+        with torch.autocast('cpu', dtype=dtype):
+            return run_forward(data, mode)
+
+    runner.model._run_forward = run_forward_autocast
+    backbone, dtypes = runner.model.backbone, set()
+    # (the FLOP count's exported copy carries a copy of this hook: its fp32 trace is left out)
+    backbone.register_forward_hook(
+        lambda module, args, out: dtypes.add(out[-1].dtype) if module is backbone else None)
+    runner.train()
+    summary = json.loads((tmp_path / 'adapter_pruning.json').read_text())
+    assert dtypes == {dtype}  # only autocast forwards, training and scoring
+    assert len(summary['pruned']) == 4 and IMPORTANT not in summary['pruned']
+    rows = {r['adapter']: r for r in summary['adapters']}
+    assert all(math.isfinite(r['norm_ratio']) and math.isfinite(r['metric_drop'])
+               for r in rows.values())
+    assert rows[IMPORTANT]['norm_ratio'] > 1  # the branch outweighs L(x)
+    final = _state(tmp_path / f'iter_{TRAIN_ITERS}.pth')['state_dict']
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
+    for name in summary['pruned']:
+        assert not final[f'{name}.quad_u.weight'].any(), name
 
 
 def test_pruning_hook_prunes_at_an_epoch(tiny, tmp_path):

@@ -11,7 +11,13 @@ from torch import nn
 
 from quadra_mm.adapters import quadratic_layers
 from quadra_mm.adapters.pruning import switch_off
-from quadra_mm.importance import SCORERS, Evaluation, adapters_to_prune, score_adapters
+from quadra_mm.importance import (
+    SCORERS,
+    Evaluation,
+    adapters_to_prune,
+    pruning_rule,
+    score_adapters,
+)
 from quadra_mm.ops import QuadraticNeuron
 from quadra_mm.registry import register_hook
 
@@ -162,14 +168,11 @@ class AdapterPruningHook(Hook):
         self.pruned = list(names)
 
         f0 = scores.first_order_flops
-        kept = sum(row['flops'] for row in scores.rows if row['adapter'] not in names)
-        rule = (f'forward FLOPs <= {self.prune_to_flops}x first-order'
-                if self.prune_to_flops is not None else
-                f'fraction {self.prune_fraction} of the adapters')
+        rule = pruning_rule(self.prune_to_flops, self.prune_fraction)
         summary = dict(iter=runner.iter, epoch=runner.epoch, rule=rule, scorer=self.scorer,
                        metric=scores.metric, val_metric=scores.val_metric,
                        first_order_flops=f0, flops_ratio_before=scores.adapted_flops / f0,
-                       flops_ratio_after=(f0 + kept) / f0, pruned=self.pruned,
+                       flops_ratio_after=scores.flops_ratio(names), pruned=self.pruned,
                        adapters=scores.rows)
         if is_main_process():
             path = osp.join(runner.work_dir, 'adapter_pruning.json')

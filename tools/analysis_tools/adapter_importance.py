@@ -71,6 +71,7 @@ from quadra_mm.importance import (  # noqa: E402
     adapters_to_prune,
     count_flops,
     metric_of,
+    pruning_rule,
     score_adapters,
 )
 from quadra_mm.models import load_trained_checkpoint  # noqa: E402
@@ -245,9 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                    input_shape=list(inputs.shape), first_order_flops=first_order,
                    adapted_flops=adapted, flops_ratio=adapted / first_order)
     if pruning:
-        rule = (f'forward FLOPs <= {args.prune_to_flops}x first-order'
-                if args.prune_to_flops is not None else
-                f'fraction {args.prune_fraction} of the adapters')
+        rule = pruning_rule(args.prune_to_flops, args.prune_fraction)
         names = adapters_to_prune(scores, args.prune_to_flops, args.prune_fraction)
         switch_off(layers[name] for name in names)
         switch_off(exported_layers[name] for name in names)

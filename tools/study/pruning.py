@@ -107,7 +107,6 @@ def prune_and_test(cfg: Config, checkpoint: str, metric: str,
                             'ablation', metric)
     test = Evaluation(runner.test_loop, model)
     f0 = scores.first_order_flops
-    flops = {row['adapter']: row['flops'] for row in scores.rows}
     tested: Dict[Tuple[str, ...], Dict[str, float]] = {}
     settings: Dict[str, Dict[str, dict]] = {}
     for scorer, chosen in pruned_sets(scores.rows, f0, seed).items():
@@ -118,9 +117,8 @@ def prune_and_test(cfg: Config, checkpoint: str, metric: str,
                     metrics = test.run()
                 tested[key] = {m: metric_of(metrics, m, f'{len(names)} adapters off')
                                for m in reported}
-            kept = sum(f for name, f in flops.items() if name not in names)
             settings.setdefault(scorer, {})[setting] = dict(
-                pruned=len(names), flops_ratio=(f0 + kept) / f0, test=tested[key],
+                pruned=len(names), flops_ratio=scores.flops_ratio(names), test=tested[key],
                 adapters=list(names))
     keep = ('adapter', 'stage', 'flops', 'flop_share_pct', 'norm_ratio', 'metric_drop')
     return dict(seed=seed, metric=metric, val_metric=scores.val_metric,

@@ -101,7 +101,10 @@ def _table(results: dict, protocol: str, part: dict) -> List[str]:
 def _in_training(part: dict, setting: str) -> Dict[str, List[float]]:
     """Task (b)'s runs pruned in training at ``setting``, in seed order."""
     runs = sorted(part['in_training']['settings'][setting], key=lambda r: r['seed'])
-    assert [r['seed'] for r in runs] == [r['seed'] for r in part['runs']]
+    seeds = [r['seed'] for r in part['runs']]
+    if [r['seed'] for r in runs] != seeds:  # the table pairs them seed by seed
+        raise ValueError(f'pruning results: the runs pruned in training at {setting} have '
+                         f'seeds {[r["seed"] for r in runs]}, those pruned after training {seeds}')
     return dict(test=[r['test'] for r in runs], flops=[r['flops_ratio'] for r in runs],
                 pruned=[r['pruned'] for r in runs])
 
