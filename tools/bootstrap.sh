@@ -11,7 +11,9 @@
 #     with -std=c++20 instead of its hard-coded -std=c++17 (torch 2.14's headers
 #     refuse anything older). The wheel is cached outside the repo and reused.
 #   * transformers is removed if present: mmpretrain 1.2.0 fails at import
-#     (blip2) beside a recent one.
+#     (blip2) beside a recent one. The tests still check quadra_mm beside it:
+#     tools/transformers_target.sh installs it into a cached --target directory
+#     outside the venv (~16 s once; never fatal: only that test needs it).
 # Usage: tools/bootstrap.sh            (QUADRA_MM_WHEEL_CACHE overrides the cache)
 set -euo pipefail
 
@@ -29,7 +31,13 @@ log() { echo "bootstrap: $*"; }
 
 # The stamp records the inputs of the last successful run; equal inputs and a
 # working import of the stack mean there is nothing to do.
-inputs_hash() { cat "$ROOT/setup.py" "$ROOT/tools/bootstrap.sh" | sha256sum | cut -d' ' -f1; }
+inputs_hash() { cat "$ROOT/setup.py" "$ROOT/tools/bootstrap.sh" "$ROOT/tools/transformers_target.sh" | sha256sum | cut -d' ' -f1; }
+
+# transformers for tests/test_beside_transformers.py, outside the venv (cached).
+transformers_target() {
+    bash "$ROOT/tools/transformers_target.sh" --install >/dev/null \
+        || log "WARNING: could not install transformers for tests/test_beside_transformers.py"
+}
 
 verify() {
     "$VENV/bin/python" - <<'PY' || return 1
@@ -65,6 +73,7 @@ if [[ ! -f "$FASHION_MNIST/t10k-labels-idx1-ubyte.gz" ]]; then
 fi
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(inputs_hash)" ]] && verify 2>/dev/null; then
+    transformers_target
     exit 0
 fi
 
@@ -119,4 +128,5 @@ pip_q install --find-links "$CACHE" --no-build-isolation -e "$ROOT[tests]" || di
 pip_q uninstall -y transformers >/dev/null 2>&1 || true
 
 verify || die "the installed stack does not import (see above)"
+transformers_target
 inputs_hash > "$STAMP"
