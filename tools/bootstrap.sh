@@ -13,7 +13,7 @@
 #   * transformers is removed if present: mmpretrain 1.2.0 fails at import
 #     (blip2) beside a recent one. The tests still check quadra_mm beside it:
 #     tools/transformers_target.sh installs it into a cached --target directory
-#     outside the venv (~16 s once; never fatal: only that test needs it).
+#     outside the venv (about a minute once; never fatal: only that test needs it).
 # Usage: tools/bootstrap.sh            (QUADRA_MM_WHEEL_CACHE overrides the cache)
 set -euo pipefail
 
