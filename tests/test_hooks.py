@@ -8,7 +8,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import quadra_mm  # noqa: F401
-from quadra_mm.hooks import QuadraticStageHook, primary_parameters
+from quadra_mm.hooks import QuadraticStageHook, phase_one_frozen_parameters
 from quadra_mm.ops import is_adapter_param_name
 
 from helpers import TINY_CONVNEXT, RecordChanges, convnext_cfg, qnv2_cfg, tiny_training
@@ -65,7 +65,7 @@ def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None,
 
 
 def _split(model):
-    primary = set(primary_parameters(model, 'backbone'))
+    primary = set(phase_one_frozen_parameters(model, 'backbone'))
     adapters = {n for n, _ in model.named_parameters()
                 if is_adapter_param_name(n)}
     others = {n for n, _ in model.named_parameters()} - primary - adapters
@@ -126,7 +126,7 @@ def test_stage_follows_a_resumed_run_across_the_boundary(tmp_path, stop_at):
         assert bool(changed & primary) == (it >= 3), it
     hook = next(h for h in second.hooks
                 if isinstance(h, QuadraticStageHook))
-    assert hook.stage == 2
+    assert hook.phase == 2
 
 
 def test_stage_hook_config_errors():
@@ -139,9 +139,9 @@ def test_stage_hook_config_errors():
     model = torch.nn.Module()
     model.backbone = torch.nn.Conv2d(1, 1, 1)
     with pytest.raises(ValueError, match='model.backbone has no quadratic'):
-        primary_parameters(model, 'backbone')
+        phase_one_frozen_parameters(model, 'backbone')
     with pytest.raises(ValueError, match='no sub-module `neck`'):
-        primary_parameters(model, 'neck')
+        phase_one_frozen_parameters(model, 'neck')
 
 
 def test_stats_hook_logs_per_stage_ratios(tmp_path):

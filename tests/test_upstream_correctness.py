@@ -104,7 +104,7 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
 
     hook = next(h for h in runner.hooks if type(h).__name__ ==
                 'QuadraticStageHook')
-    assert hook.stage == 2
+    assert hook.phase == 2
     params = dict(runner.model.backbone.named_parameters())
     frozen = [n for n in params if n.startswith(('conv1.', 'bn1.', 'layer1.'))]
     assert frozen and not snapshot.trainable & set(frozen)
