@@ -1,5 +1,7 @@
-"""The memory-efficient backward's explicit gradient formulas: each kernel's own
-derivative, partial gradient requests, channels-last inputs, frozen adapters.
+"""The analytic backward's explicit gradient formulas: each kernel's own derivative,
+partial gradient requests, channels-last inputs, frozen adapters, and the backward each
+layer chooses by whether its primary term trains (recompute the projections) or is
+frozen (keep them).
 
 The full gradcheck matrix (every kernel x every layer kind, memory-efficient on and
 off) is ``test_ops.test_gradcheck``.
@@ -8,7 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from quadra_mm.ops import KERNELS, QuadraticConv2d, QuadraticLinear, build_kernel
+from quadra_mm.ops import (
+    KERNELS,
+    QuadraticConv2d,
+    QuadraticLinear,
+    build_kernel,
+    fuse_projections,
+    saved_tensor_bytes,
+)
 
 from test_ops import KERNEL_CFGS, make_layer
 
@@ -115,3 +124,82 @@ def test_strided_adapter_on_subsampled_input(stride, dilation, size):
         torch.testing.assert_close(out, expected)
         for got, ref in zip(torch.autograd.grad(out, params, grad), want):
             torch.testing.assert_close(got, ref)
+
+
+def freeze_primary(layer: nn.Module, frozen: bool = True) -> None:
+    """Phase 1 of stage training for one layer: ``L``'s weight and bias frozen."""
+    for param in layer.primary_parameters():
+        param.requires_grad_(not frozen)
+
+
+@pytest.mark.parametrize('frozen', [False, True], ids=['primary_trains', 'primary_frozen'])
+@pytest.mark.parametrize('kind', ['dense_conv', 'depthwise_variant', 'strided_conv',
+                                  'reflect_padded_conv', 'linear'])
+def test_chosen_backward_gradcheck(kind, frozen):
+    """Default ``memory_efficient=None``: the projections are recomputed while ``L``
+    trains and kept while it is frozen; either backward equals the numerical gradient."""
+    _, layer, x = make_layer(kind, 'poly', memory_efficient=None, dtype=torch.float64)
+    freeze_primary(layer, frozen)
+    assert layer._keeps_projection() == frozen
+    params = [p for p in layer.parameters() if p.requires_grad]
+    assert torch.autograd.gradcheck(lambda x, *_: layer(x), (x.requires_grad_(), *params))
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+@pytest.mark.parametrize('kind', ['conv', 'linear'])
+def test_kept_projection_under_autocast(kind, dtype):
+    """CPU autocast with activations in the hundreds (the range scale ``c > 1`` on the
+    large half of the batch): the kept-projection backward (``L`` frozen) gives the
+    gradients of plain autograd through the same casts, and those of the recompute."""
+    torch.manual_seed(0)
+    if kind == 'conv':
+        layer = QuadraticConv2d.from_conv(nn.Conv2d(16, 16, 3, padding=1), rank=4)
+        x = torch.randn(2, 16, 10, 10)
+    else:
+        layer = QuadraticLinear.from_linear(nn.Linear(16, 12), rank=4)
+        x = torch.randn(2, 5, 16)
+    x[1] *= 300
+    nn.init.normal_(layer.quad_u.weight, std=1e-2)
+    freeze_primary(layer)
+    grads = {}
+    for memory_efficient in (None, True, False):
+        layer.memory_efficient = memory_efficient
+        layer.zero_grad()
+        leaf = x.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=dtype):
+            w_ab = fuse_projections(layer.quad_a.weight, layer.quad_b.weight, False)
+            scale = layer._projection(leaf.to(dtype), w_ab)[1]
+            out = layer(leaf)
+        assert out.dtype == dtype and torch.isfinite(out).all()
+        out.float().square().sum().backward()
+        grads[memory_efficient] = [leaf.grad, *(p.grad for p in layer.adapter_parameters())]
+    assert scale.max() > 1 and scale.min() == 1
+    for other in (True, False):
+        for kept, want in zip(grads[None], grads[other]):
+            assert kept.dtype == want.dtype == torch.float32 and torch.isfinite(kept).all()
+            assert (kept - want).norm() <= 1e-2 * want.norm()
+
+
+@pytest.mark.parametrize('autocast', [False, True])
+def test_saved_bytes_by_regime(autocast):
+    """Beside what ``L`` saves: nothing while ``L`` trains (the recompute); the range-scaled
+    ``2r``-channel projection and its per-image scale while ``L`` is frozen, less than
+    plain autograd keeps (``x`` is ``L``'s saved tensor either way, one shared cast)."""
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    layer = QuadraticConv2d.from_conv(conv, rank=4)
+    x = torch.randn(2, 16, 12, 12, requires_grad=True)
+
+    def measure(module, memory_efficient=None):
+        layer.memory_efficient = memory_efficient
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+            return saved_tensor_bytes(lambda: module(x), ignore=module.parameters())[0]
+
+    first_order = measure(conv)
+    assert measure(layer) == measure(layer, True) == first_order
+    freeze_primary(layer)
+    assert measure(conv) == first_order  # a frozen conv still saves its input
+    element = 2 if autocast else 4
+    projection = 2 * 2 * layer.rank * 12 * 12 * element + 2 * 4  # (N, 2r, H, W) and fp32 c
+    assert measure(layer) == first_order + projection
+    assert measure(layer, True) == first_order
+    assert measure(layer) < measure(layer, False)

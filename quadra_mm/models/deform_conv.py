@@ -72,7 +72,7 @@ class _QuadraticDeformConv(QuadraticConvBranch):
                  adapter_dilation: _IntPair = 2, kernel: str = 'quadratic',
                  kernel_cfg: Optional[dict] = None,
                  alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: bool = True, name: Optional[str] = None,
+                 memory_efficient: Optional[bool] = None, name: Optional[str] = None,
                  dtype: Optional[torch.dtype] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # first_order's
         self._init_conv_adapter(
@@ -88,7 +88,7 @@ class _QuadraticDeformConv(QuadraticConvBranch):
                  kernel: str = 'quadratic',
                  kernel_cfg: Optional[dict] = None,
                  alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: bool = True,
+                 memory_efficient: Optional[bool] = None,
                  name: Optional[str] = None) -> '_QuadraticDeformConv':
         """Wrap an existing deformable conv, sharing (not copying) its
         weight, bias and offset conv; arguments as

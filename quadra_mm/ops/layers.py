@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .autograd import QuadraticBranch, autocast_input
+from .autograd import Projection, QuadraticBranch, autocast_input
 from .functional import (
     adapter_padding,
     fuse_projections,
@@ -73,12 +73,20 @@ class QuadraticNeuron(nn.Module):
     """Common base of the quadratic layers (use it for ``isinstance`` checks).
 
     Subclasses are also ``nn.Conv2d`` / ``nn.Linear``; they provide ``_primary(x)``
-    (``L(x)``), ``_branch_fn(x, w_a, w_b, w_u)`` (``s * U(phi(A(x), B(x)))`` as a
-    pure function of the adapter weights, so it can be recomputed in backward) and
-    ``_branch_backward`` (its gradients by explicit formulas, for
-    :class:`~quadra_mm.ops.autograd.QuadraticBranch`). Both go through
-    ``_fused_branch(x, w_ab, w_u_scaled)``, the branch from the fused ``A``/``B``
-    weight and the scaled ``U``: the one forward formula of training and inference.
+    (``L(x)``), ``_project(x, w_ab)`` (the fused ``A``/``B`` projection),
+    ``_u_output(h, w_u_scaled, c, out)`` (``c * s U(h)``) and ``_branch_backward`` (the
+    branch's gradients by explicit formulas, for
+    :class:`~quadra_mm.ops.autograd.QuadraticBranch`). The branch is composed from
+    them in ``_fused_branch(x, w_ab, w_u_scaled)``, from the fused ``A``/``B`` weight
+    and the scaled ``U``: the one forward formula of training and inference.
+
+    Backward (``memory_efficient``): ``None`` (default) chooses at every forward, from
+    what ``L`` does: while ``L``'s weight trains, the analytic backward recomputes
+    ``A(x)``, ``B(x)`` (``L``'s own weight gradient dominates that backward, and the
+    projections are not kept); while it is frozen (phase 1 of stage training,
+    adapters-only fine-tuning), the forward's projections are kept (``2r`` channels)
+    and nothing is recomputed. ``True`` always recomputes, ``False`` runs plain
+    autograd through the branch.
 
     Inference form (as PEFT's ``merge()``): :meth:`fuse` stores the fused ``A``/``B``
     weight and ``s * U`` once, as non-persistent buffers (the state dict keeps the
@@ -91,7 +99,8 @@ class QuadraticNeuron(nn.Module):
         rank: width of the interaction (``r``; ``in_channels`` for the depthwise variant).
         scale: ``s``, multiplies the adapter output.
         kernel_name: name of the interaction kernel ``phi``.
-        memory_efficient: save only ``x`` for backward and recompute the branch there.
+        memory_efficient: ``None``: choose the backward by whether ``L``'s weight trains;
+            ``True``: recompute the projections in backward; ``False``: plain autograd.
         depthwise: depthwise variant (conv only).
         stage: 0-based backbone stage, set by the surgery; ``None`` if unknown.
         record_stats: when True, ``forward`` stores ``last_stats``.
@@ -103,12 +112,16 @@ class QuadraticNeuron(nn.Module):
     quad_a: nn.Module
     quad_b: nn.Module
     quad_u: nn.Module
+    # The channel dimension of the projections (also the first one a range scale
+    # reduces over).
+    _channel_dim: int
     # Whether forward adds the branch into L's output inside the branch (see forward).
     _adds_into_output = True
 
     def _init_adapter(self, a: nn.Module, b: nn.Module, u: nn.Module, *, rank: int, scale: float,
-                      kernel: str, kernel_cfg: Optional[dict], memory_efficient: bool,
-                      depthwise: bool, name: Optional[str]) -> None:
+                      kernel: str, kernel_cfg: Optional[dict],
+                      memory_efficient: Optional[bool], depthwise: bool,
+                      name: Optional[str]) -> None:
         try:
             self.interaction = build_kernel(kernel, **(kernel_cfg or {}))
         except ValueError as err:
@@ -181,15 +194,24 @@ class QuadraticNeuron(nn.Module):
         raise NotImplementedError
 
     def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
-                      out: Optional[Tensor] = None) -> Tensor:
-        """``s * U(phi(A(x), B(x)))`` from the fused ``A``/``B`` weight and ``s * U``,
-        added into ``out`` in place when given."""
-        raise NotImplementedError
+                      out: Optional[Tensor] = None) -> Tuple[Tensor, Projection]:
+        """``(s * U(phi(A(x), B(x))), (AB(x) / c, c))`` from the fused ``A``/``B``
+        weight and ``s * U``; the branch is added into ``out`` in place when given. The
+        second item is the range-scaled projection that the analytic backward can keep
+        (see :meth:`_projection`)."""
+        ab, scale = self._projection(x, w_ab)
+        return self._u_output(self._interact(ab)[2], w_u_scaled, scale, out), (ab, scale)
 
-    def _branch_fn(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                   out: Optional[Tensor] = None) -> Tensor:
+    def _branch_with_projection(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
+                                out: Optional[Tensor] = None) -> Tuple[Tensor, Projection]:
         return self._fused_branch(x, fuse_projections(w_a, w_b, self.depthwise),
                                   self._scaled(w_u), out)
+
+    def _u_output(self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor],
+                  out: Optional[Tensor]) -> Tensor:
+        """``c * s U(h)`` (``c = 1`` for ``scale=None``), added into ``out`` in place when
+        given."""
+        raise NotImplementedError
 
     def _triton_applies(self, primary: Tensor) -> bool:
         # The kernel reads [A; B] halves (not the interleaved depthwise layout) and has
@@ -202,9 +224,11 @@ class QuadraticNeuron(nn.Module):
         if self.branch_is_zero:
             return primary
         if torch.jit.is_tracing():  # mmengine's FLOP count has no handle for baddbmm_
-            return primary.add_(self._fused_branch(x, self.fused_ab_weight, self.fused_u_weight))
+            return primary.add_(self._fused_branch(x, self.fused_ab_weight,
+                                                   self.fused_u_weight)[0])
         if not self._triton_applies(primary):
-            return self._fused_branch(x, self.fused_ab_weight, self.fused_u_weight, out=primary)
+            return self._fused_branch(x, self.fused_ab_weight, self.fused_u_weight,
+                                      out=primary)[0]
         ab = self._project(x, self.fused_ab_weight)
         if isinstance(self, nn.Linear):  # tokens as rows, one range scale each
             rows = ab.reshape(-1, ab.shape[-1])
@@ -219,20 +243,33 @@ class QuadraticNeuron(nn.Module):
         """The fused ``A``/``B`` projection ``AB(x)`` (``2r`` channels)."""
         raise NotImplementedError
 
-    def _interact(self, ab: Tensor, dim: int) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-        """``(a / c, b / c, phi(a / c, b / c), c)`` from the projection ``ab`` (channels at
-        ``dim``), with the range scale ``c`` of
+    def _projection(self, x: Tensor, w_ab: Tensor) -> Projection:
+        """``(AB(x) / c, c)``: the fused projection divided by its range scale ``c`` of
         :func:`~quadra_mm.ops.functional.range_scale` (``None`` for kernels without a
         range limit); the branch is ``c * U(phi(a / c, b / c))``."""
-        scale = range_scale(ab, self.interaction.range_limit, dim)
+        ab = self._project(x, w_ab)
+        scale = range_scale(ab, self.interaction.range_limit, self._channel_dim)
         if scale is not None:
             # ab is a fresh projection that nothing else reads: divide it in place.
             ab = ab.div_(scale.to(ab.dtype))
-        a, b = split_projections(ab, dim, self.depthwise)
-        return a, b, self.interaction(a, b), scale
+        return ab, scale
+
+    def _interact(self, ab: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(a, b, phi(a, b))`` from the (range-scaled) fused projection ``ab``."""
+        a, b = split_projections(ab, self._channel_dim, self.depthwise)
+        return a, b, self.interaction(a, b)
+
+    def _keeps_projection(self) -> bool:
+        """Whether the analytic backward keeps the forward's projections instead of
+        recomputing them: ``memory_efficient`` when set, else whether ``L``'s weight is
+        frozen (a Python bool on ``requires_grad``: dynamo guards on it, no graph break)."""
+        if self.memory_efficient is None:
+            return not self.weight.requires_grad
+        return False
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+                         needs_grad: Tuple[bool, ...],
+                         projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
         raise NotImplementedError
 
     def _branch_input(self, x: Tensor) -> Tensor:
@@ -254,9 +291,10 @@ class QuadraticNeuron(nn.Module):
         weights = (self.quad_a.weight, self.quad_b.weight, self.quad_u.weight)
         # A tracer (mmengine's FLOP count, ONNX) sees an autograd Function as one
         # opaque op: trace the branch's own convs instead.
-        if self.memory_efficient and torch.is_grad_enabled() and not torch.jit.is_tracing():
-            return QuadraticBranch.apply(self, out, x, *weights)
-        return self._branch_fn(x, *weights, out)
+        if (self.memory_efficient is not False and torch.is_grad_enabled()
+                and not torch.jit.is_tracing()):
+            return QuadraticBranch.apply(self, out, x, *weights, not self._keeps_projection())
+        return self._branch_with_projection(x, *weights, out)[0]
 
     def branch(self, x: Tensor) -> Tensor:
         """The scaled adapter output ``s * U(phi(A(x), B(x)))``."""
@@ -313,11 +351,13 @@ class QuadraticConvBranch(QuadraticNeuron):
     stride: Tuple[int, int]
     padding: Union[str, Tuple[int, int]]
     dilation: Tuple[int, int]
+    # NCHW: one range scale per image.
+    _channel_dim = 1
 
     def _init_conv_adapter(self, in_channels: int, out_channels: int, *, rank: int,
                            adapter_kernel_size: _IntPair, adapter_dilation: _IntPair,
                            kernel: str, kernel_cfg: Optional[dict], alpha: Optional[float],
-                           depthwise: bool, memory_efficient: bool, name: Optional[str],
+                           depthwise: bool, memory_efficient: Optional[bool], name: Optional[str],
                            padding_mode: str = 'zeros', device: Optional[torch.device] = None,
                            dtype: Optional[torch.dtype] = None) -> None:
         """Build ``A``, ``B`` and ``U`` for ``L``'s geometry (arguments as
@@ -367,23 +407,18 @@ class QuadraticConvBranch(QuadraticNeuron):
         step, *geometry = self._ab_geometry()
         return F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
 
-    def _recompute(self, x: Tensor,
-                   w_ab: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-        """``(a / c, b / c, phi(a / c, b / c), c)`` for the fused weight ``w_ab`` (see
-        :meth:`_interact`; one range scale ``c`` per image)."""
-        return self._interact(self._project(x, w_ab), 1)
-
-    def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
-                      out: Optional[Tensor] = None) -> Tensor:
-        _, _, h, scale = self._recompute(x, w_ab)
+    def _u_output(self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor],
+                  out: Optional[Tensor]) -> Tensor:
         return pointwise_conv(h, w_u_scaled, self.quad_u.groups, out, scale)
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+                         needs_grad: Tuple[bool, ...],
+                         projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
         need_x, need_a, need_b, need_u = needs_grad
         need_ab = need_a or need_b
         w_ab = fuse_projections(w_a, w_b, self.depthwise)
-        a, b, h, scale = self._recompute(x, w_ab)
+        ab, scale = self._projection(x, w_ab) if projection is None else projection
+        a, b, h = self._interact(ab)
         # grad_ch is the gradient with respect to c * h; the c cancels against a / c and b / c.
         grad_ch, grad_u = pointwise_conv_backward(grad, h, self._scaled(w_u), self.quad_u.groups,
                                                   (need_x or need_ab, need_u), scale)
@@ -420,7 +455,9 @@ class QuadraticConv2d(nn.Conv2d, QuadraticConvBranch):
         kernel_cfg: options of the interaction kernel.
         alpha: numerator of the scale (see :class:`QuadraticConvBranch`).
         depthwise: use the depthwise variant.
-        memory_efficient: recompute the branch in backward (saves only ``x``).
+        memory_efficient: ``None`` (default): the backward by whether ``L`` trains (see
+            :class:`QuadraticNeuron`); ``True``: always recompute ``A(x)``, ``B(x)`` in
+            backward; ``False``: plain autograd.
         name: layer name used in error messages.
 
     Raises:
@@ -435,7 +472,7 @@ class QuadraticConv2d(nn.Conv2d, QuadraticConvBranch):
                  rank: int = 8, adapter_kernel_size: _IntPair = 3, adapter_dilation: _IntPair = 2,
                  kernel: str = 'quadratic', kernel_cfg: Optional[dict] = None,
                  alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: bool = True, name: Optional[str] = None) -> None:
+                 memory_efficient: Optional[bool] = None, name: Optional[str] = None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, padding_mode, device, dtype)
         self._init_conv_adapter(in_channels, out_channels, rank=rank,
@@ -449,7 +486,7 @@ class QuadraticConv2d(nn.Conv2d, QuadraticConvBranch):
     def from_conv(cls, conv: nn.Conv2d, rank: int = 8, kernel_size: _IntPair = 3,
                   dilation: _IntPair = 2, kernel: str = 'quadratic',
                   kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                  depthwise: bool = False, memory_efficient: bool = True,
+                  depthwise: bool = False, memory_efficient: Optional[bool] = None,
                   name: Optional[str] = None) -> 'QuadraticConv2d':
         """Wrap an existing ``nn.Conv2d``, sharing (not copying) its weight and bias.
 
@@ -489,7 +526,7 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
                  rank: int = 8, kernel: str = 'quadratic', kernel_cfg: Optional[dict] = None,
-                 alpha: Optional[float] = None, memory_efficient: bool = True,
+                 alpha: Optional[float] = None, memory_efficient: Optional[bool] = None,
                  name: Optional[str] = None) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         _check_rank(rank, name)
@@ -503,7 +540,7 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int = 8, kernel: str = 'quadratic',
                     kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                    memory_efficient: bool = True, name: Optional[str] = None) -> 'QuadraticLinear':
+                    memory_efficient: Optional[bool] = None, name: Optional[str] = None) -> 'QuadraticLinear':
         """Wrap an existing ``nn.Linear``, sharing (not copying) its weight and bias; the
         adapter gets its device and dtype."""
         layer = cls(**layer_config(linear), device='meta', dtype=linear.weight.dtype, rank=rank,
@@ -513,6 +550,8 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
         return layer
 
     forward = QuadraticNeuron.forward
+    # Tokens as rows: one range scale per token.
+    _channel_dim = -1
     # AOTAutograd (torch 2.14) fails to trace the memory-efficient Function returning a
     # dirty 3-d input (tokens); a linear's U is one GEMM either way.
     _adds_into_output = False
@@ -523,9 +562,8 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
         return F.linear(x, w_ab)
 
-    def _fused_branch(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
-                      out: Optional[Tensor] = None) -> Tensor:
-        _, _, h, scale = self._interact(self._project(x, w_ab), -1)
+    def _u_output(self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor],
+                  out: Optional[Tensor]) -> Tensor:
         branch = F.linear(h, w_u_scaled)
         if scale is None:
             return branch if out is None else out.add_(branch)
@@ -534,14 +572,16 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
         return out.addcmul_(branch, scale.to(out.dtype))
 
     def _branch_backward(self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                         needs_grad: Tuple[bool, ...]) -> Tuple[Optional[Tensor], ...]:
+                         needs_grad: Tuple[bool, ...],
+                         projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
         # With rows X (tokens x in): AB = X W_ab^T, Y = c phi(A / c, B / c) (s W_u)^T (c per
         # row), so dW_u = s dY^T (c phi), d(c phi) = dY (s W_u), dAB = phi'(A / c, B / c) d(c phi)
         # (the c cancels), dX = dAB W_ab, dW_ab = dAB^T X.
         need_x, need_a, need_b, need_u = needs_grad
         need_ab = need_a or need_b
         w_ab = fuse_projections(w_a, w_b, False)
-        a, b, h, scale = self._interact(F.linear(x, w_ab), -1)
+        ab, scale = self._projection(x, w_ab) if projection is None else projection
+        a, b, h = self._interact(ab)
         grad_rows = grad.flatten(0, -2)
         grad_u = None
         if need_u:
