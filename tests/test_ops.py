@@ -80,7 +80,7 @@ def test_attributes_and_sharing():
     assert layer.bias is None and layer.weight is conv.weight
     assert layer.quad_a.weight.dtype == torch.float64
     assert (layer.rank, layer.scale, layer.kernel_name) == (4, 2.0, 'quadratic')
-    assert layer.memory_efficient and not layer.depthwise and layer.stage is None
+    assert layer.memory_efficient is None and not layer.depthwise and layer.stage is None
     assert isinstance(layer, QuadraticNeuron) and isinstance(layer, nn.Conv2d)
     assert not layer.quad_u.weight.any()
     assert len(list(layer.adapter_parameters())) == 3

@@ -540,7 +540,8 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int = 8, kernel: str = 'quadratic',
                     kernel_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                    memory_efficient: Optional[bool] = None, name: Optional[str] = None) -> 'QuadraticLinear':
+                    memory_efficient: Optional[bool] = None,
+                    name: Optional[str] = None) -> 'QuadraticLinear':
         """Wrap an existing ``nn.Linear``, sharing (not copying) its weight and bias; the
         adapter gets its device and dtype."""
         layer = cls(**layer_config(linear), device='meta', dtype=linear.weight.dtype, rank=rank,
