@@ -11,20 +11,20 @@ import torch
 from torch import nn
 
 from quadra_mm.ops import (
-    KERNELS,
+    INTERACTIONS,
     QuadraticConv2d,
     QuadraticLinear,
-    build_kernel,
+    build_interaction,
     fuse_projections,
     saved_tensor_bytes,
 )
 
-from test_ops import KERNEL_CFGS, make_layer
+from test_ops import INTERACTION_CFGS, make_layer
 
 
-@pytest.mark.parametrize('kernel', sorted(KERNELS))
+@pytest.mark.parametrize('kernel', sorted(INTERACTIONS))
 def test_kernel_derivative_matches_autograd(kernel):
-    phi = build_kernel(kernel, **KERNEL_CFGS[kernel])
+    phi = build_interaction(kernel, **INTERACTION_CFGS[kernel])
     a, b = (torch.randn(3, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
     grad = torch.randn(3, 5, dtype=torch.float64)
     out = phi(a, b)
@@ -37,7 +37,7 @@ def test_kernel_derivative_matches_autograd(kernel):
 @pytest.mark.parametrize('degree', [1, 3])
 def test_poly_derivative_where_ab_is_minus_c(degree):
     """phi / (ab + c) would be 0/0 there; the derivative is finite."""
-    phi = build_kernel('poly', degree=degree, c=1.0)
+    phi = build_interaction('poly', degree=degree, c=1.0)
     a, b = torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.5])
     grad_a, grad_b = phi.backward(a, b, phi(a, b), torch.ones(2))
     assert torch.isfinite(grad_a).all() and torch.isfinite(grad_b).all()
@@ -67,7 +67,8 @@ def test_partial_gradients(kind):
 def test_channels_last_conv_matches_plain_backward():
     """Channels-last activations take the conv path of the pointwise U (a GEMM there)."""
     conv = nn.Conv2d(8, 8, 3, padding=1).to(memory_format=torch.channels_last)
-    layer = QuadraticConv2d.from_conv(conv, rank=4, kernel='poly', kernel_cfg=dict(degree=3))
+    layer = QuadraticConv2d.from_conv(conv, rank=4, interaction='poly',
+                                      interaction_cfg=dict(degree=3))
     nn.init.normal_(layer.quad_u.weight, std=0.1)
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
     grads = {}
@@ -81,13 +82,13 @@ def test_channels_last_conv_matches_plain_backward():
         torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('kernel', sorted(KERNELS))
+@pytest.mark.parametrize('kernel', sorted(INTERACTIONS))
 def test_autocast_backward_every_kernel(kernel):
     """bf16 autocast: analytic gradients (weights in their fp32 dtype) agree with plain
     autograd through the same casts to bf16 accuracy."""
     linear = nn.Linear(16, 12)
-    layer = QuadraticLinear.from_linear(linear, rank=4, kernel=kernel,
-                                        kernel_cfg=KERNEL_CFGS[kernel])
+    layer = QuadraticLinear.from_linear(linear, rank=4, interaction=kernel,
+                                        interaction_cfg=INTERACTION_CFGS[kernel])
     nn.init.normal_(layer.quad_u.weight, std=0.3)
     x = torch.randn(4, 16, requires_grad=True)
     grads = {}

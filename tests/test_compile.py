@@ -47,7 +47,7 @@ def adapted(name: str, kernel: str = 'quadratic') -> nn.Module:
     """The backbone with adapters (non-zero U), in training mode."""
     builder, preset, _ = BACKBONES[name]
     model = builder()
-    inject_quadratic_adapters(model, preset, rank=4, kernel=kernel)
+    inject_quadratic_adapters(model, preset, rank=4, interaction=kernel)
     for _, layer in quadratic_layers(model):
         nn.init.normal_(layer.quad_u.weight, std=0.1)
     model.train()  # mmpretrain backbones' train() returns None
@@ -140,7 +140,7 @@ def test_inductor_matches_eager():
     torch._dynamo.reset()
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1),
                           nn.Flatten(), nn.Linear(8 * 8 * 8, 16))
-    inject_quadratic_adapters(model, [dict(type='1'), dict(type='3')], rank=4, kernel='rbf')
+    inject_quadratic_adapters(model, [dict(type='1'), dict(type='3')], rank=4, interaction='rbf')
     for _, layer in quadratic_layers(model):
         nn.init.normal_(layer.quad_u.weight, std=0.1)
     x = torch.randn(2, 3, 8, 8)

@@ -53,7 +53,7 @@ def adapter_flops(exported: nn.Module, count: Callable[[nn.Module], Dict[str, in
     ``FlopAnalyzer.by_module()`` on the caller's input).
 
     ``f_i`` is the layer's count with every adapter on minus with every adapter off: a
-    fused layer with ``U = 0`` skips its branch, so the all-off count is the first-order
+    fused layer with ``U = 0`` skips its quadratic term, so the all-off count is the first-order
     model's ``F_0``. The adapters are back as they were on return.
 
     Returns:

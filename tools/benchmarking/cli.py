@@ -4,12 +4,19 @@ import datetime
 import os
 import os.path as osp
 import time
-from typing import Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from .detector import detector_row
-from .markdown import FROZEN_SECTION, device_name, insert_section, intro, markdown_table
+from .markdown import (
+    FROZEN_LEGEND,
+    FROZEN_SECTION,
+    device_name,
+    insert_section,
+    intro,
+    markdown_table,
+)
 from .placement import PLACEMENTS_TIMED, placement_rows, pruned_rows
 from .tables import frozen_row, measure
 from .zoo import AUTOCAST_DTYPES, ZOOS
@@ -58,6 +65,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _rows_per_model(rows: Callable[..., List[Dict[str, str]]],
+                    args: argparse.Namespace) -> List[Dict[str, str]]:
+    """``rows(name, builder, targets, args)`` for every model of ``--models``, in turn."""
+    return [row for name in args.models for row in rows(name, *ZOOS[args.zoo][name], args)]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -79,16 +92,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                f'{clock} clock, {datetime.date.today().isoformat()}\n\n'
                + markdown_table(rows) + '\n')
     if not args.no_placement:
-        placements = [row for name in args.models
-                      for row in placement_rows(name, *ZOOS[args.zoo][name], args)]
         section += (f'\n### Cost per placement ({args.dtype[0]}, d=2 for k=3; step and inference '
                     f'timed for {len(PLACEMENTS_TIMED)} rows per model)\n\n'
-                    + markdown_table(placements) + '\n')
+                    + markdown_table(_rows_per_model(placement_rows, args)) + '\n')
     if not args.no_pruned:
-        pruned = [row for name in args.models
-                  for row in pruned_rows(name, *ZOOS[args.zoo][name], args)]
         section += (f'\n### Pruned placements ({args.dtype[0]}): exported inference, the '
-                    'most expensive adapters off first\n\n' + markdown_table(pruned) + '\n')
+                    'most expensive adapters off first\n\n'
+                    + markdown_table(_rows_per_model(pruned_rows, args)) + '\n')
     if not args.no_detector:
         section += (f'\n### Whole detector: train iteration, {args.detector_repeats} repeats\n\n'
                     + markdown_table([detector_row(config, args)
@@ -112,7 +122,7 @@ def write_frozen_section(args: argparse.Namespace, clock: str, started: float) -
                f'{device_name(torch.device(args.device))}, torch {torch.__version__}, '
                f'{args.zoo} models, batch {args.batch_size}, {args.image_size}², '
                f'{args.repeats} repeats, {clock} clock '
-               f'(`tools/benchmark_adapters.py --frozen`).\n\n'
+               f'(`tools/benchmark_adapters.py --frozen`).\n\n' + FROZEN_LEGEND + '\n'
                + markdown_table(rows)
                + f'\n\nBenchmark wall time: {(time.perf_counter() - started) / 60:.1f} min.\n')
     print(section)

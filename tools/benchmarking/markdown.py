@@ -62,6 +62,28 @@ iteration ≤ {goals['detector']:.2f}× (✓ met, ✗ missed).
 
 
 FROZEN_SECTION = '## Frozen primary weights (adapters train)'
+FROZEN_LEGEND = """\
+The primary weights frozen; adapters, norms and heads train: phase 1 of
+`QuadraticStageHook`, adapters-only fine-tuning, every PEFT-style comparison. Each ratio
+is against the first-order model in the same regime (its norms and head train). A cell
+*FLOPs / step / step − FLOPs* holds the train-FLOP ratio (one forward+backward as it
+runs, `FlopCounterMode`: no weight gradients for frozen layers, the recompute where there
+is one), the step-time ratio (median of the within-repeat ratios, their range over the
+repeats) and their difference, the time the FLOPs do not explain (median, and its range
+over the repeats: the noise of the machine).
+
+* *QNv2*: the quadratic adapters (rank 8, k=3, d=2) with their default backward, which
+  keeps the 2r-channel projections while `L` is frozen instead of recomputing them.
+* *QNv2 recompute*: the same adapters with `memory_efficient=True` (the projections
+  recomputed in backward: the default while `L` trains).
+* *LoRA*: rank 8 on the same layers, as PEFT writes it: `Conv2d(in, r, k, stride,
+  padding, dilation)` then `Conv2d(r, out, 1)`, `B = 0` (`tools/benchmarking/lora.py`).
+  *PEFT LoRA*: PEFT's own (`inject_adapter_in_model`), with `--peft-path` (installed
+  beside the project with `pip install --target`: its `transformers` breaks
+  mmpretrain 1.2.0's import).
+* *full regime*: every parameter trains (the main tables' regime); the adapters
+  recompute their projections.
+"""
 
 
 def insert_section(page: str, section: str) -> str:
