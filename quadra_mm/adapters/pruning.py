@@ -1,7 +1,7 @@
 """Switching quadratic adapters off, and choosing which to switch off.
 
 An adapter is off when its ``U`` is zero: the layer then computes ``L(x)`` exactly, and
-its fused (inference) form skips the branch, so the exported model's FLOPs and time
+its fused (inference) form skips the quadratic term, so the exported model's FLOPs and time
 fall by exactly that adapter's share. The choice is greedy on an order given by the
 caller (least important first): switching off adapter ``i`` saves its FLOPs ``f_i``
 independently of the others, so the forward FLOPs ratio after switching off a set
@@ -22,7 +22,7 @@ __all__ = ['switch_off', 'switched_off', 'prune_to_flops', 'prune_fraction', 'ad
 
 @torch.no_grad()
 def switch_off(layers: Iterable[QuadraticNeuron]) -> None:
-    """Set ``U = 0`` in each layer; a fused layer re-fuses, so it skips its branch."""
+    """Set ``U = 0`` in each layer; a fused layer re-fuses, so it skips its quadratic term."""
     for layer in layers:
         layer.quad_u.weight.zero_()
         if layer.fused:
