@@ -80,7 +80,8 @@ over the repeats: the noise of the machine).
   padding, dilation)` then `Conv2d(r, out, 1)`, `B = 0` (`tools/benchmarking/lora.py`).
   *PEFT LoRA*: PEFT's own (`inject_adapter_in_model`), with `--peft-path` (installed
   beside the project with `pip install --target`: its `transformers` breaks
-  mmpretrain 1.2.0's import).
+  mmpretrain 1.2.0's import); PEFT 0.21 refuses ConvNeXt's depthwise convs at rank 8
+  ("support is limited to conv layers where the rank is divisible by groups").
 * *full regime*: every parameter trains (the main tables' regime); the adapters
   recompute their projections.
 """

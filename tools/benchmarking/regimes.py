@@ -95,8 +95,12 @@ class Bench:
         variants['lora_frozen'] = add_lora(copy.deepcopy(self.models['first_order']), names,
                                            self.adapter['rank'])
         if peft_path:
-            variants['peft_lora_frozen'] = add_peft_lora(
-                copy.deepcopy(self.models['first_order']), names, self.adapter['rank'], peft_path)
+            try:
+                variants['peft_lora_frozen'] = add_peft_lora(
+                    copy.deepcopy(self.models['first_order']), names, self.adapter['rank'],
+                    peft_path)
+            except ValueError as err:  # PEFT 0.21 refuses depthwise convs at rank 8
+                print(f'PEFT LoRA left out: {err}', flush=True)
         for name, model in variants.items():
             self.models[name] = freeze_primary(model).to(memory_format=self.memory_format)
 
