@@ -288,6 +288,10 @@ class QuadraticNeuron(nn.Module):
         """Whether the analytic backward keeps the forward's projections instead of
         recomputing them: ``memory_efficient`` when set, else whether ``L``'s weight is
         frozen (a Python bool on ``requires_grad``: dynamo guards on it, no graph break)."""
+        # A frozen L's backward is only its input gradient, so the recompute (one more
+        # A/B conv) is a large share of the step: keeping the projections took 0.04 off
+        # ResNet-50's frozen CPU step ratio (docs/benchmarks.md). A training L's weight
+        # gradient dominates its backward; there the recompute's memory saving wins.
         if self.memory_efficient is None:
             return not self.weight.requires_grad
         return False
