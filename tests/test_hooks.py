@@ -8,6 +8,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import quadra_mm  # noqa: F401
+from quadra_mm.adapters import quadratic_layers
 from quadra_mm.hooks import QuadraticStageHook, phase_one_frozen_parameters
 from quadra_mm.ops import is_adapter_param_name
 
@@ -94,6 +95,21 @@ def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(
     assert all(all(id(p) in ids for p in g['params']) for g in primary_groups)
     assert primary_groups[0]['lr'] == pytest.approx(
         0.5 * other_groups[0]['lr'])
+
+
+def test_phase_switch_changes_the_backward(tmp_path):
+    """Every quadratic layer keeps its projections for backward while its primary
+    term is frozen (phase 1) and recomputes them once it trains (phase 2)."""
+    runner, _ = _runner(tmp_path, 4)
+    layers = [layer for _, layer in quadratic_layers(runner.model)]
+    choices = []
+    handles = [layer.register_forward_pre_hook(
+        lambda layer, _: choices.append(layer._keeps_projection())) for layer in layers]
+    runner.train()
+    for handle in handles:
+        handle.remove()
+    per_iteration = [choices[i:i + len(layers)] for i in range(0, len(choices), len(layers))]
+    assert per_iteration == [[True] * len(layers)] * 2 + [[False] * len(layers)] * 2
 
 
 def test_compiled_train_step_with_paramwise_cfg(tmp_path):

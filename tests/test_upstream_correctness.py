@@ -119,7 +119,7 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
     assert oct(checkpoint.stat().st_mode & 0o777) == '0o644'
 
 
-def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_branch():
+def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_term():
     """mmcv's fuse_conv_bn (mmdet benchmark.py --fuse-conv-bn) on an adapted
     ResNet with non-zero U, in its training form and exported: the outputs
     of the unfused model (1e-5). The branch is normalised when the pair is
