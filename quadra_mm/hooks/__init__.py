@@ -2,11 +2,12 @@ from .adapter_checkpoint_hook import AdapterCheckpointHook
 from .exact_resume_hook import ExactResumeHook
 from .nonfinite_hook import QuadraticNonFiniteHook
 from .pruning_hook import AdapterPruningHook
-from .stage_hook import QuadraticStageHook, primary_parameters
+from .stage_hook import QuadraticStageHook, phase_one_frozen_parameters
 from .stats_hook import QuadraticStatsHook
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
     'AdapterCheckpointHook', 'AdapterPruningHook', 'ExactResumeHook', 'QuadraticNonFiniteHook',
-    'QuadraticStageHook', 'QuadraticStatsHook', 'WeightsOnlyCheckpointHook', 'primary_parameters'
+    'QuadraticStageHook', 'QuadraticStatsHook', 'WeightsOnlyCheckpointHook',
+    'phase_one_frozen_parameters'
 ]
