@@ -11,6 +11,7 @@ Where mmpretrain cannot be imported (mmpretrain 1.2.0 beside a recent
 in mmdet's registries only, with one warning that names the cause and the
 fix: detection configs keep working.
 """
+
 import importlib.util
 import warnings
 from typing import Callable, Optional, TypeVar
@@ -33,15 +34,20 @@ def _mmpretrain_import_error() -> Optional[Exception]:
 
 def _warn_mmdet_only(error: Exception) -> None:
     if importlib.util.find_spec('transformers') is not None:
-        fix = ('mmpretrain 1.2.0 does not import beside the installed `transformers` (its '
-               'BLIP module); run `pip uninstall transformers` in this environment, or use '
-               'mmpretrain configs from an environment without it')
+        fix = (
+            'mmpretrain 1.2.0 does not import beside the installed `transformers` (its '
+            'BLIP module); run `pip uninstall transformers` in this environment, or use '
+            'mmpretrain configs from an environment without it'
+        )
     else:
         fix = 'reinstall it: `pip install mmpretrain==1.2.0`'
     warnings.warn(
         f'quadra_mm: mmpretrain cannot be imported ({type(error).__name__}: {error}), so '
         f'QuadraNetV2 and the hooks are registered in mmdet only (mmdet configs work; '
-        f'mmpretrain configs and QuadraNet do not). Fix: {fix}.', RuntimeWarning, stacklevel=2)
+        f'mmpretrain configs and QuadraNet do not). Fix: {fix}.',
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 MMPRETRAIN_IMPORT_ERROR = _mmpretrain_import_error()

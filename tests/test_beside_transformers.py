@@ -4,6 +4,7 @@ mmpretrain 1.2.0 fails at import. The pure-torch packages import, and
 the fix. transformers lives in a `pip install --target` directory outside the
 venv (tools/transformers_target.sh, installed by tools/bootstrap.sh) that each
 test puts on PYTHONPATH in a subprocess."""
+
 import os
 import os.path as osp
 import subprocess
@@ -16,17 +17,24 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 @pytest.fixture(scope='module')
 def transformers_env() -> dict:
-    target = subprocess.run(['bash', osp.join(ROOT, 'tools', 'transformers_target.sh')],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    target = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools', 'transformers_target.sh')],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if not osp.isfile(osp.join(target, '.complete')):
-        pytest.skip(f'no transformers in {target}: tools/bootstrap.sh installs it '
-                    '(`make setup`); it could not when this was skipped')
+        pytest.skip(
+            f'no transformers in {target}: tools/bootstrap.sh installs it '
+            '(`make setup`); it could not when this was skipped'
+        )
     return dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, target]))
 
 
 def _run(code: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_mmpretrain_breaks_beside_transformers(transformers_env):
@@ -38,7 +46,8 @@ def test_mmpretrain_breaks_beside_transformers(transformers_env):
 
 
 def test_pure_torch_packages_import_and_work(transformers_env):
-    result = _run('''
+    result = _run(
+        """
 import torch
 from quadra_mm.adapters import inject_quadratic_adapters, mark_trainable
 from quadra_mm.deploy import export_for_inference
@@ -52,13 +61,16 @@ x = torch.randn(1, 3, 8, 8)
 with torch.no_grad():
     assert torch.equal(export_for_inference(model)(x), model(x))
 print('adapters ok')
-''', transformers_env)
+""",
+        transformers_env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'adapters ok' in result.stdout
 
 
 def test_import_registers_in_mmdet_with_one_warning(transformers_env):
-    result = _run('''
+    result = _run(
+        """
 import warnings
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
@@ -76,7 +88,9 @@ backbone = MODELS.build(dict(type='QuadraNetV2', backbone=dict(type='ResNet', de
                              targets='resnet', adapter=dict(rank=2)))
 assert type(backbone).__name__ == 'QuadraNetV2<mmdet.models.backbones.resnet.ResNet>'
 print('registered in mmdet')
-''', transformers_env)
+""",
+        transformers_env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'registered in mmdet' in result.stdout
     warning = result.stdout.splitlines()[0]

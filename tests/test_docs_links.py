@@ -1,6 +1,7 @@
 """The pages a reader follows: every relative link and image in README.md and
 docs/*.md resolves (file, and heading anchor where one is given), and the
 README's quick-start commands are the ones CI runs."""
+
 import glob
 import os.path as osp
 import re
@@ -83,8 +84,11 @@ def test_quick_start_is_what_ci_runs():
     """The README's test command is one .ci/run runs, and every make target the
     quick start names exists."""
     commands = _quick_start_commands()
-    ci = [line.strip() for line in open(osp.join(ROOT, '.ci', 'run'))
-          if line.strip() and not line.startswith('#')]
+    ci = [
+        line.strip()
+        for line in open(osp.join(ROOT, '.ci', 'run'))
+        if line.strip() and not line.startswith('#')
+    ]
     makefile = open(osp.join(ROOT, 'Makefile')).read()
     assert 'make test' in commands and 'make test' in ci, (commands, ci)
     for command in commands:

@@ -11,7 +11,12 @@ if MMPRETRAIN_IMPORT_ERROR is None:  # QuadraNet is mmpretrain's ConvNeXt
     from .quadranet import QuadraNet  # noqa: F401
 
 __all__ = [
-    'ExportedQuadraNet', 'QuadraNetV2', 'build_quadranet_v2',
-    'QuadraticDeformConv2dPack', 'QuadraticModulatedDeformConv2dPack',
-    'SWIN_SCHEME', 'load_adapted_checkpoint', 'load_trained_checkpoint'
+    'ExportedQuadraNet',
+    'QuadraNetV2',
+    'build_quadranet_v2',
+    'QuadraticDeformConv2dPack',
+    'QuadraticModulatedDeformConv2dPack',
+    'SWIN_SCHEME',
+    'load_adapted_checkpoint',
+    'load_trained_checkpoint',
 ] + (['QuadraNet'] if MMPRETRAIN_IMPORT_ERROR is None else [])
