@@ -7,9 +7,10 @@ Built-in arms (:data:`BUILTIN_ARMS`):
 * ``full-ft``: the first-order backbone the ``QuadraNetV2`` wraps, from the
   same pretrained checkpoint, every parameter trains (the quadra-mm hooks
   that need quadratic layers are removed).
-* ``norms-head``: the QNv2 model with its adapters frozen at ``U = 0`` (the
-  model computes the first-order function throughout) and the primary terms
-  frozen: norms, neck and heads train. Does any adapter add anything?
+* ``norms-head``: the QNv2 model with its adapters frozen at ``U = 0``
+  (``FrozenAdaptersHook``: the model computes the first-order function
+  throughout) and the primary terms frozen: norms, neck and heads train.
+  Does any adapter add anything?
 * ``lora``: interaction ``'linear'`` (``phi = a + b``, so the adapter is
   ``U((A + B)(x))``, a first-order low-rank adapter), the same placement and
   parameter count as QNv2, phase 1 only.
@@ -123,8 +124,9 @@ def _full_ft(cfg: Config, u_lr_mult: float) -> None:
 
 def _norms_head(cfg: Config, u_lr_mult: float) -> None:
     _phase1_only(cfg)
-    # lr and weight decay 0: A, B and U keep their initial values, U = 0
-    _custom_keys(cfg, 'quad_', lr_mult=0.0, decay_mult=0.0)
+    # A, B and U keep their initial values, U = 0 (an lr_mult of 0 would not
+    # do: a scheduler's eta_min still moves them)
+    cfg.custom_hooks.append(dict(type='FrozenAdaptersHook'))
 
 
 def _set_interaction(cfg: Config, interaction: str) -> None:

@@ -44,6 +44,7 @@ class RunRecorder(Hook):
         self._start = 0.0
         self._initial: Dict[str, torch.Tensor] = {}
         self.trained: Optional[int] = None
+        self.trained_adapter: Optional[int] = None
 
     @staticmethod
     def _model(runner) -> torch.nn.Module:
@@ -61,8 +62,11 @@ class RunRecorder(Hook):
         self.step_seconds.append(time.perf_counter() - self._start)
 
     def after_train(self, runner) -> None:
-        self.trained = sum(p.numel() for name, p in self._model(runner).named_parameters()
-                           if not torch.equal(p.detach(), self._initial[name]))
+        changed = {name: p.numel() for name, p in self._model(runner).named_parameters()
+                   if not torch.equal(p.detach(), self._initial[name])}
+        self.trained = sum(changed.values())
+        self.trained_adapter = sum(n for name, n in changed.items()
+                                   if is_adapter_param_name(name))
         self._initial = {}
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
@@ -79,6 +83,7 @@ def run(cfg: Config) -> Optional[dict]:
     start = time.time()
     runner.train()
     seconds = time.time() - start
+    print(f'comparison worker: trained in {seconds:.1f} s', flush=True)
     if recorder.val is None:
         raise RuntimeError(f'{cfg.filename}: training never validated; the '
                            'comparison chooses on the val metric (train_cfg.val_interval)')
@@ -96,7 +101,8 @@ def run(cfg: Config) -> Optional[dict]:
         params=sum(p.numel() for p in model.parameters()),
         adapter_params=sum(p.numel() for name, p in model.named_parameters()
                            if is_adapter_param_name(name)),
-        trained_params=recorder.trained, flops=int(flops),
+        trained_params=recorder.trained, trained_adapter_params=recorder.trained_adapter,
+        flops=int(flops),
         world_size=get_world_size(), test_images=len(runner.test_dataloader.dataset))
 
 
