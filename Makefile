@@ -20,4 +20,4 @@ benchmark: setup
 	$(PY) tools/benchmark_adapters.py
 
 study: setup
-	$(PY) tools/study.py
+	$(PY) tools/run_study.py

@@ -14,19 +14,30 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from mmengine.config import Config
 
 from .cache import fingerprint, load_cached
 
-__all__ = ['Launch', 'Run', 'Progress', 'Executor', 'RunFailed', 'mmss']
+__all__ = ['Launch', 'Run', 'Progress', 'Executor', 'RunFailed', 'mmss', 'concurrently']
 
 WORKER = 'quadra_mm.comparison.worker'
 
 
 def mmss(seconds: float) -> str:
     return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
+
+
+def concurrently(fn: Callable, items: Iterable) -> list:
+    """``[fn(item) for item in items]``, each call in its own thread: the
+    calls only wait on processes, and no thread ever waits for a free thread
+    (no pool to exhaust), so calls may nest."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(len(items)) as threads:
+        return list(threads.map(fn, items))
 
 
 class RunFailed(RuntimeError):

@@ -1,4 +1,4 @@
-"""The adaptation study (``tools/study.py`` is its command line), one module
+"""The adaptation study (``tools/run_study.py`` is its command line), one module
 per idea:
 
 - :mod:`.scale`: where the configs live, the tasks, the sizes of a full and a
