@@ -291,3 +291,22 @@ def test_one_arm_under_torchrun_matches_one_process(tmp_path, detector_env):
         metrics[launcher] = dict(val=run['val'], test=run['test'])
     # the tolerance of tests/test_e2e.py's 2-process test: equal metrics
     torch.testing.assert_close(metrics['pytorch'], metrics['none'])
+
+
+def test_progress_bar_counts_cached_runs_and_estimates_the_time_left():
+    import io
+
+    from quadra_mm.comparison.executor import Progress
+    out = io.StringIO()
+    progress = Progress(5, workers=2, width=10, stream=out)
+    progress.step('a seed 0', reused=True)
+    progress.step('a seed 1', seconds=30.0)
+    progress.step('b seed 0', seconds=50.0)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith('[##........]  20.0 %') and lines[0].endswith('(cached)')
+    assert 'left ?' in lines[0]  # nothing trained yet: no rate
+    # 2 runs left, 2 at a time, 40 s a run on average
+    assert lines[2].startswith('[######....]  60.0 %') and 'left ~0:40' in lines[2]
+    progress.step('b seed 1', seconds=40.0)
+    progress.step('c seed 0', seconds=40.0)
+    assert out.getvalue().splitlines()[-1].split(' | ')[2] == 'left 0:00'

@@ -4,6 +4,7 @@ quadra_mm.comparison.worker``, under ``torch.distributed.run`` for
 ``tools/slurm_train.sh`` start ``tools/train.py``), up to ``workers`` at a time,
 each result cached by the fingerprint of its config, and a progress bar with
 the time left."""
+import math
 import os
 import os.path as osp
 import queue
@@ -100,39 +101,55 @@ class Run:
 
 
 class Progress:
-    """A progress bar and the time left, from the rate of the work done by
-    this invocation (cached work is done but costs no time); thread-safe.
+    """A progress bar and the time left (thread-safe). Without ``workers``
+    the time left is the rate of the work done by this invocation times the
+    work left; with ``workers`` runs at a time, it is the mean time of a
+    unit trained here times the units left over ``workers`` (the rate alone
+    overestimates it while parallel runs are still going). Cached work is
+    done but costs no time.
 
     Args:
         total: work units in all (runs, or iterations when runs differ).
+        workers: units that run at a time, if each unit is one run.
         stream: where the lines go (stdout).
     """
 
-    def __init__(self, total: float, width: int = 24, stream=None) -> None:
-        self.total, self.width = total, width
+    def __init__(self, total: float, workers: Optional[int] = None, width: int = 24,
+                 stream=None) -> None:
+        self.total, self.workers, self.width = total, workers, width
         self.done = self.reused = 0.0
+        self.busy = 0.0  # seconds of the units done here
         self.start = time.time()
         self.lock = threading.Lock()
         self.stream = stream or sys.stdout
 
-    def step(self, label: str, reused: bool = False, units: float = 1.0) -> None:
-        """``units`` of work finished (``reused``: from a cache)."""
+    def _left(self, elapsed: float, left: float) -> str:
+        if not left:
+            return '0:00'
+        if not self.done:
+            return '?'
+        if self.workers and self.busy:
+            return f'~{mmss(self.busy / self.done * math.ceil(left / self.workers))}'
+        return f'~{mmss(elapsed / self.done * left)}'
+
+    def step(self, label: str, reused: bool = False, units: float = 1.0,
+             seconds: float = 0.0) -> None:
+        """``units`` of work finished in ``seconds`` (``reused``: from a cache)."""
         with self.lock:
             if reused:
                 self.reused += units
             else:
                 self.done += units
+                self.busy += seconds
             finished = self.done + self.reused
             elapsed = time.time() - self.start
             left = max(self.total - finished, 0.0)
-            eta = '0:00' if not left else \
-                f'~{mmss(elapsed / self.done * left)}' if self.done else '?'
             share = finished / self.total if self.total else 1.0
             filled = min(round(self.width * share), self.width)
             bar = '#' * filled + '.' * (self.width - filled)
             print(f'[{bar}] {100 * share:5.1f} % | elapsed {mmss(elapsed)} | '
-                  f'left {eta} | {label}' + (' (cached)' if reused else ''),
-                  file=self.stream, flush=True)
+                  f'left {self._left(elapsed, left)} | {label}'
+                  + (' (cached)' if reused else ''), file=self.stream, flush=True)
 
 
 class Executor:
@@ -163,6 +180,7 @@ class Executor:
         run.cfg.dump(config)
         log = osp.join(run.cfg.work_dir, 'run.log')
         slot = self._slots.get()
+        start = time.time()
         try:
             command = self.launch.command(config, run.result_path, key, slot,
                                           job=run.label.replace(' ', '_'))
@@ -178,7 +196,8 @@ class Executor:
                 tail = f.read()[-3000:]
             raise RunFailed(f'{run.label}: the run failed (exit code {code}); '
                             f'its log {log} ends:\n{tail}')
-        self.progress.step(f'{run.label}{describe(saved)}', reused=False)
+        self.progress.step(f'{run.label}{describe(saved)}', reused=False,
+                           seconds=time.time() - start)
         return saved
 
     def map(self, runs: Sequence[Run], describe=lambda result: '') -> List[dict]:

@@ -132,7 +132,7 @@ def run_comparison(comparison: Comparison) -> dict:
     seeds, lrs = c.seeds, c.lrs
     sweep_runs = len(lrs) if lrs and len(lrs) > 1 else 0
     total = len(c.arms) * (sweep_runs + len(seeds) - (1 if sweep_runs else 0))
-    progress = Progress(total)
+    progress = Progress(total, workers=c.workers)
     executor = Executor(c.launch, progress, c.workers)
 
     def describe(result: dict) -> str:
