@@ -260,9 +260,13 @@ def test_classifier_comparison_sweeps_the_lr_on_val(tmp_path, detector_env):
                '--seeds', '0', '1', '--lrs', '1e-4', '1e-3', '--u-lr-mult', '4',
                '--workers', '2', '--work-dir', str(work), '--cfg-options',
                *_classifier_env(detector_env, batch=8)]
-    run_tool(command, detector_env['env'])
+    log = run_tool(command, detector_env['env'])
     results = _results(work)
-    assert results['trained'] == 2 * (2 + 1)  # the sweep's seed-0 run is kept
+    # the sweep's seed-0 run at the chosen lr is that seed's run
+    assert (results['trained'], results['cached']) == (2 * (2 + 1), 0)
+    shares = [float(line.split('] ')[1].split(' %')[0]) for line in log.splitlines()
+              if line.startswith('[') and ' % | elapsed' in line]
+    assert len(shares) == 6 and shares[-1] == 100.0
     for arm in ('full-ft', 'qnv2-u-lr'):
         out = results['arms'][arm]
         assert set(out['sweep']) == {'0.0001', '0.001'}

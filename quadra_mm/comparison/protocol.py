@@ -139,31 +139,34 @@ def run_comparison(comparison: Comparison) -> dict:
         return f': val {c.metric} {result["val"].get(c.metric, float("nan")):.4g}'
 
     start = time.time()
-    chosen: Dict[str, Optional[float]] = {}
+    chosen: Dict[str, Optional[float]] = {arm.name: lrs[0] if lrs else None for arm in c.arms}
     sweeps: Dict[str, Dict[str, float]] = {}
+    kept: Dict[str, dict] = {}  # the sweep's run at the chosen lr: the first seed's
     if sweep_runs:
         runs = [_run(c, arm.name, seeds[0], lr) for arm in c.arms for lr in lrs]
         results = executor.map(runs, describe)
         for run, result in zip(runs, results):
             _check_metric_produced(c, result, run.label)
         for index, arm in enumerate(c.arms):
-            values = [r['val'][c.metric] for r in results[index * len(lrs):
-                                                          (index + 1) * len(lrs)]]
+            swept = results[index * len(lrs):(index + 1) * len(lrs)]
+            values = [r['val'][c.metric] for r in swept]
+            best = max(range(len(lrs)), key=values.__getitem__)
             sweeps[arm.name] = {f'{lr:g}': v for lr, v in zip(lrs, values)}
-            chosen[arm.name] = lrs[max(range(len(lrs)), key=values.__getitem__)]
-    else:
-        chosen = {arm.name: lrs[0] if lrs else None for arm in c.arms}
-    runs = [_run(c, arm.name, seed, chosen[arm.name]) for arm in c.arms for seed in seeds]
+            chosen[arm.name], kept[arm.name] = lrs[best], swept[best]
+    todo = [(arm.name, seed) for arm in c.arms for seed in seeds
+            if not (arm.name in kept and seed == seeds[0])]
+    runs = [_run(c, arm, seed, chosen[arm]) for arm, seed in todo]
     results = executor.map(runs, describe)
     for run, result in zip(runs, results):
         _check_metric_produced(c, result, run.label)
+    by_run = dict(zip(todo, results))
+    by_run.update({(arm, seeds[0]): result for arm, result in kept.items()})
     arms = {}
-    for index, arm in enumerate(c.arms):
-        per_seed = results[index * len(seeds):(index + 1) * len(seeds)]
+    for arm in c.arms:
         arms[arm.name] = dict(
             describe=arm.describe, overrides={k: str(v) for k, v in arm.overrides.items()},
             lr=chosen[arm.name], sweep=sweeps.get(arm.name),
-            runs=[dict(result, seed=seed) for seed, result in zip(seeds, per_seed)])
+            runs=[dict(by_run[arm.name, seed], seed=seed) for seed in seeds])
     seconds = time.time() - start
     print(f'comparison: {total} runs ({int(progress.reused)} cached) in {mmss(seconds)}',
           flush=True)
