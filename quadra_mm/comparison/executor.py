@@ -3,8 +3,10 @@ quadra_mm.comparison.worker``, under ``torch.distributed.run`` for
 ``--launcher pytorch`` or ``srun`` for ``slurm``, as ``tools/dist_train.sh`` and
 ``tools/slurm_train.sh`` start ``tools/train.py``), up to ``workers`` at a time,
 each result cached by the fingerprint of its config, and a progress bar with
-the time left."""
+the time left; and, for the study, a pool of worker processes that run Python
+functions (:func:`process_pool`) and a thread fan-out (:func:`concurrently`)."""
 import math
+import multiprocessing
 import os
 import os.path as osp
 import queue
@@ -13,15 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+import torch
 from mmengine.config import Config
 
 from .cache import fingerprint, load_cached
 
-__all__ = ['Launch', 'Run', 'Progress', 'Executor', 'RunFailed', 'mmss', 'concurrently']
+__all__ = ['Launch', 'Run', 'Progress', 'Executor', 'RunFailed', 'mmss', 'concurrently',
+           'process_pool']
 
 WORKER = 'quadra_mm.comparison.worker'
 
@@ -39,6 +43,18 @@ def concurrently(fn: Callable, items: Iterable) -> list:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(len(items)) as threads:
         return list(threads.map(fn, items))
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
+    """A pool of ``workers`` fresh (spawned) processes with ``threads`` torch
+    threads each, for callers that run Python functions in workers (the
+    study) rather than one command per run (:class:`Executor`)."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'),
+                               initializer=_set_threads, initargs=(threads, ))
 
 
 class RunFailed(RuntimeError):

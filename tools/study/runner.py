@@ -6,7 +6,6 @@ weighted by each run's iterations."""
 import copy
 import json
 import math
-import multiprocessing
 import os
 import os.path as osp
 import platform
@@ -20,7 +19,7 @@ from mmengine.config import Config
 
 from quadra_mm.cli import build_runner
 from quadra_mm.comparison.cache import fingerprint, load_cached, write_json
-from quadra_mm.comparison.executor import Progress, concurrently
+from quadra_mm.comparison.executor import Progress, concurrently, process_pool
 from quadra_mm.datasets import make_demo_data
 from quadra_mm.hooks.stage_hook import primary_parameters
 from quadra_mm.ops import is_adapter_param_name
@@ -223,10 +222,6 @@ def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
         change(cfg)
         ratios[name] = flops(cfg.model.backbone.to_dict()) / base
     return ratios
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
 
 
 class Study:
@@ -599,9 +594,7 @@ class Study:
         # Every other part adapts the source models.
         if set(parts) - {'detection', 'same-task'}:
             branches['classification'] = lambda: self.classification(parts)
-        with ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context('spawn'),
-                initializer=_init_worker, initargs=(self.threads, )) as self.pool:
+        with process_pool(self.workers, self.threads) as self.pool:
             done = dict(zip(branches, concurrently(
                 lambda branch: branch(), branches.values())))
         if any(name in parts for name, *_ in ABLATIONS):
