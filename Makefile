@@ -9,6 +9,7 @@ setup:
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 test: setup
 	$(PY) -m pytest tests

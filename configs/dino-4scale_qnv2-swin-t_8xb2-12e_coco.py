@@ -1,7 +1,10 @@
 # DINO-4scale with a QNv2-Swin-T backbone (mmdet's SwinTransformer; quadratic
 # adapters on both linears of every block MLP, `swin` preset), 12 epochs on
 # COCO, initialised from the official ImageNet-1k Swin-T checkpoint.
-_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+_base_ = [
+    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'  # noqa
@@ -40,11 +43,7 @@ model = dict(
 
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
-    dict(type='QuadraticStatsHook', interval=50),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
-    # A NaN/inf loss stops training naming the first adapted layer that made it.
-    dict(type='QuadraticNonFiniteHook'),
+    *_base_.qnv2_hooks,
 ]
-# Frozen primary terms get no gradient in stage 1.
+# Frozen primary terms get no gradient in phase 1 of stage training.
 find_unused_parameters = True

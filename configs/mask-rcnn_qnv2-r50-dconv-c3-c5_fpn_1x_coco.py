@@ -2,7 +2,11 @@
 # convs (mmdet's `DCN`, as in mmdet's dconv-c3-c5 config): the quadratic
 # branch sits beside each deformable conv2 (docs/design.md, "DCN adapters"),
 # initialised from the torchvision ImageNet ResNet-50.
-_base_ = 'mmdet::dcn/mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::dcn/mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py',
+    './_base_/qnv2_adapter.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 model = dict(
@@ -22,7 +26,7 @@ model = dict(
             stage_with_dcn=(False, True, True, True)),
         targets='resnet',
         stages=(1, 2, 3),
-        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter={{_base_.qnv2_adapter}},
         init_cfg=dict(
             type='Pretrained',
             checkpoint='torchvision://resnet50',
@@ -34,11 +38,7 @@ model = dict(
 
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
-    dict(type='QuadraticStatsHook', interval=50),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
-    # A NaN/inf loss stops training naming the first adapted layer that made it.
-    dict(type='QuadraticNonFiniteHook'),
+    *_base_.qnv2_hooks,
 ]
-# Frozen primary terms (the offset convs included) get no gradient in stage 1.
+# Frozen primary terms (the offset convs included) get no gradient in phase 1.
 find_unused_parameters = True

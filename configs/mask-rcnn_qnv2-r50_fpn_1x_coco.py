@@ -1,7 +1,11 @@
 # Mask R-CNN + FPN with a QNv2-ResNet-50 (quadratic adapters on the 3x3 convs
 # of the bottlenecks of stages 2-4; stage 1 stays frozen as in mmdet),
 # initialised from the torchvision ImageNet ResNet-50.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    './_base_/qnv2_adapter.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 model = dict(
@@ -19,7 +23,7 @@ model = dict(
             style='pytorch'),
         targets='resnet',
         stages=(1, 2, 3),
-        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter={{_base_.qnv2_adapter}},
         init_cfg=dict(
             type='Pretrained',
             checkpoint='torchvision://resnet50',
@@ -28,10 +32,6 @@ model = dict(
 
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
-    dict(type='QuadraticStatsHook', interval=50),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
-    # A NaN/inf loss stops training naming the first adapted layer that made it.
-    dict(type='QuadraticNonFiniteHook'),
+    *_base_.qnv2_hooks,
 ]
 find_unused_parameters = True

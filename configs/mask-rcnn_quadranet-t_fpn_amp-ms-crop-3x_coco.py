@@ -1,6 +1,9 @@
 # The from-scratch baseline: Mask R-CNN + FPN with a QuadraNet-T backbone
 # (ConvNeXt-T whose depthwise convs are quadratic neurons), no pretraining.
-_base_ = 'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'
+_base_ = [
+    'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(
     imports=['mmpretrain.models', 'quadra_mm'], allow_failed_imports=False)
 
@@ -16,7 +19,4 @@ model = dict(
         quadratic=dict(rank=8, kernel_size=3, dilation=2)))
 # RNG state and data position in the checkpoints: --resume is exact; the
 # checkpoints load with plain torch.load (publish_model, DetInferencer).
-custom_hooks = [
-    dict(type='ExactResumeHook'),
-    dict(type='WeightsOnlyCheckpointHook'),
-]
+custom_hooks = _base_.qnv2_checkpoint_hooks

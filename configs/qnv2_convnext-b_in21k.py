@@ -1,7 +1,11 @@
 # ImageNet-21k adaptation: the ConvNeXt-B ImageNet-21k classifier (mmpretrain
 # model zoo) becomes QNv2-ConvNeXt-B and is trained for 20 epochs with stage
 # training.
-_base_ = 'mmpretrain::convnext/convnext-base_32xb128_in21k.py'
+_base_ = [
+    'mmpretrain::convnext/convnext-base_32xb128_in21k.py',
+    './_base_/qnv2_adapter.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 checkpoint = 'https://download.openmmlab.com/mmclassification/v0/convnext/convnext-base_3rdparty_in21k_20220124-13b83eec.pth'  # noqa
@@ -11,7 +15,7 @@ model = dict(
         type='QuadraNetV2',
         backbone=dict(type='ConvNeXt', arch='base', drop_path_rate=0.5),
         targets='convnext',
-        adapter=dict(rank=16, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter=dict(_base_.qnv2_adapter, rank=16),
         init_cfg=dict(
             type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     head=dict(
@@ -29,7 +33,6 @@ param_scheduler = [
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=5, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=100),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
+    *_base_.qnv2_checkpoint_hooks,
 ]
 find_unused_parameters = True

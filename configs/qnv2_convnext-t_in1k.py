@@ -2,7 +2,11 @@
 # QNv2-ConvNeXt-T (adapters on every depthwise conv) and is trained for 30
 # epochs with stage training, instead of pre-training a quadratic network
 # for 300 epochs from scratch.
-_base_ = 'mmpretrain::convnext/convnext-tiny_32xb128_in1k.py'
+_base_ = [
+    'mmpretrain::convnext/convnext-tiny_32xb128_in1k.py',
+    './_base_/qnv2_adapter.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 checkpoint = 'https://download.openmmlab.com/mmclassification/v0/convnext/convnext-tiny_32xb128_in1k_20221207-998cf3e9.pth'  # noqa
@@ -12,7 +16,7 @@ model = dict(
         type='QuadraNetV2',
         backbone=dict(type='ConvNeXt', arch='tiny', drop_path_rate=0.1),
         targets='convnext',
-        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter={{_base_.qnv2_adapter}},
         init_cfg=dict(
             type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     head=dict(
@@ -31,7 +35,6 @@ custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     dict(type='QuadraticStageHook', switch_epoch=10, primary_lr_mult=0.1),
     dict(type='QuadraticStatsHook', interval=100),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
+    *_base_.qnv2_checkpoint_hooks,
 ]
 find_unused_parameters = True

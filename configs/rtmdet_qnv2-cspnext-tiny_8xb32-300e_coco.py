@@ -1,7 +1,11 @@
 # RTMDet-tiny with a QNv2-CSPNeXt backbone: quadratic adapters beside the
 # depthwise 5x5 conv of every CSPNeXtBlock (`cspnext` preset), initialised
 # from mmdet's ImageNet CSPNeXt-tiny checkpoint.
-_base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
+_base_ = [
+    'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
+    './_base_/qnv2_adapter.py',
+    './_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 checkpoint = 'https://download.openmmlab.com/mmdetection/v3.0/rtmdet/cspnext_rsb_pretrain/cspnext-tiny_imagenet_600e.pth'  # noqa
@@ -19,7 +23,7 @@ model = dict(
             norm_cfg=dict(type='SyncBN'),
             act_cfg=dict(type='SiLU', inplace=True)),
         targets='cspnext',
-        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter={{_base_.qnv2_adapter}},
         init_cfg=dict(
             type='Pretrained', prefix='backbone.', checkpoint=checkpoint)))
 
@@ -36,11 +40,7 @@ custom_hooks = [
         switch_epoch=280,
         switch_pipeline={{_base_.train_pipeline_stage2}}),
     dict(type='QuadraticStageHook', switch_epoch=100, primary_lr_mult=0.1),
-    dict(type='QuadraticStatsHook', interval=50),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
-    # A NaN/inf loss stops training naming the first adapted layer that made it.
-    dict(type='QuadraticNonFiniteHook'),
+    *_base_.qnv2_hooks,
 ]
-# Frozen primary terms get no gradient in stage 1.
+# Frozen primary terms get no gradient in phase 1 of stage training.
 find_unused_parameters = True

@@ -22,12 +22,12 @@ def _openmmlab_installed() -> bool:
 
 
 if _openmmlab_installed():
-    from . import compat
+    from . import mm_extensions
 
-    compat.install()
+    mm_extensions.install()
 
-    from . import hooks, models  # noqa: E402  (registration needs compat)
+    from . import hooks, models  # noqa: E402  (registration needs the extensions)
 
-    __all__ = ['compat', 'hooks', 'models', '__version__']
+    __all__ = ['hooks', 'mm_extensions', 'models', '__version__']
 else:
     __all__ = ['__version__']

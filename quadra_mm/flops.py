@@ -6,9 +6,9 @@
 multiply-add as one FLOP (torch's ``FlopCounterMode`` counts two). Two
 things kept it from counting the quadratic adapters:
 
-* the memory-efficient branch runs as an autograd Function, which a trace
-  records as one opaque ``prim::PythonOp``; the quadratic layers run the
-  branch's own ops while traced (:mod:`quadra_mm.ops.layers`);
+* the memory-efficient quadratic term runs as an autograd Function, which a
+  trace records as one opaque ``prim::PythonOp``; the quadratic layers run
+  the term's own ops while traced (:mod:`quadra_mm.ops.layers`);
 * its ``aten::matmul`` handle counts ``prod(a.shape) * b.shape[-1]``, which
   drops the batch dimensions of ``b`` when ``a`` is broadcast: the 1x1
   projection ``U`` is such a product (``(out, r) @ (N, r, HW)``).

@@ -22,13 +22,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from quadra_mm.ops import QuadraticConv2d
 
-__all__ = ['fold_norm_into_branch', 'install']
+__all__ = ['fold_norm_into_adapter', 'install']
 
 _MMCV_FUSION = 'mmcv.cnn.utils.fuse_conv_bn'
 
 
 @torch.no_grad()
-def fold_norm_into_branch(conv: QuadraticConv2d, norm: _BatchNorm) -> None:
+def fold_norm_into_adapter(conv: QuadraticConv2d, norm: _BatchNorm) -> None:
     """Scale the rows of ``conv``'s ``U`` by ``f = gamma / sqrt(var +
     eps)`` of ``norm``, the BatchNorm about to be folded into its primary
     weight and bias; a fused layer (inference form) recomputes its ``s *
@@ -40,22 +40,22 @@ def fold_norm_into_branch(conv: QuadraticConv2d, norm: _BatchNorm) -> None:
         conv.fuse()
 
 
-def _folding_the_branch(fold: Callable[[nn.Module, nn.Module], nn.Module]
+def _folding_into_adapters(fold: Callable[[nn.Module, nn.Module], nn.Module]
                         ) -> Callable[[nn.Module, nn.Module], nn.Module]:
 
     @functools.wraps(fold)
     def fold_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:
         if isinstance(conv, QuadraticConv2d):
-            fold_norm_into_branch(conv, bn)
+            fold_norm_into_adapter(conv, bn)
         return fold(conv, bn)
 
-    fold_conv_bn.__quadra_mm_folds_branch__ = True
+    fold_conv_bn.__quadra_mm_folds_adapters__ = True
     return fold_conv_bn
 
 
 def install() -> None:
-    """Make mmcv's conv-BN fusion fold the BN into quadratic branches too
+    """Make mmcv's conv-BN fusion fold the BN into quadratic terms too
     (idempotent)."""
     fusion = importlib.import_module(_MMCV_FUSION)
-    if not getattr(fusion._fuse_conv_bn, '__quadra_mm_folds_branch__', False):
-        fusion._fuse_conv_bn = _folding_the_branch(fusion._fuse_conv_bn)
+    if not getattr(fusion._fuse_conv_bn, '__quadra_mm_folds_adapters__', False):
+        fusion._fuse_conv_bn = _folding_into_adapters(fusion._fuse_conv_bn)

@@ -33,8 +33,7 @@ from mmengine.runner.amp import autocast
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from .adapters import quadratic_layers
-from .adapters.pruning import prune_fraction, prune_to_flops, switched_off
+from .adapters.pruning import adapter_flops, prune_fraction, prune_to_flops, switched_off
 from .deploy import export_for_inference
 from .ops import QuadraticNeuron
 
@@ -187,18 +186,14 @@ def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
     val_metric = metric_of(metrics, key, 'unpruned model')
 
     exported = export_for_inference(model)
-    exported_layers = dict(quadratic_layers(exported))
     inputs, data_samples = flop_input(exported, evaluation.dataloader)
-    flops_on = count_flops(exported, inputs, data_samples)
-    with switched_off(exported_layers.values()):
-        flops_off = count_flops(exported, inputs, data_samples)
-    adapted = flops_on['']
+    flops, adapted, first_order = adapter_flops(
+        exported, lambda m: count_flops(m, inputs, data_samples))
 
     params_total = sum(p.numel() for p in model.parameters())
     rows = []
     for name, layer in layers.items():
         params = sum(p.numel() for p in layer.adapter_parameters())
-        flops = flops_on.get(name, 0) - flops_off.get(name, 0)
         drop = None
         if scorer == 'ablation':
             with switched_off([layer]):
@@ -206,10 +201,10 @@ def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
         rows.append(dict(
             stage='all' if layer.stage is None else layer.stage, adapter=name,
             params=params, param_share_pct=100 * params / params_total,
-            flops=flops, flop_share_pct=100 * flops / adapted,
+            flops=flops[name], flop_share_pct=100 * flops[name] / adapted,
             norm_ratio=ratios[name], metric_drop=drop,
             importance=ratios[name] if drop is None else drop, pruned=False))
-    return Scores(ranking(rows), key, val_metric, flops_off[''], adapted,
+    return Scores(ranking(rows), key, val_metric, first_order, adapted,
                   exported, (inputs, data_samples))
 
 

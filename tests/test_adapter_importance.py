@@ -284,7 +284,7 @@ def test_demo_detector_end_to_end(tmp_path):
     model = MODELS.build(cfg.model)
     load_trained_checkpoint(model, pruned['checkpoint'])
     exported = export_for_inference(model)
-    skipped = {n for n, layer in quadratic_layers(exported) if layer.branch_is_zero}
+    skipped = {n for n, layer in quadratic_layers(exported) if layer.quadratic_term_is_zero}
     assert skipped == set(pruned['adapters'])
     first_order = MODELS.build(cfg.model.backbone.backbone)
     first_order.eval()

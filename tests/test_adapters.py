@@ -87,7 +87,7 @@ def test_stages_and_overrides():
     assert names == ([f'layer3.{i}.conv2' for i in range(6)]
                      + [f'layer4.{i}.conv2' for i in range(3)])
     assert [layer.stage for _, layer in quadratic_layers(model)] == [2] * 6 + [3] * 3
-    assert {layer.kernel_name for _, layer in quadratic_layers(model)} == {'rbf'}
+    assert {layer.interaction_name for _, layer in quadratic_layers(model)} == {'rbf'}
 
     model = ConvNeXt(arch='atto')
     targets = [dict(type=r'stages\.(?P<stage>3)\.\d+\.depthwise_conv', rank=2, dilation=1),

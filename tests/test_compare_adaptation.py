@@ -50,7 +50,7 @@ def test_full_ft_is_the_wrapped_first_order_backbone_from_the_same_checkpoint():
     assert cfg.model.backbone.type == 'ResNet'
     assert cfg.model.backbone.depth == 18
     assert cfg.model.backbone.init_cfg == _detector().model.backbone.init_cfg
-    hooks = [h.type for h in cfg.custom_hooks]
+    hooks = [h['type'] for h in cfg.custom_hooks]
     assert 'QuadraticStageHook' not in hooks and 'AdapterCheckpointHook' not in hooks
     assert 'ExactResumeHook' in hooks  # not about adapters: kept
 
@@ -58,7 +58,7 @@ def test_full_ft_is_the_wrapped_first_order_backbone_from_the_same_checkpoint():
 def test_phase1_arms_switch_after_the_last_iteration():
     for name in ('qnv2-adapters', 'lora', 'norms-head', 'qnv2-u-lr'):
         cfg = arm_config(_detector(), BUILTIN_ARMS[name], u_lr_mult=8)
-        (hook, ) = [h for h in cfg.custom_hooks if h.type == 'QuadraticStageHook']
+        (hook, ) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
         assert hook.switch_iter == cfg.train_cfg.max_iters, name
     stages = arm_config(_detector(), BUILTIN_ARMS['qnv2-stages'])
     assert stages.custom_hooks == _detector().custom_hooks
@@ -71,7 +71,7 @@ def test_phase1_arms_switch_after_the_last_iteration():
     assert frozen.custom_hooks[-1] == dict(type='FrozenAdaptersHook')
     # epoch-based configs switch at max_epochs
     cls = arm_config(copy.deepcopy(_parsed(DEMO_CLASSIFIER)), BUILTIN_ARMS['qnv2-adapters'])
-    (hook, ) = [h for h in cls.custom_hooks if h.type == 'QuadraticStageHook']
+    (hook, ) = [h for h in cls.custom_hooks if h['type'] == 'QuadraticStageHook']
     assert hook.switch_epoch == cls.train_cfg.max_epochs and 'switch_iter' not in hook
 
 

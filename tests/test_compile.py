@@ -1,6 +1,6 @@
 """torch.compile of adapted mmpretrain backbones: no graph break at any quadratic layer
-(training with the memory-efficient backward on and off, eval, exported), and compiled
-forward and gradients equal to eager ones.
+(training with the memory-efficient backward on and off, with the primary weights frozen,
+eval, exported), and compiled forward and gradients equal to eager ones.
 
 ``torch._dynamo.explain`` traces the memory-efficient Function's backward together
 with its forward; a backward that re-enters autograd (``torch.autograd.grad``) breaks
@@ -47,11 +47,20 @@ def adapted(name: str, kernel: str = 'quadratic') -> nn.Module:
     """The backbone with adapters (non-zero U), in training mode."""
     builder, preset, _ = BACKBONES[name]
     model = builder()
-    inject_quadratic_adapters(model, preset, rank=4, kernel=kernel)
+    inject_quadratic_adapters(model, preset, rank=4, interaction=kernel)
     for _, layer in quadratic_layers(model):
         nn.init.normal_(layer.quad_u.weight, std=0.1)
     model.train()  # mmpretrain backbones' train() returns None
     return model
+
+
+def freeze_primary_terms(model: nn.Module) -> None:
+    """Phase 1 of stage training: every quadratic layer's ``L`` frozen (its backward
+    then keeps the projections instead of recomputing them)."""
+    for _, layer in quadratic_layers(model):
+        for param in layer.primary_parameters():
+            param.requires_grad_(False)
+        assert layer._keeps_projection()
 
 
 def inputs(name: str) -> torch.Tensor:
@@ -65,7 +74,8 @@ def graph_breaks(model: nn.Module, x: torch.Tensor):
 
 
 @pytest.mark.parametrize(
-    'mode', ['train_memory_efficient', 'train_plain_backward', 'eval', 'exported'])
+    'mode', ['train_memory_efficient', 'train_plain_backward', 'train_frozen_primary', 'eval',
+             'exported'])
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_no_graph_breaks(name, mode):
     model = adapted(name)
@@ -73,6 +83,8 @@ def test_no_graph_breaks(name, mode):
     if mode == 'train_plain_backward':
         for _, layer in quadratic_layers(model):
             layer.memory_efficient = False
+    if mode == 'train_frozen_primary':
+        freeze_primary_terms(model)
     model.train(mode.startswith('train'))
     if mode == 'exported':
         model = export_for_inference(model)
@@ -80,9 +92,13 @@ def test_no_graph_breaks(name, mode):
     assert count == 0, reasons
 
 
-def test_no_graph_breaks_under_autocast():
-    """bf16 autocast: the shared cast of x and the backward's re-entered autocast trace."""
+@pytest.mark.parametrize('frozen', [False, True], ids=['primary_trains', 'primary_frozen'])
+def test_no_graph_breaks_under_autocast(frozen):
+    """bf16 autocast: the shared cast of x and the backward's re-entered autocast trace,
+    recomputing or keeping the projections."""
     model = adapted('convnext', kernel='rbf')
+    if frozen:
+        freeze_primary_terms(model)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         count, reasons = graph_breaks(model, inputs('convnext'))
     assert count == 0, reasons
@@ -97,12 +113,16 @@ def _forward_backward(model: nn.Module, x: torch.Tensor, backend=None):
     return [o.detach() for o in outs], {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize('frozen', [False, True], ids=['primary_trains', 'primary_frozen'])
 @pytest.mark.parametrize('name', sorted(BACKBONES))
-def test_compiled_matches_eager(name):
+def test_compiled_matches_eager(name, frozen):
     """One full graph (``fullgraph=True``) through AOTAutograd, which traces the analytic
-    backward into the joint graph; outputs and every parameter gradient agree."""
+    backward into the joint graph (with the kept projections as saved intermediates when
+    ``L`` is frozen); outputs and every parameter gradient agree."""
     torch._dynamo.reset()
     model = adapted(name, kernel='poly')
+    if frozen:
+        freeze_primary_terms(model)
     x = inputs(name)
     outs, grads = _forward_backward(model, x)
     c_outs, c_grads = _forward_backward(copy.deepcopy(model), x, 'aot_eager')
@@ -120,7 +140,7 @@ def test_inductor_matches_eager():
     torch._dynamo.reset()
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1),
                           nn.Flatten(), nn.Linear(8 * 8 * 8, 16))
-    inject_quadratic_adapters(model, [dict(type='1'), dict(type='3')], rank=4, kernel='rbf')
+    inject_quadratic_adapters(model, [dict(type='1'), dict(type='3')], rank=4, interaction='rbf')
     for _, layer in quadratic_layers(model):
         nn.init.normal_(layer.quad_u.weight, std=0.1)
     x = torch.randn(2, 3, 8, 8)

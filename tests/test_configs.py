@@ -23,10 +23,50 @@ def _pipeline_types(dataset_cfg):
     return dataset_cfg['type'], [t['type'] for t in dataset_cfg['pipeline']]
 
 
+FLAGSHIP = 'mask-rcnn_qnv2-convnext-t_fpn_amp-ms-crop-3x_coco.py'
+
+
 def test_configs_are_found():
     names = {osp.relpath(p, CONFIGS) for p in ALL_CONFIGS}
-    assert {'qnv2_mask-rcnn_coco.py', 'qnv2_convnext-t_in1k.py'} <= names
+    assert {FLAGSHIP, 'qnv2_mask-rcnn_coco.py', 'qnv2_convnext-t_in1k.py'} <= names
     assert len(names) >= 9
+
+
+def test_flagship_earlier_name_is_the_same_config():
+    """Users and the README type configs/qnv2_mask-rcnn_coco.py: it inherits
+    the flagship whole."""
+    earlier = Config.fromfile(osp.join(CONFIGS, 'qnv2_mask-rcnn_coco.py'))
+    flagship = Config.fromfile(osp.join(CONFIGS, FLAGSHIP))
+    assert earlier.to_dict() == flagship.to_dict()
+    assert flagship.model.backbone.type == 'QuadraNetV2'
+
+
+@pytest.mark.parametrize('name, before, after', [
+    (FLAGSHIP, [], ['QuadraticNonFiniteHook']),
+    ('rtmdet_qnv2-cspnext-tiny_8xb32-300e_coco.py', ['EMAHook', 'PipelineSwitchHook'],
+     ['QuadraticNonFiniteHook']),
+    ('qnv2_convnext-t_in1k.py', ['EMAHook'], []),
+    ('demo/mask-rcnn_qnv2-r18_fpn_shapes.py', [], ['AdapterCheckpointHook']),
+])
+def test_custom_hooks_built_from_the_base_pieces(name, before, after):
+    """``*_base_.qnv2_hooks`` / ``*_base_.qnv2_checkpoint_hooks`` unpack
+    into the config's own list (mmengine replaces lists whole): the config's
+    hooks, its stage hook, the adapter statistics, the checkpoint hooks in
+    the pieces' order, then the config's own again."""
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    types = [hook['type'] for hook in cfg.custom_hooks]
+    assert types == [*before, 'QuadraticStageHook', 'QuadraticStatsHook',
+                     'WeightsOnlyCheckpointHook', 'ExactResumeHook', *after]
+    assert all(isinstance(hook, dict) for hook in cfg.custom_hooks)
+
+
+def test_adapter_piece_and_an_override_of_it():
+    default = dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic')
+    for name in (FLAGSHIP, 'mask-rcnn_qnv2-r50_fpn_1x_coco.py',
+                 'study/qnv2-resnet18-cifar_fmnist-shift.py'):
+        assert Config.fromfile(osp.join(CONFIGS, name)).model.backbone.adapter == default
+    in21k = Config.fromfile(osp.join(CONFIGS, 'qnv2_convnext-b_in21k.py'))
+    assert in21k.model.backbone.adapter == dict(default, rank=16)
 
 
 @pytest.mark.parametrize('path', ALL_CONFIGS,

@@ -18,8 +18,8 @@ from quadra_mm.adapters import inject_quadratic_adapters, mark_trainable, quadra
 from quadra_mm.deploy import export_for_inference
 from quadra_mm.models import QuadraticDeformConv2dPack, QuadraticModulatedDeformConv2dPack
 from quadra_mm.ops import (
-    QuadraticBranch,
     QuadraticNeuron,
+    QuadraticTerm,
     is_adapter_param_name,
     saved_tensor_bytes,
 )
@@ -105,14 +105,14 @@ def test_wrapping_shares_the_dcn_parameters():
     # A and B: plain atrous convs with L's stride and output shape.
     assert layer.quad_a.stride == (2, 2) and layer.quad_a.dilation == (2, 2)
     x = torch.randn(1, 8, 11, 9)
-    assert layer.branch(x).shape == dcn(x).shape
+    assert layer.quadratic_term(x).shape == dcn(x).shape
     assert 'quad_a' in repr(QuadraticDeformConv2dPack.from_dcn(
         DeformConv2dPack(4, 4, 3, padding=1)))
 
 
 @pytest.mark.parametrize('dcn_type', sorted(DCN_TYPES))
 @pytest.mark.parametrize('stride', [1, 2])
-def test_branch_gradcheck(dcn_type, stride):
+def test_quadratic_term_gradcheck(dcn_type, stride):
     """The branch's analytic backward (double precision), on the geometry
     of a DCN ResNet's conv2 (strided in the first block of a stage)."""
     first_order, quadratic = DCN_TYPES[dcn_type]
@@ -124,7 +124,7 @@ def test_branch_gradcheck(dcn_type, stride):
                          layer.quad_u.weight)]
     x = torch.randn(1, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda *args: QuadraticBranch.apply(layer, None, *args),
+        lambda *args: QuadraticTerm.apply(layer, None, *args),
         (x, *weights))
 
 
@@ -212,7 +212,7 @@ def test_export_fuses_the_dcn_layers():
     fused = QuadraticModulatedDeformConv2dPack.from_dcn(dcn).fuse()
     x = torch.randn(1, 8, 9, 9)
     with torch.no_grad():
-        assert fused.branch_is_zero and torch.equal(fused(x), dcn(x))
+        assert fused.quadratic_term_is_zero and torch.equal(fused(x), dcn(x))
     # drop_zero_adapters swaps only plain convs/linears: the DCN stays fused.
     dropped = export_for_inference(nn.Sequential(fused),
                                    drop_zero_adapters=True)
@@ -237,7 +237,7 @@ def test_exported_config_loads_the_training_checkpoint():
     exported = MODELS.build(dict(type='ExportedQuadraNet', model=qnv2))
     exported.load_state_dict(trained.state_dict(), strict=True)
     layers = dict(quadratic_layers(exported))
-    assert all(layer.fused and not layer.branch_is_zero
+    assert all(layer.fused and not layer.quadratic_term_is_zero
                for layer in layers.values())
     assert isinstance(layers['layer4.0.conv2'],
                       QuadraticModulatedDeformConv2dPack)

@@ -1,4 +1,4 @@
-"""Tests of the deterministic demo "shapes" set (quadra_mm/datasets/demo_shapes.py)."""
+"""Tests of the deterministic demo "shapes" set (quadra_mm/datasets/demo_shapes/)."""
 import hashlib
 import importlib.util
 import json
@@ -70,7 +70,7 @@ def test_classes_are_balanced():
     counts = np.zeros(len(CLASSES), int)
     for i in range(150):
         _, instances = demo_shapes.generate_image(
-            demo_shapes._image_rng(0, 'train', i), 64)
+            demo_shapes.image_rng(0, 'train', i), 64)
         for inst in instances:
             counts[inst['label']] += 1
     mean = counts.mean()
@@ -160,7 +160,7 @@ def test_scale_and_overlap_variety():
     # of the side, several per image, and some of them occluded
     per_image, occluded = [], 0
     for i in range(40):
-        rng = demo_shapes._image_rng(0, 'train', i)
+        rng = demo_shapes.image_rng(0, 'train', i)
         _, inst = demo_shapes.generate_image(rng, 192)
         per_image.append([int(x['mask'].sum()) for x in inst])
         occluded += sum(int(x['mask'].sum()) < x['full_area'] for x in inst)
@@ -177,8 +177,8 @@ def _fills_in_contrast(tries):
     mask[16:48, 16:48] = True
     count = 0
     for _ in range(200):
-        img = demo_shapes._background(rng, 64)
-        fill = demo_shapes._object_fill(rng, img, mask, tries=tries)
+        img = demo_shapes.draw_background(rng, 64)
+        fill = demo_shapes.object_fill(rng, img, mask, tries=tries)
         assert fill.shape == (int(mask.sum()), 3)
         dist = np.linalg.norm(fill.mean(0) - img[mask].mean(0))
         count += dist >= demo_shapes.MIN_CONTRAST
@@ -221,11 +221,15 @@ def test_cli(tmp_path):
 
 
 def test_no_mm_imports_at_import_time():
+    """tools/make_demo_data.py loads the generator package by path and pulls
+    in neither torch nor OpenMMLab (nor ``quadra_mm`` itself)."""
+    tool = osp.join(ROOT, 'tools', 'make_demo_data.py')
     code = ('import sys, importlib.util; '
-            f'spec = importlib.util.spec_from_file_location("ds", {demo_shapes.__file__!r}); '
-            'spec.loader.exec_module(importlib.util.module_from_spec(spec)); '
+            f'spec = importlib.util.spec_from_file_location("cli", {tool!r}); '
+            'cli = importlib.util.module_from_spec(spec); spec.loader.exec_module(cli); '
+            'assert cli.make_demo_data.__module__ == "quadra_mm_demo_shapes.writer"; '
             'bad = [m for m in sys.modules if m.split(".")[0] in '
-            '("mmcv", "mmdet", "mmengine", "mmpretrain", "torch")]; '
+            '("mmcv", "mmdet", "mmengine", "mmpretrain", "torch", "quadra_mm")]; '
             'assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
 

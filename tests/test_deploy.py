@@ -28,7 +28,7 @@ def test_export_convnext_matches(kernel):
     model.eval()
     targets = [dict(type=r'stages\.3\.\d+\.depthwise_conv', depthwise=True),
                dict(type='depthwise_conv')]
-    inject_quadratic_adapters(model, targets, rank=4, kernel=kernel)
+    inject_quadratic_adapters(model, targets, rank=4, interaction=kernel)
     randomize_adapters(model, skip_every=3)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def test_export_convnext_matches(kernel):
 
     layers = dict(quadratic_layers(exported))
     assert len(layers) == 12 and all(layer.fused for layer in layers.values())
-    assert sum(layer.branch_is_zero for layer in layers.values()) == 4
+    assert sum(layer.quadratic_term_is_zero for layer in layers.values()) == 4
     # The original is untouched.
     assert not any(layer.fused for _, layer in quadratic_layers(model))
     fused = exported.stages[0][1].depthwise_conv
@@ -55,9 +55,9 @@ def test_fused_layer_refuses_on_load_and_unfuses():
     trained = QuadraticConv2d.from_conv(nn.Conv2d(8, 8, 3, padding=1), rank=4)
     nn.init.normal_(trained.quad_u.weight, std=0.3)
     fresh = QuadraticConv2d.from_conv(nn.Conv2d(8, 8, 3, padding=1), rank=4).fuse()
-    assert fresh.branch_is_zero and not any('fused' in k for k in fresh.state_dict())
+    assert fresh.quadratic_term_is_zero and not any('fused' in k for k in fresh.state_dict())
     fresh.load_state_dict(trained.state_dict(), strict=True)
-    assert not fresh.branch_is_zero
+    assert not fresh.quadratic_term_is_zero
     x = torch.randn(2, 8, 10, 10)
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), trained(x), rtol=0, atol=1e-5)

@@ -46,7 +46,7 @@ def test_train_then_test_with_the_mm_tools(run_env):
     log = run_tool([sys.executable, 'tools/train.py', DEMO_DETECTOR,
                 '--work-dir', str(work / 'train'), '--cfg-options',
                 *run_env['options'], *_schedule(TRAIN_ITERS)], run_env['env'])
-    assert 'QuadraticStageHook: stage 2 from iteration' in log
+    assert 'QuadraticStageHook: phase 2 from iteration' in log
     assert 'quadratic adapter tensors' in log  # left at zero init, logged
     ckpt = work / 'train' / f'iter_{TRAIN_ITERS}.pth'
     assert ckpt.is_file()

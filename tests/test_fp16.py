@@ -40,7 +40,7 @@ def _run(layer: nn.Module, x: torch.Tensor, dtype):
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('std', STDS, ids=str)
 @pytest.mark.parametrize('kind', LAYERS)
-def test_branch_finite_wherever_the_layer_is(kind, std, dtype):
+def test_quadratic_term_finite_wherever_the_layer_is(kind, std, dtype):
     torch.manual_seed(0)
     conv = LAYERS[kind]()
     layer = QuadraticConv2d.from_conv(conv)  # dense rank 8, k=3, d=2 (the default)
@@ -59,7 +59,7 @@ def test_branch_finite_wherever_the_layer_is(kind, std, dtype):
     # L's own do; GradScaler owns that.)
 
 
-def test_plain_branch_below_the_range_limit_and_bounded_above():
+def test_plain_quadratic_term_below_the_range_limit_and_bounded_above():
     """Below the limit the branch is the plain quadratic bit for bit; above, it grows
     like L (degree 1), and the same in fp32 as in fp16 up to rounding."""
     torch.manual_seed(0)
@@ -69,16 +69,16 @@ def test_plain_branch_below_the_range_limit_and_bounded_above():
     a, b = layer.quad_a(x), layer.quad_b(x)
     assert max(a.abs().max(), b.abs().max()) < layer.interaction.range_limit
     with torch.no_grad():
-        assert torch.equal(layer.branch(x), layer.quad_u(a * b) * layer.scale)
-        big = [layer.branch(x * 1e3).abs().max().item(), layer.branch(x * 1e4).abs().max().item()]
+        assert torch.equal(layer.quadratic_term(x), layer.quad_u(a * b) * layer.scale)
+        big = [layer.quadratic_term(x * scale).abs().max().item() for scale in (1e3, 1e4)]
         assert 5 < big[1] / big[0] < 20  # ~10x for 10x the input, not 100x
         with torch.autocast('cpu', dtype=torch.float16):
-            half = layer.branch(x * 1e3)
-        torch.testing.assert_close(half.float(), layer.branch(x * 1e3), rtol=2e-2,
+            half = layer.quadratic_term(x * 1e3)
+        torch.testing.assert_close(half.float(), layer.quadratic_term(x * 1e3), rtol=2e-2,
                                    atol=0.05 * big[0])
 
 
-def test_linear_branch_finite_under_fp16():
+def test_linear_quadratic_term_finite_under_fp16():
     torch.manual_seed(0)
     layer = QuadraticLinear.from_linear(nn.Linear(384, 384))
     nn.init.normal_(layer.quad_u.weight, std=1e-2)

@@ -20,14 +20,14 @@ triton = pytest.importorskip('triton')
 INTERPRETED_CHECK = r'''
 import torch
 import torch.nn.functional as F
-from quadra_mm.ops import fused_branch_add_
-from quadra_mm.ops import build_kernel, pointwise_conv
+from quadra_mm.ops import fused_quadratic_term_add_
+from quadra_mm.ops import build_interaction, pointwise_conv
 
 torch.manual_seed(0)
 kernels = [('quadratic', {}), ('linear', {}), ('rbf', dict(sigma=1.5)),
            ('poly', dict(degree=3, c=0.5))]
 for name, cfg in kernels:
-    phi = build_kernel(name, **cfg)
+    phi = build_interaction(name, **cfg)
     # rank 3 (padded to 4 in the kernel), 20 outputs (two output blocks), 35 pixels.
     for memory_format in (torch.contiguous_format, torch.channels_last):
         y = torch.randn(2, 20, 5, 7).contiguous(memory_format=memory_format)
@@ -35,25 +35,26 @@ for name, cfg in kernels:
         u = torch.randn(20, 3, 1, 1)
         a, b = ab.chunk(2, 1)
         expected = y + pointwise_conv(phi(a, b), u)
-        out = fused_branch_add_(y, ab, u, phi)
+        out = fused_quadratic_term_add_(y, ab, u, phi)
         assert out is y
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
     rows, ab, u = torch.randn(9, 20), torch.randn(9, 6), torch.randn(20, 3)
     a, b = ab.chunk(2, -1)
     expected = rows + F.linear(phi(a, b), u)
-    torch.testing.assert_close(fused_branch_add_(rows, ab, u, phi), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fused_quadratic_term_add_(rows, ab, u, phi), expected, rtol=1e-5,
+                               atol=1e-4)
     # With a range scale c (per image; per row for tokens): y + c U(phi(a / c, b / c)).
     y, ab, u = torch.randn(2, 20, 5, 7), 300 * torch.randn(2, 6, 5, 7), torch.randn(20, 3, 1, 1)
     scale = torch.tensor([1.0, 8.0]).view(2, 1, 1, 1)
     a, b = (ab / scale).chunk(2, 1)
     expected = y + pointwise_conv(phi(a, b), u, sample_scale=scale)
-    torch.testing.assert_close(fused_branch_add_(y, ab, u, phi, scale), expected,
+    torch.testing.assert_close(fused_quadratic_term_add_(y, ab, u, phi, scale), expected,
                                rtol=1e-4, atol=1e-2)
     rows, ab, u = torch.randn(9, 20), 300 * torch.randn(9, 6), torch.randn(20, 3)
     scale = 2.0 ** torch.arange(9.0).view(9, 1)
     a, b = (ab / scale).chunk(2, -1)
     expected = rows + F.linear(phi(a, b), u) * scale
-    torch.testing.assert_close(fused_branch_add_(rows, ab, u, phi, scale), expected,
+    torch.testing.assert_close(fused_quadratic_term_add_(rows, ab, u, phi, scale), expected,
                                rtol=1e-4, atol=1e-2)
 print('interpreted kernel ok')
 '''
@@ -79,11 +80,11 @@ def test_exported_cuda_matches_adapted(kernel, autocast):
     }
     for model, preset, x in models.values():
         model = model.cuda().eval()
-        inject_quadratic_adapters(model, preset, rank=8, kernel=kernel)
+        inject_quadratic_adapters(model, preset, rank=8, interaction=kernel)
         for _, layer in quadratic_layers(model):
             nn.init.normal_(layer.quad_u.weight, std=0.1)
         exported = export_for_inference(model)
-        assert all(layer.fused and not layer.branch_is_zero
+        assert all(layer.fused and not layer.quadratic_term_is_zero
                    for _, layer in quadratic_layers(exported))
         x = x.cuda()
         for memory_format in (torch.contiguous_format, torch.channels_last):

@@ -8,7 +8,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import quadra_mm  # noqa: F401
-from quadra_mm.hooks import QuadraticStageHook, primary_parameters
+from quadra_mm.adapters import quadratic_layers
+from quadra_mm.hooks import QuadraticStageHook, phase_one_frozen_parameters
 from quadra_mm.ops import is_adapter_param_name
 
 from helpers import TINY_CONVNEXT, RecordChanges, convnext_cfg, qnv2_cfg, tiny_training
@@ -65,7 +66,7 @@ def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None,
 
 
 def _split(model):
-    primary = set(primary_parameters(model, 'backbone'))
+    primary = set(phase_one_frozen_parameters(model, 'backbone'))
     adapters = {n for n, _ in model.named_parameters()
                 if is_adapter_param_name(n)}
     others = {n for n, _ in model.named_parameters()} - primary - adapters
@@ -94,6 +95,21 @@ def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(
     assert all(all(id(p) in ids for p in g['params']) for g in primary_groups)
     assert primary_groups[0]['lr'] == pytest.approx(
         0.5 * other_groups[0]['lr'])
+
+
+def test_phase_switch_changes_the_backward(tmp_path):
+    """Every quadratic layer keeps its projections for backward while its primary
+    term is frozen (phase 1) and recomputes them once it trains (phase 2)."""
+    runner, _ = _runner(tmp_path, 4)
+    layers = [layer for _, layer in quadratic_layers(runner.model)]
+    choices = []
+    handles = [layer.register_forward_pre_hook(
+        lambda layer, _: choices.append(layer._keeps_projection())) for layer in layers]
+    runner.train()
+    for handle in handles:
+        handle.remove()
+    per_iteration = [choices[i:i + len(layers)] for i in range(0, len(choices), len(layers))]
+    assert per_iteration == [[True] * len(layers)] * 2 + [[False] * len(layers)] * 2
 
 
 def test_compiled_train_step_with_paramwise_cfg(tmp_path):
@@ -126,7 +142,7 @@ def test_stage_follows_a_resumed_run_across_the_boundary(tmp_path, stop_at):
         assert bool(changed & primary) == (it >= 3), it
     hook = next(h for h in second.hooks
                 if isinstance(h, QuadraticStageHook))
-    assert hook.stage == 2
+    assert hook.phase == 2
 
 
 def test_stage_hook_config_errors():
@@ -139,9 +155,9 @@ def test_stage_hook_config_errors():
     model = torch.nn.Module()
     model.backbone = torch.nn.Conv2d(1, 1, 1)
     with pytest.raises(ValueError, match='model.backbone has no quadratic'):
-        primary_parameters(model, 'backbone')
+        phase_one_frozen_parameters(model, 'backbone')
     with pytest.raises(ValueError, match='no sub-module `neck`'):
-        primary_parameters(model, 'neck')
+        phase_one_frozen_parameters(model, 'neck')
 
 
 def test_stats_hook_logs_per_stage_ratios(tmp_path):

@@ -1,15 +1,15 @@
-"""The quadratic neuron: math, initialisation, kernels, memory-efficient backward."""
+"""The quadratic neuron: math, initialisation, interactions, memory-efficient backward."""
 import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from quadra_mm.ops import (
-    KERNELS,
+    INTERACTIONS,
     QuadraticConv2d,
     QuadraticLinear,
     QuadraticNeuron,
-    build_kernel,
+    build_interaction,
     is_adapter_param_name,
     saved_tensor_bytes,
 )
@@ -26,45 +26,64 @@ LAYERS = {
                             (1, 3, 5, 5)),
     'linear': (lambda: nn.Linear(5, 4), {}, (1, 3, 5)),
 }
-KERNEL_CFGS = {'quadratic': {}, 'linear': {}, 'rbf': dict(sigma=1.5), 'poly': dict(degree=2, c=0.5)}
+INTERACTION_CFGS = {'quadratic': {}, 'linear': {}, 'rbf': dict(sigma=1.5),
+                    'poly': dict(degree=2, c=0.5)}
 
 
-def make_layer(kind: str, kernel: str = 'quadratic', memory_efficient: bool = True,
+def make_layer(kind: str, interaction: str = 'quadratic', memory_efficient: bool = True,
                dtype: torch.dtype = torch.float32, randomize_u: bool = True):
     factory, options, shape = LAYERS[kind]
     original = factory().to(dtype)
     wrap = (QuadraticLinear.from_linear if isinstance(original, nn.Linear)
             else QuadraticConv2d.from_conv)
-    layer = wrap(original, rank=2, kernel=kernel, kernel_cfg=KERNEL_CFGS[kernel],
+    layer = wrap(original, rank=2, interaction=interaction,
+                 interaction_cfg=INTERACTION_CFGS[interaction],
                  memory_efficient=memory_efficient, name=kind, **options)
     if randomize_u:
         nn.init.normal_(layer.quad_u.weight)
     return original, layer, torch.randn(shape, dtype=dtype)
 
 
-def test_kernels():
+def test_interactions():
     a, b = torch.randn(2, 7), torch.randn(2, 7)
-    torch.testing.assert_close(build_kernel('quadratic')(a, b), a * b)
-    torch.testing.assert_close(build_kernel('rbf', sigma=2.0)(a, b), torch.exp(-(a - b)**2 / 8))
-    torch.testing.assert_close(build_kernel('poly', degree=3, c=0.5)(a, b), (a * b + 0.5)**3)
-    torch.testing.assert_close(build_kernel('linear')(a, b), a + b)
-    assert set(KERNELS) == {'quadratic', 'linear', 'rbf', 'poly'}
+    torch.testing.assert_close(build_interaction('quadratic')(a, b), a * b)
+    torch.testing.assert_close(build_interaction('rbf', sigma=2.0)(a, b),
+                               torch.exp(-(a - b)**2 / 8))
+    torch.testing.assert_close(build_interaction('poly', degree=3, c=0.5)(a, b), (a * b + 0.5)**3)
+    torch.testing.assert_close(build_interaction('linear')(a, b), a + b)
+    assert set(INTERACTIONS) == {'quadratic', 'linear', 'rbf', 'poly'}
 
 
-def test_kernel_errors():
+def test_interaction_errors():
     with pytest.raises(ValueError, match=r"'cubic'.*\['linear', 'poly', 'quadratic', 'rbf'\]"):
-        build_kernel('cubic')
+        build_interaction('cubic')
     with pytest.raises(ValueError, match=r"\['gamma'\]"):
-        build_kernel('rbf', gamma=1.0)
+        build_interaction('rbf', gamma=1.0)
     with pytest.raises(ValueError, match=r"\['sigma'\]"):
-        build_kernel('quadratic', sigma=1.0)
+        build_interaction('quadratic', sigma=1.0)
     with pytest.raises(ValueError, match='sigma'):
-        build_kernel('rbf', sigma=0.0)
+        build_interaction('rbf', sigma=0.0)
     with pytest.raises(ValueError, match='head.fc'):
-        QuadraticLinear.from_linear(nn.Linear(3, 3), kernel='cubic', name='head.fc')
+        QuadraticLinear.from_linear(nn.Linear(3, 3), interaction='cubic', name='head.fc')
 
 
-@pytest.mark.parametrize('kernel', sorted(KERNELS))
+def test_interaction_under_its_old_name():
+    """``kernel=`` / ``kernel_cfg=`` (the configs' spelling) still work; both names of
+    one argument at once is an error naming the layer."""
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    old = QuadraticConv2d.from_conv(conv, kernel='poly', kernel_cfg=dict(degree=3))
+    new = QuadraticConv2d.from_conv(conv, interaction='poly', interaction_cfg=dict(degree=3))
+    assert old.interaction_name == new.interaction_name == 'poly'
+    assert old.interaction.degree == new.interaction.degree == 3
+    assert QuadraticLinear.from_linear(nn.Linear(3, 3), kernel='rbf').interaction_name == 'rbf'
+    assert QuadraticConv2d.from_conv(conv).interaction_name == 'quadratic'
+    with pytest.raises(ValueError, match=r'stem\.conv.*`kernel` is the old name of `interaction`'):
+        QuadraticConv2d.from_conv(conv, interaction='rbf', kernel='rbf', name='stem.conv')
+    with pytest.raises(ValueError, match='`kernel_cfg` is the old name of `interaction_cfg`'):
+        QuadraticLinear.from_linear(nn.Linear(3, 3), interaction_cfg={}, kernel_cfg={})
+
+
+@pytest.mark.parametrize('kernel', sorted(INTERACTIONS))
 @pytest.mark.parametrize('kind', sorted(LAYERS))
 def test_function_preserved_at_init(kind, kernel):
     original, layer, x = make_layer(kind, kernel, randomize_u=False)
@@ -79,8 +98,8 @@ def test_attributes_and_sharing():
     layer = QuadraticConv2d.from_conv(conv, rank=4, alpha=8)
     assert layer.bias is None and layer.weight is conv.weight
     assert layer.quad_a.weight.dtype == torch.float64
-    assert (layer.rank, layer.scale, layer.kernel_name) == (4, 2.0, 'quadratic')
-    assert layer.memory_efficient and not layer.depthwise and layer.stage is None
+    assert (layer.rank, layer.scale, layer.interaction_name) == (4, 2.0, 'quadratic')
+    assert layer.memory_efficient is None and not layer.depthwise and layer.stage is None
     assert isinstance(layer, QuadraticNeuron) and isinstance(layer, nn.Conv2d)
     assert not layer.quad_u.weight.any()
     assert len(list(layer.adapter_parameters())) == 3
@@ -94,11 +113,11 @@ def test_reset_adapter_and_stats():
     original, layer, x = make_layer('dense_conv')
     layer.record_stats = True
     y = layer(x)
-    branch_norm, primary_norm = layer.last_stats
-    assert branch_norm.dim() == 0 and not branch_norm.requires_grad
+    term_norm, primary_norm = layer.last_stats
+    assert term_norm.dim() == 0 and not term_norm.requires_grad
     torch.testing.assert_close(primary_norm, original(x).norm())
-    torch.testing.assert_close(branch_norm, layer.branch(x).norm())
-    torch.testing.assert_close(y, original(x) + layer.branch(x))
+    torch.testing.assert_close(term_norm, layer.quadratic_term(x).norm())
+    torch.testing.assert_close(y, original(x) + layer.quadratic_term(x))
     a_before = layer.quad_a.weight.clone()
     layer.reset_adapter()
     assert not layer.quad_u.weight.any() and not torch.equal(layer.quad_a.weight, a_before)
@@ -106,12 +125,12 @@ def test_reset_adapter_and_stats():
     assert layer.last_stats[0] == 0
 
 
-def test_branch_math():
+def test_quadratic_term_math():
     """The fused single-conv branch equals the textbook s * U(A(x) * B(x))."""
     for kind in ('dense_conv', 'depthwise_variant', 'strided_conv', 'linear'):
         _, layer, x = make_layer(kind)
         a, b, u = layer.quad_a, layer.quad_b, layer.quad_u
-        torch.testing.assert_close(layer.branch(x), layer.scale * u(a(x) * b(x)))
+        torch.testing.assert_close(layer.quadratic_term(x), layer.scale * u(a(x) * b(x)))
 
 
 @pytest.mark.parametrize('padding,kernel_size,dilation', [
@@ -121,7 +140,7 @@ def test_output_shape_kept(padding, kernel_size, dilation):
     layer = QuadraticConv2d.from_conv(conv, rank=2, kernel_size=kernel_size, dilation=dilation)
     for size in ((7, 9), (8, 10)):
         x = torch.randn(1, 3, *size)
-        assert layer.branch(x).shape == conv(x).shape
+        assert layer.quadratic_term(x).shape == conv(x).shape
 
 
 def test_layer_errors():
@@ -153,7 +172,7 @@ def _grad_inputs(layer, x):
 
 
 @pytest.mark.parametrize('memory_efficient', [True, False])
-@pytest.mark.parametrize('kernel', sorted(KERNELS))
+@pytest.mark.parametrize('kernel', sorted(INTERACTIONS))
 @pytest.mark.parametrize('kind', sorted(LAYERS))
 def test_gradcheck(kind, kernel, memory_efficient):
     _, layer, x = make_layer(kind, kernel, memory_efficient, torch.float64)
@@ -166,7 +185,7 @@ def test_gradcheck(kind, kernel, memory_efficient):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-@pytest.mark.parametrize('kernel', sorted(KERNELS))
+@pytest.mark.parametrize('kernel', sorted(INTERACTIONS))
 @pytest.mark.parametrize('kind', sorted(LAYERS))
 def test_memory_efficient_same_gradients(kind, kernel):
     _, layer, x = make_layer(kind, kernel)

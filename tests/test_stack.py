@@ -15,7 +15,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner
 
 import quadra_mm
-from quadra_mm.compat import AtomicLocalBackend
+from quadra_mm.atomic_local_backend import AtomicLocalBackend
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), '..', 'configs')
 

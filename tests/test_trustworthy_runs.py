@@ -109,7 +109,7 @@ def test_sigkill_then_resume_is_bit_identical(run_env, uninterrupted,
         # resumes from the stage-1 checkpoint iter_3 and switches again.
         last = _kill_when(
             run_env, work,
-            lambda log: f'stage 2 from iteration {SWITCH}' in log)
+            lambda log: f'phase 2 from iteration {SWITCH}' in log)
         assert last.endswith('iter_3.pth'), last
     log = run_tool(_train_args(run_env, work, resume=True), run_env['env'])
     assert 'ExactResumeHook: continuing the data stream' in log

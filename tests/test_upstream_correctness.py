@@ -104,7 +104,7 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
 
     hook = next(h for h in runner.hooks if type(h).__name__ ==
                 'QuadraticStageHook')
-    assert hook.stage == 2
+    assert hook.phase == 2
     params = dict(runner.model.backbone.named_parameters())
     frozen = [n for n in params if n.startswith(('conv1.', 'bn1.', 'layer1.'))]
     assert frozen and not snapshot.trainable & set(frozen)
@@ -119,7 +119,7 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
     assert oct(checkpoint.stat().st_mode & 0o777) == '0o644'
 
 
-def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_branch():
+def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_term():
     """mmcv's fuse_conv_bn (mmdet benchmark.py --fuse-conv-bn) on an adapted
     ResNet with non-zero U, in its training form and exported: the outputs
     of the unfused model (1e-5). The branch is normalised when the pair is

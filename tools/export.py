@@ -165,7 +165,7 @@ def main() -> None:
     trained_s, exported_s = time_inference([model, reloaded], batch,
                                            args.repeats)
     layers = [layer for _, layer in quadratic_layers(exported)]
-    active = sum(not layer.branch_is_zero for layer in layers)
+    active = sum(not layer.quadratic_term_is_zero for layer in layers)
     print(f'exported {cfg_path} and {ckpt_path} ({len(layers)} fused quadratic '
           f'layers, {active} with a non-zero adapter)')
     _, h, w = batch['inputs'][0].shape

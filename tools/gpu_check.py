@@ -36,7 +36,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from benchmark_adapters import ZOOS  # noqa: E402
+from benchmarking import ZOOS  # noqa: E402
 
 from quadra_mm.adapters import inject_quadratic_adapters, quadratic_layers  # noqa: E402
 from quadra_mm.deploy import export_for_inference  # noqa: E402

@@ -41,7 +41,7 @@ if [[ $DRY == 1 ]]; then
 else
     BENCH="--device cuda --batch-size 128 --repeats 5 --dtype bf16 fp16 --compile"
 fi
-step benchmark bash -c "$PY tools/benchmark_adapters.py --zoo timm $BENCH --no-placement --no-detector --out '$DIR/benchmark.md' > '$DIR/benchmark.log' 2>&1" | tee -a "$DIR/summary.txt"
+step benchmark bash -c "$PY tools/benchmark_adapters.py --zoo timm $BENCH --no-placement --no-pruned --no-detector --out '$DIR/benchmark.md' > '$DIR/benchmark.log' 2>&1" | tee -a "$DIR/summary.txt"
 grep -q FAILED "$DIR/summary.txt" && status=1
 echo "gpu_check: results in $DIR" | tee -a "$DIR/summary.txt"
 exit $status

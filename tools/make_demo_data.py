@@ -4,31 +4,35 @@
     python tools/make_demo_data.py --out data/shapes [--train 240] [--val 60]
         [--img-size 192] [--crop-size 64] [--seed 0] [--skip-existing]
 
-The generator lives in quadra_mm/datasets/demo_shapes.py (no mm imports).
+The generator is the package quadra_mm/datasets/demo_shapes/ (no mm imports).
 """
 import argparse
 import importlib.util
 import os.path as osp
 import sys
 
-_SRC = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                'quadra_mm', 'datasets', 'demo_shapes.py')
+GENERATOR_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                         'quadra_mm', 'datasets', 'demo_shapes')
 
 
-def _load_generator():
-    # Loaded by file path, not through `import quadra_mm`: the package's
-    # __init__ sets up the whole torch/mm stack, which the generator needs
-    # none of (it runs before that stack is even installed).
+def load_generator():
+    """The package ``quadra_mm/datasets/demo_shapes``, loaded by file path."""
+    # Not through `import quadra_mm`: the package's __init__ sets up the whole
+    # torch/mm stack, which the generator needs none of (it runs before that
+    # stack is even installed). Its modules import each other relatively,
+    # found through the package's search location.
     name = 'quadra_mm_demo_shapes'
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SRC)
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(GENERATOR_DIR, '__init__.py'),
+            submodule_search_locations=[GENERATOR_DIR])
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
     return sys.modules[name]
 
 
-_gen = _load_generator()
+_gen = load_generator()
 CLASSES = _gen.CLASSES
 DEFAULTS = _gen.DEFAULTS
 make_demo_data = _gen.make_demo_data

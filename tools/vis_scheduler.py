@@ -76,7 +76,7 @@ def patch(upstream: ModuleType) -> None:
             if stage_hook is None:
                 return
             wrapper = runner.optim_wrapper
-            primary = {id(p) for p in stage_hook.primary.values()}
+            primary = {id(p) for p in stage_hook.frozen_in_phase_one.values()}
             holds_primary = [any(id(p) in primary for p in group['params'])
                              for group in wrapper.param_groups]
             other, prim = holds_primary.index(False), holds_primary.index(True)

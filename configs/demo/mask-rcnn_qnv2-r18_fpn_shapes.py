@@ -1,8 +1,13 @@
 # Demo step 3/4: Mask R-CNN + FPN with the QNv2-ResNet-18 adapted in
 # step 2, trained with tools/train.py and scored by mmdet's CocoMetric (bbox +
-# segm) with tools/test.py. A miniature of configs/qnv2_mask-rcnn_coco.py:
+# segm) with tools/test.py. A miniature of
+# configs/mask-rcnn_qnv2-convnext-t_fpn_amp-ms-crop-3x_coco.py:
 # the same model-zoo base, a smaller model and the generated shapes data.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/qnv2_adapter.py',
+    '../_base_/qnv2_hooks.py',
+]
 custom_imports = dict(imports=['quadra_mm'], allow_failed_imports=False)
 
 classes = ('circle', 'cross', 'ellipse', 'square', 'star', 'triangle')
@@ -23,7 +28,7 @@ model = dict(
             frozen_stages=-1,
             norm_eval=True),
         targets='resnet',
-        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter={{_base_.qnv2_adapter}},
         init_cfg=dict(
             type='Pretrained', checkpoint=adapted_checkpoint,
             prefix='backbone.')),
@@ -106,8 +111,7 @@ param_scheduler = [
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5),
     dict(type='QuadraticStatsHook', interval=100),
-    dict(type='WeightsOnlyCheckpointHook'),  # plain torch.load reads them
-    dict(type='ExactResumeHook'),  # RNG + data position in checkpoints
+    *_base_.qnv2_checkpoint_hooks,
     # Beside each full checkpoint: only what trained, over its base.
     dict(type='AdapterCheckpointHook'),
 ]

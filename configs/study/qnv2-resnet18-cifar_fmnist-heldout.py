@@ -4,7 +4,7 @@
 # training: adapters, norms and head first, everything (primary terms at
 # lr x0.1) from half-way. tools/run_study.py derives the adapter-only, LoRA
 # (kernel='linear') and from-scratch quadratic arms from this file.
-_base_ = './resnet18-cifar_fmnist-heldout.py'
+_base_ = ['./resnet18-cifar_fmnist-heldout.py', '../_base_/qnv2_adapter.py']
 
 model = dict(backbone=dict(
     _delete_=True,
@@ -13,7 +13,7 @@ model = dict(backbone=dict(
                   stem_channels={{_base_.width}},
                   base_channels={{_base_.width}}),
     targets='resnet',
-    adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+    adapter={{_base_.qnv2_adapter}},
     init_cfg=dict(type='Pretrained', checkpoint={{_base_.source_checkpoint}},
                   prefix='backbone.')))
 custom_hooks = [

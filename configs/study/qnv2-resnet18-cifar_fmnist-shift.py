@@ -1,6 +1,6 @@
 # Adaptation study, task (b) with QNv2: as qnv2-resnet18-cifar_fmnist-heldout.py
 # on the shifted source classes (resnet18-cifar_fmnist-shift.py).
-_base_ = ['./resnet18-cifar_fmnist-shift.py']
+_base_ = ['./resnet18-cifar_fmnist-shift.py', '../_base_/qnv2_adapter.py']
 
 model = dict(backbone=dict(
     _delete_=True,
@@ -9,7 +9,7 @@ model = dict(backbone=dict(
                   stem_channels={{_base_.width}},
                   base_channels={{_base_.width}}),
     targets='resnet',
-    adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+    adapter={{_base_.qnv2_adapter}},
     init_cfg=dict(type='Pretrained', checkpoint={{_base_.source_checkpoint}},
                   prefix='backbone.')))
 custom_hooks = [

@@ -4,7 +4,7 @@
 # preset; backbone and head from the same checkpoint) and trained on the same
 # task with stage training. tools/run_study.py derives the adapters-only, LoRA
 # and from-scratch arms from this file.
-_base_ = './resnet18-w32-cifar_fmnist-10cls.py'
+_base_ = ['./resnet18-w32-cifar_fmnist-10cls.py', '../_base_/qnv2_adapter.py']
 
 pretrained_checkpoint = 'work_dirs/study/same-task/pretrain/iter_500.pth'
 
@@ -14,7 +14,7 @@ model = dict(
         type='QuadraNetV2',
         backbone={{_base_.model.backbone}},
         targets='resnet',
-        adapter=dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic'),
+        adapter={{_base_.qnv2_adapter}},
         init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint,
                       prefix='backbone.')),
     head=dict(init_cfg=dict(type='Pretrained',

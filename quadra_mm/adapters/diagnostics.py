@@ -15,7 +15,7 @@ def first_nonfinite_layer(model: nn.Module, run: Callable[[], object]) -> Option
     NaN or an infinity while its input is finite; ``None`` if there is none.
 
     ``what`` describes the input and output (dtype, max ``|x|``, non-finite count), which
-    tells an overflow of the branch from a bad input. Checks cost a host sync per layer,
+    tells an overflow of the quadratic term from a bad input. Checks cost a host sync per layer,
     so this is for diagnosis after the fact, not for every step.
     """
     found: List[Tuple[str, str]] = []

@@ -1,7 +1,7 @@
 """Switching quadratic adapters off, and choosing which to switch off.
 
 An adapter is off when its ``U`` is zero: the layer then computes ``L(x)`` exactly, and
-its fused (inference) form skips the branch, so the exported model's FLOPs and time
+its fused (inference) form skips the quadratic term, so the exported model's FLOPs and time
 fall by exactly that adapter's share. The choice is greedy on an order given by the
 caller (least important first): switching off adapter ``i`` saves its FLOPs ``f_i``
 independently of the others, so the forward FLOPs ratio after switching off a set
@@ -9,18 +9,20 @@ independently of the others, so the forward FLOPs ratio after switching off a se
 """
 import contextlib
 import math
-from typing import Dict, Iterable, Iterator, List, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import torch
+from torch import nn
 
 from ..ops import QuadraticNeuron
+from .surgery import quadratic_layers
 
-__all__ = ['switch_off', 'switched_off', 'prune_to_flops', 'prune_fraction']
+__all__ = ['switch_off', 'switched_off', 'prune_to_flops', 'prune_fraction', 'adapter_flops']
 
 
 @torch.no_grad()
 def switch_off(layers: Iterable[QuadraticNeuron]) -> None:
-    """Set ``U = 0`` in each layer; a fused layer re-fuses, so it skips its branch."""
+    """Set ``U = 0`` in each layer; a fused layer re-fuses, so it skips its quadratic term."""
     for layer in layers:
         layer.quad_u.weight.zero_()
         if layer.fused:
@@ -42,6 +44,26 @@ def switched_off(layers: Iterable[QuadraticNeuron]) -> Iterator[None]:
                 layer.quad_u.weight.copy_(weight)
                 if layer.fused:
                     layer.fuse()
+
+
+def adapter_flops(exported: nn.Module, count: Callable[[nn.Module], Dict[str, int]]
+                  ) -> Tuple[Dict[str, int], int, int]:
+    """Forward FLOPs ``f_i`` of each adapter of an exported model, with the counter
+    ``count`` (FLOPs per module name, ``''`` for the whole model: mmengine's
+    ``FlopAnalyzer.by_module()`` on the caller's input).
+
+    ``f_i`` is the layer's count with every adapter on minus with every adapter off: a
+    fused layer with ``U = 0`` skips its quadratic term, so the all-off count is the first-order
+    model's ``F_0``. The adapters are back as they were on return.
+
+    Returns:
+        ``(f_i per quadratic layer name, adapted model's FLOPs, F_0)``.
+    """
+    layers = dict(quadratic_layers(exported))
+    on = count(exported)
+    with switched_off(layers.values()):
+        off = count(exported)
+    return {name: on.get(name, 0) - off.get(name, 0) for name in layers}, on[''], off['']
 
 
 def prune_to_flops(order: Sequence[str], adapter_flops: Dict[str, int], first_order_flops: int,

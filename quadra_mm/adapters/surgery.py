@@ -168,7 +168,8 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
             ``(?P<stage>\\d+)`` in a pattern gives the module's 0-based stage.
         stages: if given, only modules whose stage is in it are adapted.
         **defaults: options for every target (``rank``, ``kernel_size``, ``dilation``,
-            ``kernel``, ``kernel_cfg``, ``alpha``, ``depthwise``, ``memory_efficient``),
+            ``interaction``, ``interaction_cfg`` (old names ``kernel``, ``kernel_cfg``),
+            ``alpha``, ``depthwise``, ``memory_efficient``),
             overridden by the target's own; conv-only ones are ignored for linears.
 
     Returns:

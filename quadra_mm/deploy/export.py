@@ -22,7 +22,7 @@ def export_for_inference(model: nn.Module, inplace: bool = False, compile: bool 
     <quadra_mm.ops.QuadraticNeuron.fuse>`.
 
     A fused layer runs ``A`` and ``B`` as one conv/linear with ``2r`` outputs, has the
-    scale folded into ``U`` and skips its branch when ``U`` is exactly zero; its state
+    scale folded into ``U`` and skips its quadratic term when ``U`` is exactly zero; its state
     dict keeps the training keys, so the exported model loads the training checkpoint
     and its own. Outputs match the adapted model up to float rounding.
 
@@ -40,7 +40,7 @@ def export_for_inference(model: nn.Module, inplace: bool = False, compile: bool 
         model = copy.deepcopy(model)
     for name, layer in list(quadratic_layers(model)):
         layer.fuse()
-        if (drop_zero_adapters and layer.branch_is_zero
+        if (drop_zero_adapters and layer.quadratic_term_is_zero
                 and isinstance(layer, (nn.Conv2d, nn.Linear))):
             if name:
                 replace_module(model, name, plain_layer(layer))

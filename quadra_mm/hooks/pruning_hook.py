@@ -47,7 +47,7 @@ class AdapterPruningHook(Hook):
     and after) and kept in every checkpoint's ``meta['pruned_adapters']``: a
     resumed run (or one that loads such a checkpoint) freezes the same
     adapters and does not score again. In training the pruned layers still
-    run their (zero) branch; only the exported model saves their FLOPs.
+    compute their (zero) quadratic term; only the exported model saves their FLOPs.
     Under distributed training every rank scores (the evaluator gathers the
     ranks' results) and rank 0's choice is broadcast, so all ranks prune the
     same adapters; the frozen adapters have no gradients, so the config must
@@ -64,8 +64,8 @@ class AdapterPruningHook(Hook):
             prune, in [0, 1]; give exactly one of the two.
         scorer (str): ``'ablation'`` (exact: the val metric drop with one
             adapter off, one val pass per adapter plus one; the default, as
-            in ``adapter_importance.py``) or ``'norm'`` (the branch-to-primary
-            norm ratio, one val pass).
+            in ``adapter_importance.py``) or ``'norm'`` (the quadratic-to-primary
+            term norm ratio, one val pass).
         metric (str, optional): the val metric to score by; default the
             evaluator's first.
     """

@@ -1,4 +1,9 @@
-"""Stage training of quadratic networks (QuadraNet V2, Figure 5)."""
+"""Stage training of quadratic networks (QuadraNet V2, Figure 5).
+
+The paper's "stage training" runs in two **phases** (a "stage" elsewhere in
+quadra-mm is a backbone stage): phase 1 trains the adapters with the
+pretrained first-order parameters frozen, phase 2 trains everything.
+"""
 from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook
@@ -13,9 +18,13 @@ from quadra_mm.registry import register_hook
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-def primary_parameters(model: nn.Module, module: str) -> Dict[str, nn.Parameter]:
-    """The pretrained first-order parameters of ``model.<module>``: all but
-    the quadratic adapters and the normalisation layers."""
+def phase_one_frozen_parameters(model: nn.Module, module: str) -> Dict[str, nn.Parameter]:
+    """The parameters of ``model.<module>`` that phase 1 of stage training
+    freezes: its pretrained first-order parameters, i.e. all but the
+    quadratic adapters and the normalisation layers. This is more than the
+    primary parameters of the quadratic layers (``L``'s weight and bias,
+    :meth:`quadra_mm.ops.QuadraticNeuron.primary_parameters`): the layers
+    left first-order (stem, downsampling, ...) are frozen too."""
     target = getattr(model, module, None)
     if not isinstance(target, nn.Module):
         raise ValueError(f'QuadraticStageHook: the model '
@@ -32,41 +41,43 @@ def primary_parameters(model: nn.Module, module: str) -> Dict[str, nn.Parameter]
 
 @register_hook
 class QuadraticStageHook(Hook):
-    """Two-stage training of a QuadraNet V2 model.
+    """Stage training of a QuadraNet V2 model, in two phases.
 
-    * Stage 1 (before ``switch_iter`` / ``switch_epoch``): the primary terms
-      (the backbone's pretrained parameters, except norms) are frozen; the
-      quadratic adapters, norms, neck and heads train.
-    * Stage 2: everything trains; the primary terms at ``primary_lr_mult``
-      times the learning rate of their parameter group.
+    * Phase 1 (before ``switch_iter`` / ``switch_epoch``): the backbone's
+      pretrained first-order parameters, except norms (the primary terms and
+      the layers left first-order; :func:`phase_one_frozen_parameters`), are
+      frozen; the quadratic adapters, norms, neck and heads train.
+    * Phase 2: everything trains; the phase-1-frozen parameters at
+      ``primary_lr_mult`` times the learning rate of their parameter group.
 
-    The stage is a function of the runner's iteration (or epoch), so a run
-    resumed on either side of the boundary is in the right stage.
+    The phase is a function of the runner's iteration (or epoch), so a run
+    resumed on either side of the boundary is in the right phase.
 
     Only parameters that were trainable when the run started are toggled:
     what the backbone froze itself (``frozen_stages``, ``requires_grad=False``
-    norms) stays frozen in stage 2. mmdet's ResNet, for one, re-freezes its
+    norms) stays frozen in phase 2. mmdet's ResNet, for one, re-freezes its
     stem and first stages only at the next ``model.train()``, and the optimizer
     holds those parameters: unfreezing them for an iteration (or, with an
     epoch-based loop, for a whole epoch) would update them.
 
     The learning-rate multiplier is set up once, in ``before_run``, before a
     resumed optimizer state is loaded: each optimizer parameter group that
-    holds primary parameters is split in two, the primary part getting
+    holds phase-1-frozen parameters is split in two, that part getting
     ``lr * primary_lr_mult``; param schedulers are extended to match.
     Every group the hook leaves is a plain ``dict``: with ``paramwise_cfg``,
     mmengine's optimizer constructors hand the optimizer ``ConfigDict``
     groups, on which dynamo fails in ``AdamW.step`` when the config sets
     ``compile = True``.
-    Under DistributedDataParallel, stage 1 leaves parameters without
+    Under DistributedDataParallel, phase 1 leaves parameters without
     gradients, so the config must set ``find_unused_parameters = True``.
 
     Args:
-        switch_iter (int, optional): first iteration of stage 2.
-        switch_epoch (int, optional): first epoch of stage 2 (0-based, as
+        switch_iter (int, optional): first iteration of phase 2.
+        switch_epoch (int, optional): first epoch of phase 2 (0-based, as
             ``runner.epoch``); give exactly one of the two.
-        primary_lr_mult (float): lr multiplier of the primary terms.
-        module (str): the sub-module holding the primary terms.
+        primary_lr_mult (float): lr multiplier, in phase 2, of the
+            parameters phase 1 froze.
+        module (str): the sub-module holding the primary terms (the backbone).
     """
 
     priority = 'HIGH'
@@ -90,35 +101,35 @@ class QuadraticStageHook(Hook):
         self.switch_epoch = switch_epoch
         self.primary_lr_mult = primary_lr_mult
         self.module = module
-        self.stage: Optional[int] = None
-        self._primary: Dict[str, nn.Parameter] = {}
+        self.phase: Optional[int] = None
+        self._frozen_in_phase_one: Dict[str, nn.Parameter] = {}
 
     @property
-    def primary(self) -> Dict[str, nn.Parameter]:
-        """The parameters the stage switch toggles (after ``before_run``)."""
-        return dict(self._primary)
+    def frozen_in_phase_one(self) -> Dict[str, nn.Parameter]:
+        """The parameters the phase switch toggles (after ``before_run``)."""
+        return dict(self._frozen_in_phase_one)
 
     def _model(self, runner) -> nn.Module:
         return runner.model.module if is_model_wrapper(
             runner.model) else runner.model
 
-    def stage_at(self, iteration: int, epoch: int) -> int:
+    def phase_at(self, iteration: int, epoch: int) -> int:
         if self.switch_iter is not None:
             return 2 if iteration >= self.switch_iter else 1
         return 2 if epoch >= self.switch_epoch else 1
 
     def before_run(self, runner) -> None:
-        primary = primary_parameters(self._model(runner), self.module)
-        # `self._primary` is kept across runs of one hook: a second run
-        # (e.g. after an interrupted `runner.train()`) finds the primary terms
-        # frozen by this hook, not by the backbone.
-        recorded = {id(p) for p in self._primary.values()}
-        self._primary = {name: p for name, p in primary.items()
-                         if p.requires_grad or id(p) in recorded}
+        frozen = phase_one_frozen_parameters(self._model(runner), self.module)
+        # `self._frozen_in_phase_one` is kept across runs of one hook: a
+        # second run (e.g. after an interrupted `runner.train()`) finds these
+        # parameters frozen by this hook, not by the backbone.
+        recorded = {id(p) for p in self._frozen_in_phase_one.values()}
+        self._frozen_in_phase_one = {name: p for name, p in frozen.items()
+                                     if p.requires_grad or id(p) in recorded}
         if is_model_wrapper(runner.model) and not getattr(
                 runner.model, 'find_unused_parameters', True):
             raise ValueError(
-                'QuadraticStageHook: stage 1 leaves the primary terms '
+                'QuadraticStageHook: phase 1 leaves the pretrained parameters '
                 'without gradients; set `find_unused_parameters = True` in '
                 'the config for distributed training')
         # Only a training run has built its optimizer by now.
@@ -129,7 +140,7 @@ class QuadraticStageHook(Hook):
     def _split_param_groups(self, runner) -> None:
         wrappers = runner.optim_wrapper.values() if isinstance(
             runner.optim_wrapper, OptimWrapperDict) else [runner.optim_wrapper]
-        primary_ids = {id(p) for p in self._primary.values()}
+        frozen_ids = {id(p) for p in self._frozen_in_phase_one.values()}
         schedulers = runner.param_schedulers or []
         if isinstance(schedulers, dict):
             schedulers = [s for group in schedulers.values() for s in group]
@@ -140,17 +151,17 @@ class QuadraticStageHook(Hook):
             optimizer.param_groups[:] = [dict(group) for group in optimizer.param_groups]
             new_groups: List[dict] = []
             for index, group in enumerate(list(optimizer.param_groups)):
-                primary = [p for p in group['params'] if id(p) in primary_ids]
-                if not primary:
+                frozen = [p for p in group['params'] if id(p) in frozen_ids]
+                if not frozen:
                     continue
-                rest = [p for p in group['params'] if id(p) not in primary_ids]
+                rest = [p for p in group['params'] if id(p) not in frozen_ids]
                 scaled = {k: v for k, v in group.items() if k != 'params'}
                 for key in ('lr', 'initial_lr'):
                     if key in scaled:
                         scaled[key] = scaled[key] * self.primary_lr_mult
                 if rest:
                     group['params'] = rest
-                    new_groups.append(dict(scaled, params=primary))
+                    new_groups.append(dict(scaled, params=frozen))
                     for scheduler in schedulers:
                         if getattr(scheduler, 'optimizer', None) in (
                                 wrapper, optimizer):
@@ -173,22 +184,22 @@ class QuadraticStageHook(Hook):
             for group in new_groups:
                 optimizer.add_param_group(group)
 
-    def _apply(self, runner, stage: int) -> None:
-        if stage == self.stage:
+    def _apply(self, runner, phase: int) -> None:
+        if phase == self.phase:
             return
-        for param in self._primary.values():
-            param.requires_grad_(stage == 2)
-            if stage == 1:
+        for param in self._frozen_in_phase_one.values():
+            param.requires_grad_(phase == 2)
+            if phase == 1:
                 param.grad = None
-        self.stage = stage
+        self.phase = phase
         where = (f'iteration {runner.iter}' if self.switch_iter is not None
                  else f'epoch {runner.epoch}')
         runner.logger.info(
-            f'QuadraticStageHook: stage {stage} from {where}: '
-            f'{len(self._primary)} primary parameters of `{self.module}` '
-            + ('frozen' if stage == 1 else
+            f'QuadraticStageHook: phase {phase} from {where}: '
+            f'{len(self._frozen_in_phase_one)} pretrained parameters of `{self.module}` '
+            + ('frozen' if phase == 1 else
                f'train at lr x{self.primary_lr_mult}'))
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
-        self._apply(runner, self.stage_at(runner.iter, runner.epoch))
+        self._apply(runner, self.phase_at(runner.iter, runner.epoch))

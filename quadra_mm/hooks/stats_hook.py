@@ -14,7 +14,7 @@ from quadra_mm.registry import register_hook
 class QuadraticStatsHook(Hook):
     """Every ``interval`` training iterations, log per backbone stage:
 
-    * ``qnv2_stage{s}_ratio``: ``||quadratic branch|| / ||primary term||``
+    * ``qnv2_stage{s}_ratio``: ``||quadratic term|| / ||primary term||``
       over that stage's quadratic layers (L2 norms of their outputs in the
       iteration's forward pass, summed in quadrature);
     * ``qnv2_stage{s}_u_norm`` and ``qnv2_stage{s}_ab_norm``: Frobenius
@@ -61,8 +61,8 @@ class QuadraticStatsHook(Hook):
             stage = 'all' if layer.stage is None else str(layer.stage)
             acc = sums[stage]
             if layer.last_stats is not None:
-                branch, primary = layer.last_stats
-                acc['branch'] += float(branch)**2
+                quadratic, primary = layer.last_stats
+                acc['quadratic'] += float(quadratic)**2
                 acc['primary'] += float(primary)**2
                 layer.last_stats = None
             acc['u'] += float(layer.quad_u.weight.detach().norm())**2
@@ -72,7 +72,7 @@ class QuadraticStatsHook(Hook):
             tag = f'train/qnv2_stage{stage}'
             if acc['primary'] > 0:
                 runner.message_hub.update_scalar(
-                    f'{tag}_ratio', math.sqrt(acc['branch'] / acc['primary']))
+                    f'{tag}_ratio', math.sqrt(acc['quadratic'] / acc['primary']))
             runner.message_hub.update_scalar(f'{tag}_u_norm',
                                              math.sqrt(acc['u']))
             runner.message_hub.update_scalar(f'{tag}_ab_norm',

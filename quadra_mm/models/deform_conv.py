@@ -9,9 +9,9 @@ neuron
 ``L`` is the deformable conv itself: the quadratic layer is-a
 ``*DeformConv2dPack`` and keeps its ``weight``, ``bias`` and
 ``conv_offset.*`` at their state-dict keys. ``A`` and ``B`` are the plain
-atrous convs of :class:`~quadra_mm.ops.QuadraticConvBranch`, with ``L``'s
+atrous convs of :class:`~quadra_mm.ops.QuadraticConvNeuron`, with ``L``'s
 stride and output geometry: they read ``x`` on the regular grid, not at the
-deformed sampling points (``docs/design.md``, "DCN adapters"), so the branch,
+deformed sampling points (``docs/design.md``, "DCN adapters"), so the quadratic term,
 its analytic backward, the fused inference form and its FLOP count are those
 of the ``nn.Conv2d`` case. Importing this module registers both layer types
 with the model surgery
@@ -24,7 +24,7 @@ from mmcv.ops import DeformConv2dPack, ModulatedDeformConv2d, ModulatedDeformCon
 from torch import Tensor, nn
 
 from quadra_mm.adapters.surgery import register_adaptable
-from quadra_mm.ops import QuadraticConvBranch, QuadraticNeuron
+from quadra_mm.ops import QuadraticConvNeuron, QuadraticNeuron
 
 __all__ = [
     'QuadraticDeformConv2dPack', 'QuadraticModulatedDeformConv2dPack',
@@ -48,17 +48,17 @@ def dcn_config(dcn: DeformConvPack) -> Dict[str, Any]:
     return config
 
 
-class _QuadraticDeformConv(QuadraticConvBranch):
+class _QuadraticDeformConv(QuadraticConvNeuron):
     """A deformable conv ``L`` (the mmcv class ``first_order``, the next base
     after :class:`~quadra_mm.ops.QuadraticNeuron` in the MRO) plus the
     low-rank atrous quadratic adapter of
-    :class:`~quadra_mm.ops.QuadraticConvBranch`.
+    :class:`~quadra_mm.ops.QuadraticConvNeuron`.
 
     Args:
         *args, **kwargs: as ``first_order``; they describe ``L``.
-        rank, adapter_kernel_size, adapter_dilation, kernel, kernel_cfg,
-        alpha, depthwise, memory_efficient, name: as
-            :class:`~quadra_mm.ops.QuadraticConv2d`.
+        rank, adapter_kernel_size, adapter_dilation, interaction,
+        interaction_cfg, alpha, depthwise, memory_efficient, name, kernel,
+        kernel_cfg: as :class:`~quadra_mm.ops.QuadraticConv2d`.
         dtype: of the adapter (mmcv builds ``L`` in the default dtype).
 
     Raises:
@@ -69,27 +69,32 @@ class _QuadraticDeformConv(QuadraticConvBranch):
 
     def __init__(self, *args: Any, rank: int = 8,
                  adapter_kernel_size: _IntPair = 3,
-                 adapter_dilation: _IntPair = 2, kernel: str = 'quadratic',
-                 kernel_cfg: Optional[dict] = None,
+                 adapter_dilation: _IntPair = 2,
+                 interaction: Optional[str] = None,
+                 interaction_cfg: Optional[dict] = None,
                  alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: bool = True, name: Optional[str] = None,
-                 dtype: Optional[torch.dtype] = None, **kwargs: Any) -> None:
+                 memory_efficient: Optional[bool] = None, name: Optional[str] = None,
+                 dtype: Optional[torch.dtype] = None,
+                 kernel: Optional[str] = None,
+                 kernel_cfg: Optional[dict] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # first_order's
         self._init_conv_adapter(
             self.in_channels, self.out_channels, rank=rank,
             adapter_kernel_size=adapter_kernel_size,
-            adapter_dilation=adapter_dilation, kernel=kernel,
-            kernel_cfg=kernel_cfg, alpha=alpha, depthwise=depthwise,
-            memory_efficient=memory_efficient, name=name, dtype=dtype)
+            adapter_dilation=adapter_dilation, interaction=interaction,
+            interaction_cfg=interaction_cfg, alpha=alpha, depthwise=depthwise,
+            memory_efficient=memory_efficient, name=name, dtype=dtype,
+            kernel=kernel, kernel_cfg=kernel_cfg)
 
     @classmethod
     def from_dcn(cls, dcn: DeformConvPack, rank: int = 8,
                  kernel_size: _IntPair = 3, dilation: _IntPair = 2,
-                 kernel: str = 'quadratic',
-                 kernel_cfg: Optional[dict] = None,
+                 interaction: Optional[str] = None,
+                 interaction_cfg: Optional[dict] = None,
                  alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: bool = True,
-                 name: Optional[str] = None) -> '_QuadraticDeformConv':
+                 memory_efficient: Optional[bool] = None,
+                 name: Optional[str] = None, kernel: Optional[str] = None,
+                 kernel_cfg: Optional[dict] = None) -> '_QuadraticDeformConv':
         """Wrap an existing deformable conv, sharing (not copying) its
         weight, bias and offset conv; arguments as
         :meth:`~quadra_mm.ops.QuadraticConv2d.from_conv`."""
@@ -99,11 +104,12 @@ class _QuadraticDeformConv(QuadraticConvBranch):
         with torch.device('meta'):
             layer = cls(**dcn_config(dcn), rank=rank,
                         adapter_kernel_size=kernel_size,
-                        adapter_dilation=dilation, kernel=kernel,
-                        kernel_cfg=kernel_cfg, alpha=alpha,
+                        adapter_dilation=dilation, interaction=interaction,
+                        interaction_cfg=interaction_cfg, alpha=alpha,
                         depthwise=depthwise,
                         memory_efficient=memory_efficient, name=name,
-                        dtype=dcn.weight.dtype)
+                        dtype=dcn.weight.dtype, kernel=kernel,
+                        kernel_cfg=kernel_cfg)
         layer._adopt(dcn)
         layer.conv_offset = dcn.conv_offset
         return layer

@@ -108,7 +108,8 @@ def build_quadranet_v2(
             ``'vit'``, ...) or a list of ``dict(type=<regex>, **adapter
             overrides)``.
         adapter: defaults for every target: ``rank``, ``kernel_size``,
-            ``dilation``, ``kernel``, ``kernel_cfg``, ``alpha``,
+            ``dilation``, ``interaction``, ``interaction_cfg`` (or their old
+            names ``kernel``, ``kernel_cfg``), ``alpha``,
             ``depthwise``, ``memory_efficient``.
         stages: restrict the targets to these 0-based stages.
         init_cfg: as for any mm module; a ``dict(type='Pretrained',

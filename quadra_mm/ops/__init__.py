@@ -1,8 +1,8 @@
-"""Quadratic-neuron layers, interaction kernels and the memory-efficient backward.
+"""Quadratic-neuron layers, interactions and the analytic backward.
 
 Pure PyTorch: nothing here imports an OpenMMLab package.
 """
-from .autograd import QuadraticBranch, autocast_input
+from .autograd import QuadraticTerm, autocast_input
 from .functional import (
     adapter_padding,
     fuse_projections,
@@ -11,33 +11,35 @@ from .functional import (
     split_projections,
     subsampled_geometry,
 )
-from .kernels import (
-    KERNELS,
-    InteractionKernel,
-    LinearKernel,
-    PolyKernel,
-    QuadraticKernel,
-    RBFKernel,
-    build_kernel,
+from .interactions import (
+    INTERACTIONS,
+    Interaction,
+    LinearInteraction,
+    PolyInteraction,
+    QuadraticInteraction,
+    RBFInteraction,
+    build_interaction,
 )
 from .layers import (
     ADAPTER_PREFIX,
     QuadraticConv2d,
-    QuadraticConvBranch,
+    QuadraticConvNeuron,
     QuadraticLinear,
     QuadraticNeuron,
+    interaction_options,
     is_adapter_param_name,
     layer_config,
     share_parameters,
 )
 from .profiling import saved_tensor_bytes
-from .triton_kernels import fused_branch_add_
+from .triton_kernels import fused_quadratic_term_add_
 
 __all__ = [
-    'QuadraticNeuron', 'QuadraticConvBranch', 'QuadraticConv2d', 'QuadraticLinear', 'KERNELS',
-    'build_kernel', 'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel',
-    'PolyKernel', 'ADAPTER_PREFIX', 'is_adapter_param_name', 'layer_config', 'share_parameters',
-    'QuadraticBranch', 'autocast_input', 'adapter_padding', 'fuse_projections',
+    'QuadraticNeuron', 'QuadraticConvNeuron', 'QuadraticConv2d', 'QuadraticLinear',
+    'INTERACTIONS', 'build_interaction', 'Interaction', 'QuadraticInteraction',
+    'LinearInteraction', 'RBFInteraction', 'PolyInteraction', 'ADAPTER_PREFIX',
+    'is_adapter_param_name', 'layer_config', 'share_parameters', 'interaction_options',
+    'QuadraticTerm', 'autocast_input', 'adapter_padding', 'fuse_projections',
     'split_projections', 'pointwise_conv', 'pointwise_conv_backward', 'subsampled_geometry',
-    'saved_tensor_bytes', 'fused_branch_add_'
+    'saved_tensor_bytes', 'fused_quadratic_term_add_'
 ]

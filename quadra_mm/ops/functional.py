@@ -56,19 +56,19 @@ def split_projections(ab: Tensor, dim: int, interleave: bool) -> Tuple[Tensor, T
 def range_scale(ab: Tensor, limit: Optional[float], dim: int) -> Optional[Tensor]:
     """Per-sample power of two ``c >= 1`` with ``max |ab| / c <= limit``; ``None`` without a limit.
 
-    The interaction of the quadratic branch grows as ``|x|^2`` while ``L`` grows as
+    The interaction of the quadratic term grows as ``|x|^2`` while ``L`` grows as
     ``|x|``: under float16 autocast ``A(x) * B(x)`` overflows 65504 from input sizes of a
-    few hundred, and ``U(inf) = NaN`` even while ``U = 0``. The branch therefore computes
+    few hundred, and ``U(inf) = NaN`` even while ``U = 0``. The quadratic term therefore computes
     ``c * U(phi(a / c, b / c))``: with ``c = 1`` (every activation under ``limit``) that is
-    the plain branch bit for bit (division and product by a power of two are exact),
-    above it the interaction stays under ``limit^2`` and the branch grows like ``L``.
+    the plain quadratic term bit for bit (division and product by a power of two are exact),
+    above it the interaction stays under ``limit^2`` and the quadratic term grows like ``L``.
     ``c`` depends only on the values, never on the dtype, so a model computes the same
     function in fp32, bf16 and fp16. It is piecewise constant in ``x``: its derivative
-    is zero wherever it is defined, and the branch's gradient formulas hold as they are.
+    is zero wherever it is defined, and the quadratic term's gradient formulas hold as they are.
 
     Args:
         ab: the fused projection output.
-        limit: the kernel's :attr:`~quadra_mm.ops.kernels.InteractionKernel.range_limit`.
+        limit: the interaction's :attr:`~quadra_mm.ops.interactions.Interaction.range_limit`.
         dim: the first dimension reduced over: 1 for a conv's ``(N, 2r, H, W)`` (one
             ``c`` per image), ``-1`` for a linear's tokens (one ``c`` per token).
 

@@ -1,9 +1,9 @@
-"""One GPU kernel for the exported branch's epilogue: ``y += U'(phi(a, b))``.
+"""One GPU kernel for the exported quadratic term's epilogue: ``y += U'(phi(a, b))``.
 
 After the fused ``A``/``B`` conv (``ab``, ``2r`` channels), eager PyTorch runs ``phi``,
 the ``r -> out`` pointwise product and the residual add as separate passes over
-activations (an r-channel ``phi`` tensor and an out-channel branch output are written
-and read back). :func:`fused_branch_add_` reads ``a``, ``b`` once per pixel, forms
+activations (an r-channel ``phi`` tensor and an out-channel quadratic-term output are written
+and read back). :func:`fused_quadratic_term_add_` reads ``a``, ``b`` once per pixel, forms
 ``phi`` in registers and adds ``sum_i U'[o, i] phi_i`` into ``y`` in place, in fp32.
 
 Triton is imported lazily (it ships with torch's CUDA wheels); on CPU the eager path
@@ -14,20 +14,27 @@ from typing import Optional, Tuple
 
 from torch import Tensor
 
-from .kernels import InteractionKernel, LinearKernel, PolyKernel, QuadraticKernel, RBFKernel
+from .interactions import (
+    Interaction,
+    LinearInteraction,
+    PolyInteraction,
+    QuadraticInteraction,
+    RBFInteraction,
+)
 
-__all__ = ['fused_branch_add_', 'kernel_params']
+__all__ = ['fused_quadratic_term_add_', 'interaction_params']
 
-_KERNEL_IDS = {QuadraticKernel: 0, LinearKernel: 1, RBFKernel: 2, PolyKernel: 3}
+_INTERACTION_IDS = {
+    QuadraticInteraction: 0, LinearInteraction: 1, RBFInteraction: 2, PolyInteraction: 3}
 
 
-def kernel_params(interaction: InteractionKernel) -> Tuple[int, float, int]:
+def interaction_params(interaction: Interaction) -> Tuple[int, float, int]:
     """``(kernel id, real parameter, integer parameter)`` of ``phi`` for the kernel:
     rbf passes ``-1 / (2 sigma^2)``, poly passes ``c`` and the degree."""
-    kind = _KERNEL_IDS[type(interaction)]
-    if isinstance(interaction, RBFKernel):
+    kind = _INTERACTION_IDS[type(interaction)]
+    if isinstance(interaction, RBFInteraction):
         return kind, -0.5 / interaction.sigma**2, 0
-    if isinstance(interaction, PolyKernel):
+    if isinstance(interaction, PolyInteraction):
         return kind, interaction.c, interaction.degree
     return kind, 0.0, 0
 
@@ -37,11 +44,12 @@ def _build_kernel():
     import triton.language as tl
 
     @triton.jit
-    def branch_add_kernel(y_ptr, ab_ptr, u_ptr, scale_ptr, num_pixels, out_channels, y_stride_n,
-                          y_stride_c, y_stride_p, ab_stride_n, ab_stride_c, ab_stride_p,
-                          scale_stride_n, scale_stride_p, real_param, RANK: tl.constexpr,
-                          RANK_PAD: tl.constexpr, KERNEL: tl.constexpr, DEGREE: tl.constexpr,
-                          HAS_SCALE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr):
+    def quadratic_term_add_kernel(
+            y_ptr, ab_ptr, u_ptr, scale_ptr, num_pixels, out_channels, y_stride_n, y_stride_c,
+            y_stride_p, ab_stride_n, ab_stride_c, ab_stride_p, scale_stride_n, scale_stride_p,
+            real_param, RANK: tl.constexpr, RANK_PAD: tl.constexpr, INTERACTION: tl.constexpr,
+            DEGREE: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_P: tl.constexpr,
+            BLOCK_O: tl.constexpr):
         # One program: BLOCK_P pixels of one image, every output channel.
         n = tl.program_id(1)
         pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -56,11 +64,11 @@ def _build_kernel():
                             mask=pix_ok, other=1.0)
             a = a / scale[None, :]
             b = b / scale[None, :]
-        if KERNEL == 0:
+        if INTERACTION == 0:
             phi = a * b
-        elif KERNEL == 1:
+        elif INTERACTION == 1:
             phi = a + b
-        elif KERNEL == 2:
+        elif INTERACTION == 2:
             phi = tl.exp((a - b) * (a - b) * real_param)
         else:
             base = a * b + real_param
@@ -74,15 +82,15 @@ def _build_kernel():
             outs_ok = outs < out_channels
             u = tl.load(u_ptr + outs[:, None] * RANK + ranks[None, :],
                         mask=outs_ok[:, None] & (ranks[None, :] < RANK), other=0.0).to(tl.float32)
-            branch = tl.sum(u[:, :, None] * phi[None, :, :], axis=1)
+            term = tl.sum(u[:, :, None] * phi[None, :, :], axis=1)
             if HAS_SCALE:
-                branch = branch * scale[None, :]
+                term = term * scale[None, :]
             y_offs = n * y_stride_n + outs[:, None] * y_stride_c + pix[None, :] * y_stride_p
             y_mask = outs_ok[:, None] & pix_ok[None, :]
             y = tl.load(y_ptr + y_offs, mask=y_mask, other=0.0)
-            tl.store(y_ptr + y_offs, (y.to(tl.float32) + branch).to(y.dtype), mask=y_mask)
+            tl.store(y_ptr + y_offs, (y.to(tl.float32) + term).to(y.dtype), mask=y_mask)
 
-    return branch_add_kernel
+    return quadratic_term_add_kernel
 
 
 _KERNEL = None
@@ -96,15 +104,16 @@ def _pixel_strides(t: Tensor) -> Tuple[int, int, int]:
     spatial = t.shape[2:]
     for dim in range(2, t.dim() - 1):
         if t.shape[dim] > 1 and t.stride(dim) != t.stride(dim + 1) * t.shape[dim + 1]:
-            raise ValueError(f'fused_branch_add_: spatial dims of a tensor of shape '
+            raise ValueError(f'fused_quadratic_term_add_: spatial dims of a tensor of shape '
                              f'{tuple(t.shape)} and strides {t.stride()} do not flatten '
                              f'({tuple(spatial)})')
     return t.stride(0), t.stride(1), t.stride(-1)
 
 
-def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: InteractionKernel,
-                      sample_scale: Optional[Tensor] = None, block_pixels: int = 64,
-                      block_out: int = 16) -> Tensor:
+def fused_quadratic_term_add_(y: Tensor, ab: Tensor, weight_u: Tensor,
+                              interaction: Interaction,
+                              sample_scale: Optional[Tensor] = None, block_pixels: int = 64,
+                              block_out: int = 16) -> Tensor:
     """``y += c * weight_u @ phi(a / c, b / c)`` per pixel, in one kernel, in place.
 
     Args:
@@ -113,7 +122,7 @@ def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: Inte
         ab: fused projection output, ``(N, 2r, *spatial)`` / ``(T, 2r)``: ``[A; B]`` along
             channels (the dense adapter; not the interleaved depthwise variant).
         weight_u: ``(O, r)`` (a 1x1 conv weight is viewed so), scale folded in.
-        interaction: ``phi`` (a kernel of :data:`~quadra_mm.ops.KERNELS`).
+        interaction: ``phi`` (one of :data:`~quadra_mm.ops.INTERACTIONS`).
         sample_scale: the range scale ``c`` (:func:`~quadra_mm.ops.functional.range_scale`):
             ``(N, 1, ...)`` per image, or ``(T, 1)`` per row; ``None``: ``c = 1``.
         block_pixels, block_out: tile sizes (powers of two).
@@ -129,10 +138,10 @@ def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: Inte
     weight_u = weight_u.reshape(weight_u.shape[0], -1).contiguous()
     out_channels, rank = weight_u.shape
     if ab.shape[1] != 2 * rank or y.shape[1] != out_channels or y.shape[0] != ab.shape[0]:
-        raise ValueError(f'fused_branch_add_: shapes y {tuple(y.shape)}, ab {tuple(ab.shape)}, '
-                         f'U {tuple(weight_u.shape)} do not fit')
+        raise ValueError(f'fused_quadratic_term_add_: shapes y {tuple(y.shape)}, '
+                         f'ab {tuple(ab.shape)}, U {tuple(weight_u.shape)} do not fit')
     num_pixels = y[0, 0].numel() if y.dim() > 2 else y.shape[0]
-    kind, real_param, degree = kernel_params(interaction)
+    kind, real_param, degree = interaction_params(interaction)
     grid = (triton.cdiv(num_pixels, block_pixels), y.shape[0] if y.dim() > 2 else 1)
     if sample_scale is None:
         scale, scale_strides = weight_u, (0, 0)  # never read
@@ -141,6 +150,6 @@ def fused_branch_add_(y: Tensor, ab: Tensor, weight_u: Tensor, interaction: Inte
         scale_strides = (1, 0) if y.dim() > 2 else (0, 1)
     _KERNEL[grid](y, ab, weight_u, scale, num_pixels, out_channels, *_pixel_strides(y),
                   *_pixel_strides(ab), *scale_strides, real_param, RANK=rank,
-                  RANK_PAD=triton.next_power_of_2(rank), KERNEL=kind, DEGREE=degree,
+                  RANK_PAD=triton.next_power_of_2(rank), INTERACTION=kind, DEGREE=degree,
                   HAS_SCALE=sample_scale is not None, BLOCK_P=block_pixels, BLOCK_O=block_out)
     return y

@@ -11,14 +11,14 @@ Per adapter (:mod:`quadra_mm.importance`, which also drives
 ``AdapterPruningHook``): stage, name, parameters (count, share of the
 model's), forward FLOPs ``f_i`` (mmengine's ``FlopAnalyzer``, as mmdet's
 ``get_flops.py``, on the exported form and the first val image; share of the
-adapted model's), the branch-to-primary norm ratio on the val set and, with the
+adapted model's), the quadratic-to-primary term norm ratio on the val set and, with the
 ablation scorer, the val metric drop when that adapter alone is off (``U = 0``).
 Adapters rank by importance (the drop, or the norm ratio) per FLOP.
 
 Scorers. ``ablation`` (the default) is exact: it measures what switching an
 adapter off costs in the val metric, the quantity a pruning budget trades
 against, at one val pass per adapter (plus one). ``norm`` is cheap, one val
-pass, but a proxy: a large branch may be redundant and a small one decisive.
+pass, but a proxy: a large quadratic term may be redundant and a small one decisive.
 The study's pruning part (``docs/study.md``) measured the difference: with a
 quarter of task (b)'s adapters off, -0.3 points by the ablation order and
 -4.9 by the norm order (which removed more FLOPs: 1.24x against 1.36x left)
@@ -33,7 +33,7 @@ F`` switches off the ``ceil(F * N)`` least important of the ``N`` adapters.
 The pruned checkpoint (``U = 0`` there, every training key kept, so it loads
 strictly into the training config) is scored on the val set and its FLOPs
 counted again; ``tools/export.py`` then gives a model whose pruned layers
-skip their branch (``export_for_inference(drop_zero_adapters=True)`` makes
+skip their quadratic term (``export_for_inference(drop_zero_adapters=True)`` makes
 them plain layers).
 
 Writes to ``--out-dir`` (default ``<work dir>/adapter_importance``):
@@ -95,7 +95,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'checkpoint go (default <work dir>/adapter_importance)')
     parser.add_argument('--scorer', choices=SCORERS, default='ablation',
                         help='ablation: metric drop per adapter (one val pass '
-                        'each, exact; default); norm: branch-to-primary norm '
+                        'each, exact; default); norm: quadratic-to-primary term norm '
                         'ratio (one val pass)')
     parser.add_argument('--metric', help='val metric to score by (default: '
                         'the evaluator\'s first)')
@@ -202,10 +202,10 @@ def plot(rows: List[dict], summary: dict, path: str) -> None:
             ax.scatter([r['flop_share_pct'] for r in points],
                        [r['importance'] for r in points],
                        facecolors='none' if pruned else colour, edgecolors=colour,
-                       label=f'stage {stage}' + (' (pruned)' if pruned else ''))
+                       label=f'backbone stage {stage}' + (' (pruned)' if pruned else ''))
     ax.set_xlabel('FLOP share of the adapted model (%)')
     ax.set_ylabel(f'metric drop ({summary["metric"]})'
-                  if summary['scorer'] == 'ablation' else 'branch / primary norm ratio')
+                  if summary['scorer'] == 'ablation' else 'quadratic / primary term norm ratio')
     ax.set_title(f'adapter importance ({summary["scorer"]})')
     ax.legend(fontsize='small')
     fig.tight_layout()

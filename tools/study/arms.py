@@ -19,8 +19,8 @@ class Arm:
 
 
 def _switch_at(cfg: Config, switch_iter: int) -> None:
-    (hook, ) = [h for h in cfg.custom_hooks if h.type == 'QuadraticStageHook']
-    hook.switch_iter = switch_iter
+    (hook, ) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
+    hook['switch_iter'] = switch_iter
 
 
 def linear_probe(cfg: Config, iters: int) -> None:

@@ -169,11 +169,12 @@ def detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
     iters = scale.det_iters
     warmup = max(1, iters // 16)
     set_schedule(cfg, iters, iters, warmup, start_factor=0.01, log_interval=20)
+    # item access: hooks unpacked from a base config's list are plain dicts
     for hook in cfg.custom_hooks:
-        if hook.type == 'QuadraticStageHook':
-            hook.switch_iter = warmup
-        if hook.type == 'QuadraticStatsHook':
-            hook.interval = iters
+        if hook['type'] == 'QuadraticStageHook':
+            hook['switch_iter'] = warmup
+        if hook['type'] == 'QuadraticStatsHook':
+            hook['interval'] = iters
     cfg.model.backbone.init_cfg.checkpoint = backbone_ckpt
     cfg.randomness = dict(seed=seed)
     quiet(cfg, work_dir)

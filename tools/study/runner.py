@@ -21,7 +21,7 @@ from quadra_mm.cli import build_runner
 from quadra_mm.comparison.cache import fingerprint, load_cached, write_json
 from quadra_mm.comparison.executor import Progress, concurrently, process_pool
 from quadra_mm.datasets import make_demo_data
-from quadra_mm.hooks.stage_hook import primary_parameters
+from quadra_mm.hooks import phase_one_frozen_parameters
 from quadra_mm.ops import is_adapter_param_name
 
 from .arms import (
@@ -172,7 +172,7 @@ def step_time_ratios(scale: Scale, data: str, source: str,
         model = MODELS.build(cfg.model)
         model.train()
         if stage1:  # stage 1: the primary terms are frozen
-            for param in primary_parameters(model, 'backbone').values():
+            for param in phase_one_frozen_parameters(model, 'backbone').values():
                 param.requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         models[label] = (model, torch.optim.AdamW(params, lr=1e-3))

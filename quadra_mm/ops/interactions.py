@@ -1,10 +1,10 @@
-"""Interaction kernels ``phi(a, b)`` of the quadratic neuron.
+"""Interactions ``phi(a, b)`` of the quadratic neuron.
 
 The adapter computes ``U(phi(A(x), B(x)))``; ``phi`` is applied elementwise to the
-two rank-``r`` projections. The kernels are stateless callables (no parameters) so
+two rank-``r`` projections. The interactions are stateless callables (no parameters) so
 that they can be used unchanged inside the memory-efficient backward's recompute and
 in the exported inference modules. Each also states its derivative,
-:meth:`InteractionKernel.backward`, which the memory-efficient backward applies
+:meth:`Interaction.backward`, which the memory-efficient backward applies
 instead of differentiating ``phi`` with autograd.
 """
 import inspect
@@ -14,17 +14,17 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    'InteractionKernel', 'QuadraticKernel', 'LinearKernel', 'RBFKernel', 'PolyKernel', 'KERNELS',
-    'build_kernel'
+    'Interaction', 'QuadraticInteraction', 'LinearInteraction', 'RBFInteraction',
+    'PolyInteraction', 'INTERACTIONS', 'build_interaction'
 ]
 
 
-class InteractionKernel:
+class Interaction:
     """Base class: an elementwise map ``phi(a, b) -> Tensor`` of two equal-shape tensors."""
 
     name: str = ''
     # Largest |a|, |b| taken as they are; larger projections are scaled down by a power
-    # of two (ops.functional.range_scale). None: the kernel cannot overflow where L does.
+    # of two (ops.functional.range_scale). None: the interaction cannot overflow where L does.
     range_limit: Optional[float] = None
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ class InteractionKernel:
         Args:
             a, b: the inputs of the forward.
             phi: ``self(a, b)``, already computed by the caller (the recompute needs it
-                for ``U``'s gradient), so kernels whose derivative contains ``phi`` reuse it.
+                for ``U``'s gradient), so interactions whose derivative contains ``phi`` reuse it.
             grad: gradient of the loss with respect to ``phi``.
         """
         raise NotImplementedError
@@ -48,7 +48,7 @@ class InteractionKernel:
         return f'{type(self).__name__}({self.extra_repr()})'
 
 
-class QuadraticKernel(InteractionKernel):
+class QuadraticInteraction(Interaction):
     """``phi(a, b) = a * b``: with ``U`` on top, each output is the rank-r quadratic form
     ``x^T (sum_i u_i a_i b_i^T) x`` of the input patch."""
 
@@ -63,7 +63,7 @@ class QuadraticKernel(InteractionKernel):
         return grad * b, grad * a
 
 
-class LinearKernel(InteractionKernel):
+class LinearInteraction(Interaction):
     """``phi(a, b) = a + b``: the first-order control. ``U(A(x) + B(x)) = U((A + B)(x))``
     is a LoRA-style low-rank update of ``L`` with exactly the placement and the
     parameter count of the quadratic adapter, so the two compare at equal budget."""
@@ -77,8 +77,8 @@ class LinearKernel(InteractionKernel):
         return grad, grad
 
 
-class RBFKernel(InteractionKernel):
-    """Gaussian kernel ``phi(a, b) = exp(-(a - b)^2 / (2 sigma^2))``.
+class RBFInteraction(Interaction):
+    """Gaussian (RBF) interaction ``phi(a, b) = exp(-(a - b)^2 / (2 sigma^2))``.
 
     Args:
         sigma: bandwidth, > 0.
@@ -88,7 +88,7 @@ class RBFKernel(InteractionKernel):
 
     def __init__(self, sigma: float = 1.0) -> None:
         if not sigma > 0:
-            raise ValueError(f'rbf kernel: sigma must be > 0, got {sigma}')
+            raise ValueError(f'rbf interaction: sigma must be > 0, got {sigma}')
         self.sigma = float(sigma)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
@@ -103,8 +103,8 @@ class RBFKernel(InteractionKernel):
         return f'sigma={self.sigma}'
 
 
-class PolyKernel(InteractionKernel):
-    """Polynomial kernel ``phi(a, b) = (a * b + c)^degree``.
+class PolyInteraction(Interaction):
+    """Polynomial interaction ``phi(a, b) = (a * b + c)^degree``.
 
     Args:
         degree: positive integer order ``p``.
@@ -115,10 +115,10 @@ class PolyKernel(InteractionKernel):
 
     def __init__(self, degree: int = 2, c: float = 1.0) -> None:
         if int(degree) != degree or degree < 1:
-            raise ValueError(f'poly kernel: degree must be a positive integer, got {degree}')
+            raise ValueError(f'poly interaction: degree must be a positive integer, got {degree}')
         self.degree = int(degree)
         self.c = float(c)
-        # (a b + c)^p grows as |a b|^p: keep |a b|^p near 2^14, as the quadratic kernel.
+        # (a b + c)^p grows as |a b|^p: keep |a b|^p near 2^14, as the quadratic interaction.
         self.range_limit = 2.0**max(1, 7 // self.degree)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
@@ -134,28 +134,30 @@ class PolyKernel(InteractionKernel):
         return f'degree={self.degree}, c={self.c}'
 
 
-KERNELS: Dict[str, Type[InteractionKernel]] = {
-    cls.name: cls for cls in (QuadraticKernel, LinearKernel, RBFKernel, PolyKernel)
+INTERACTIONS: Dict[str, Type[Interaction]] = {
+    cls.name: cls
+    for cls in (QuadraticInteraction, LinearInteraction, RBFInteraction, PolyInteraction)
 }
 
 
-def build_kernel(name: str, **cfg) -> InteractionKernel:
-    """Build the interaction kernel registered as ``name`` in :data:`KERNELS`.
+def build_interaction(name: str, **cfg) -> Interaction:
+    """Build the interaction registered as ``name`` in :data:`INTERACTIONS`.
 
     Args:
-        name: one of ``KERNELS`` (``'quadratic'``, ``'linear'``, ``'rbf'``, ``'poly'``).
-        **cfg: the kernel's options (``sigma`` for rbf; ``degree``, ``c`` for poly).
+        name: one of ``INTERACTIONS`` (``'quadratic'``, ``'linear'``, ``'rbf'``, ``'poly'``).
+        **cfg: the interaction's options (``sigma`` for rbf; ``degree``, ``c`` for poly).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names) or option
-            keys the kernel does not take (the message names them).
+            keys the interaction does not take (the message names them).
     """
-    if name not in KERNELS:
-        raise ValueError(f'unknown interaction kernel {name!r}; valid kernels: {sorted(KERNELS)}')
-    cls = KERNELS[name]
+    if name not in INTERACTIONS:
+        raise ValueError(
+            f'unknown interaction {name!r}; valid interactions: {sorted(INTERACTIONS)}')
+    cls = INTERACTIONS[name]
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(cfg) - accepted)
     if unknown:
-        raise ValueError(f'interaction kernel {name!r} does not take option(s) {unknown}; '
+        raise ValueError(f'interaction {name!r} does not take option(s) {unknown}; '
                          f'it takes {sorted(accepted)}')
     return cls(**cfg)

@@ -1,7 +1,4 @@
-"""Deterministic synthetic "shapes" instance-segmentation set (COCO format).
-
-Pure python + numpy + OpenCV + pycocotools: nothing from OpenMMLab is imported
-here, so the generator runs before (or without) the mm stack.
+"""Drawing one image of the demo "shapes" set and its instances.
 
 Each image holds 1-4 shapes (the class is the *outline*: colour and texture are
 drawn independently of the class) on a textured, noisy background with
@@ -10,34 +7,18 @@ not annotated. Objects are painted back to front; the mask of an object is its
 *visible* part, i.e. its full mask minus the masks of the objects painted after
 it. Placements that would punch a hole into an earlier object's visible mask
 are re-sampled, so every visible mask is representable by COCO polygons
-(a union of outer contours). The polygons trace the pixel boundary exactly
-(contours of the 2x nearest-upsampled mask), so pycocotools' rasterisation of
-the stored polygons reproduces the visible mask pixel for pixel; `area` is that
-rasterisation's area and `bbox` its tight box.
-
-Besides the COCO set, a square crop around every instance is written in
-mmpretrain ``CustomDataset`` folder layout (``crops/<split>/<class>/*.png``) to
-pretrain a small classifier that stands in for an ImageNet checkpoint.
-
-Same arguments -> byte-identical files: every image has its own RNG seeded by
-``(seed, split, index)``, json is written with a fixed key order.
+(:mod:`.polygons`). Everything random is drawn from the ``rng`` passed in.
 """
-import json
-import os
-import os.path as osp
-import shutil
-import time
-
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from .polygons import has_hole
 
 # Sorted alphabetically on purpose: mmpretrain's CustomDataset infers the
 # classes of a folder-layout set from the sorted sub-folder names, so the crop
 # set and the COCO set share the same label order without extra config.
 CLASSES = ('circle', 'cross', 'ellipse', 'square', 'star', 'triangle')
 
-SPLITS = ('train', 'val')
 # Object diameter as a fraction of the image side, sampled log-uniformly.
 # Below ~0.2 (38 px at 192 px) most objects are COCO-small and a detector
 # trained for the demo's few hundred CPU iterations barely finds them.
@@ -48,11 +29,6 @@ SIZE_RANGE = (0.22, 0.55)
 # classification, not its localisation, capped the mAP.
 MIN_VISIBLE_FRAC = 0.7
 MIN_INSIDE_FRAC = 0.85
-META_FILE = 'demo_shapes_meta.json'
-_SPLIT_CODE = {'train': 0, 'val': 1}
-_GEN_VERSION = 4  # bump when the generated content changes
-
-DEFAULTS = dict(num_train=1200, num_val=100, img_size=192, crop_size=64, seed=0)
 
 
 # --------------------------------------------------------------------------
@@ -130,7 +106,8 @@ SMOOTH_TEXTURES = ('flat', 'gradient', 'noise')
 MIN_CONTRAST = 60.0
 
 
-def _background(rng, s):
+def draw_background(rng, s):
+    """A (s, s, 3) float32 background: smooth textures, blobs and unannotated clutter."""
     img = _texture(rng, s, s, SMOOTH_TEXTURES)
     if rng.random() < 0.6:  # blend with a second texture through a soft map
         other = _texture(rng, s, s, SMOOTH_TEXTURES)
@@ -234,38 +211,9 @@ def _shape_polygon(name, rng, cx, cy, diameter, angle):
     return pts @ rot.T + np.array([cx, cy])
 
 
-def _has_hole(mask):
-    if not mask.any():
-        return False
-    _, hier = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    return hier is not None and bool((hier[0][:, 3] >= 0).any())
 
 
-def mask_to_polygons(mask):
-    """COCO polygons (list of flat xy lists) tracing a hole-free binary mask.
-
-    Contours are taken on the 2x nearest-upsampled mask and mapped back with
-    (p + 0.5) / 2, i.e. a quarter pixel inside the pixel boundary: pycocotools
-    then rasterises the union of the parts back to exactly ``mask``.
-    """
-    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2,
-                    interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polys = []
-    for c in contours:
-        if len(c) < 3:
-            continue
-        pts = (c.reshape(-1, 2).astype(np.float64) + 0.5) / 2
-        polys.append([float(v) for v in pts.ravel()])
-    return polys
-
-
-def polygons_to_mask(polys, h, w):
-    rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
-    return mask_utils.decode(rle).astype(bool), rle
-
-
-def _object_fill(rng, img, mask, tries=8):
+def object_fill(rng, img, mask, tries=8):
     """Pixels of a smooth texture for ``mask``, contrasting with ``img``."""
     s = img.shape[0]
     under = img[mask].mean(0)
@@ -286,7 +234,7 @@ def generate_image(rng, img_size, max_objects=4, min_area=30,
     (back to front).
     """
     s = img_size
-    img = _background(rng, s)
+    img = draw_background(rng, s)
     n_obj = int(rng.integers(1, max_objects + 1))
     full_masks, vis_masks, labels = [], [], []
     for _ in range(n_obj):
@@ -305,7 +253,7 @@ def generate_image(rng, img_size, max_objects=4, min_area=30,
             new_vis = [v & (1 - m) for v in vis_masks]
             ok = True
             for fm, nv in zip(full_masks, new_vis):
-                if nv.sum() < max(min_area, min_visible_frac * fm.sum()) or _has_hole(nv):
+                if nv.sum() < max(min_area, min_visible_frac * fm.sum()) or has_hole(nv):
                     ok = False
                     break
             if ok:
@@ -319,7 +267,7 @@ def generate_image(rng, img_size, max_objects=4, min_area=30,
         labels.append(label)
         # paint the object with a class-independent texture (+ optional rim)
         mb = m.astype(bool)
-        img[mb] = _object_fill(rng, img, mb)
+        img[mb] = object_fill(rng, img, mb)
         if rng.random() < 0.3:
             k = int(rng.integers(1, 3))
             rim = mb & ~cv2.erode(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool)
@@ -339,151 +287,3 @@ def generate_image(rng, img_size, max_objects=4, min_area=30,
                  for lab, v, fm in zip(labels, vis_masks, full_masks)]
     return img, instances
 
-
-# --------------------------------------------------------------------------
-# crops
-# --------------------------------------------------------------------------
-def crop_instance(img, bbox, crop_size, enlarge=1.15):
-    """Square crop around an xywh bbox, enlarged, border-replicated, resized."""
-    x, y, w, h = bbox
-    side = max(4, int(round(max(w, h) * enlarge)))
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    pad = side
-    padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
-    interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (crop_size, crop_size), interpolation=interp)
-
-
-# --------------------------------------------------------------------------
-# driver
-# --------------------------------------------------------------------------
-def _image_rng(seed, split, index):
-    return np.random.default_rng(np.random.SeedSequence(
-        [int(seed), _SPLIT_CODE[split], int(index), _GEN_VERSION]))
-
-
-def _write_png(path, img):
-    if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 6]):
-        raise IOError(f'could not write {path}')
-
-
-def _generate_split(out, split, num_images, img_size, crop_size, seed, min_area):
-    img_dir = osp.join(out, split)
-    crop_root = osp.join(out, 'crops', split)
-    os.makedirs(img_dir, exist_ok=True)
-    for name in CLASSES:
-        os.makedirs(osp.join(crop_root, name), exist_ok=True)
-    images, annotations = [], []
-    per_class = {name: 0 for name in CLASSES}
-    mismatch_px = 0
-    ann_id = 0
-    for i in range(num_images):
-        image_id = i + 1
-        rng = _image_rng(seed, split, i)
-        img, instances = generate_image(rng, img_size, min_area=min_area)
-        file_name = f'{image_id:06d}.png'
-        _write_png(osp.join(img_dir, file_name), img)
-        images.append(dict(id=image_id, file_name=file_name,
-                           width=img_size, height=img_size))
-        for inst in instances:
-            polys = mask_to_polygons(inst['mask'])
-            if not polys:
-                continue
-            pmask, rle = polygons_to_mask(polys, img_size, img_size)
-            area = int(mask_utils.area(rle))
-            if area < min_area:
-                continue
-            mismatch_px += int((pmask != inst['mask']).sum())
-            ys, xs = np.nonzero(pmask)
-            x0, y0 = int(xs.min()), int(ys.min())
-            bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
-            ann_id += 1
-            name = CLASSES[inst['label']]
-            annotations.append(dict(
-                id=ann_id, image_id=image_id, category_id=inst['label'] + 1,
-                segmentation=polys, area=float(area), bbox=bbox, iscrowd=0))
-            per_class[name] += 1
-            crop = crop_instance(img, bbox, crop_size)
-            _write_png(osp.join(crop_root, name, f'{image_id:06d}_{ann_id:06d}.png'), crop)
-    coco = dict(
-        info=dict(description='quadra-mm demo shapes', version=str(_GEN_VERSION)),
-        images=images,
-        annotations=annotations,
-        categories=[dict(id=i + 1, name=n, supercategory='shape')
-                    for i, n in enumerate(CLASSES)])
-    ann_file = osp.join(out, 'annotations', f'instances_{split}.json')
-    with open(ann_file, 'w', encoding='utf-8') as f:
-        json.dump(coco, f, separators=(',', ':'))
-    return dict(img_dir=img_dir, ann_file=ann_file, crop_dir=crop_root,
-                num_images=len(images), num_instances=len(annotations),
-                num_crops=len(annotations), per_class=per_class,
-                polygon_mismatch_px=mismatch_px)
-
-
-def _args_record(num_train, num_val, img_size, crop_size, seed, min_area):
-    return dict(version=_GEN_VERSION, num_train=int(num_train), num_val=int(num_val),
-                img_size=int(img_size), crop_size=int(crop_size), seed=int(seed),
-                min_area=int(min_area), classes=list(CLASSES))
-
-
-def make_demo_data(out, num_train=1200, num_val=100, img_size=192, crop_size=64,
-                   seed=0, min_area=30, skip_existing=False):
-    """Write the demo set under ``out`` and return its paths and counts.
-
-    Layout: ``out/{train,val}/*.png``, ``out/annotations/instances_{split}.json``,
-    ``out/crops/{train,val}/<class>/*.png`` and ``out/demo_shapes_meta.json``.
-    Any earlier set under ``out`` (recognised by the meta file) is removed first;
-    ``out`` holding ``train``/``val``/``crops``/``annotations`` without the meta
-    file is refused rather than overwritten. With ``skip_existing=True`` an
-    existing set generated with the same arguments is reused as is.
-    """
-    out = str(out)
-    record = _args_record(num_train, num_val, img_size, crop_size, seed, min_area)
-    meta_path = osp.join(out, META_FILE)
-    owned = list(SPLITS) + ['crops', 'annotations']
-    if osp.exists(meta_path):
-        with open(meta_path, encoding='utf-8') as f:
-            meta = json.load(f)
-        if skip_existing and meta.get('args') == record:
-            meta['skipped'] = True
-            return meta
-        for name in owned:
-            shutil.rmtree(osp.join(out, name), ignore_errors=True)
-        os.remove(meta_path)
-    elif any(osp.exists(osp.join(out, name)) for name in owned):
-        raise FileExistsError(
-            f'{out} holds {owned} entries but no {META_FILE}: not a demo set, '
-            'refusing to overwrite it')
-    t0 = time.perf_counter()
-    os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
-    counts = dict(train=num_train, val=num_val)
-    splits = {split: _generate_split(out, split, counts[split], img_size, crop_size,
-                                     seed, min_area)
-              for split in SPLITS}
-    result = dict(out=out, classes=list(CLASSES), args=record, splits=splits,
-                  seconds=round(time.perf_counter() - t0, 2))
-    with open(meta_path, 'w', encoding='utf-8') as f:
-        # seconds vary run to run: keep them out of the on-disk record
-        json.dump({k: v for k, v in result.items() if k != 'seconds'}, f, indent=1)
-    return result
-
-
-def summary_line(result):
-    parts = []
-    for split in SPLITS:
-        s = result['splits'][split]
-        parts.append(f"{split}: {s['num_images']} images / {s['num_instances']} instances"
-                     f" / {s['num_crops']} crops")
-    extra = ' (existing set reused)' if result.get('skipped') else \
-        f" in {result.get('seconds', 0):.1f} s"
-    return f"demo shapes -> {result['out']}: " + '; '.join(parts) + extra
-
-
-def coco_dataset_kwargs(data_root, split='train'):
-    """Keyword arguments for mmdet's CocoDataset on a generated split."""
-    return dict(data_root=str(data_root),
-                ann_file=f'annotations/instances_{split}.json',
-                data_prefix=dict(img=f'{split}/'),
-                metainfo=dict(classes=CLASSES))
