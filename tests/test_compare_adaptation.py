@@ -63,7 +63,7 @@ def test_phase1_arms_switch_after_the_last_iteration():
     stages = arm_config(_detector(), BUILTIN_ARMS['qnv2-stages'])
     assert stages.custom_hooks == _detector().custom_hooks
     lora = arm_config(_detector(), BUILTIN_ARMS['lora'])
-    assert lora.model.backbone.adapter.kernel == 'linear'
+    assert lora.model.backbone.adapter.interaction == 'linear'
     u_lr = arm_config(_detector(), BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)
     assert u_lr.optim_wrapper.paramwise_cfg.custom_keys == {'quad_u': dict(lr_mult=8)}
     assert u_lr.optim_wrapper.paramwise_cfg.norm_decay_mult == 0.0  # kept

@@ -36,7 +36,7 @@ def adapters_only(cfg: Config, iters: int) -> None:
 
 
 def lora(cfg: Config, iters: int) -> None:
-    cfg.model.backbone.adapter.kernel = 'linear'
+    cfg.model.backbone.adapter.interaction = 'linear'
     adapters_only(cfg, iters)
 
 
@@ -59,7 +59,7 @@ ARMS = (
     Arm('full-ft', 'first-order', True,
         'first-order fine-tuning of every parameter', train_everything),
     Arm('lora', 'qnv2', True,
-        "first-order low-rank adapter, kernel='linear' (phi = a + b): "
+        "first-order low-rank adapter, interaction='linear' (phi = a + b): "
         'U((A+B)(x)), same placement and parameter count as qnv2; '
         'adapters, norms and head train', lora),
     Arm('qnv2-adapters', 'qnv2', True,
@@ -79,9 +79,9 @@ ARM_BY_NAME = {arm.name: arm for arm in ARMS}
 # Part 3, on the shifted task: variations of the adapters-only recipe.
 ABLATIONS = (
     ('rbf', 'kernel rbf (sigma 1), rank 8, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(kernel='rbf')),
+     lambda cfg: cfg.model.backbone.adapter.update(interaction='rbf')),
     ('poly', 'kernel poly (degree 2, c 1), rank 8, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(kernel='poly')),
+     lambda cfg: cfg.model.backbone.adapter.update(interaction='poly')),
     ('rank-4', 'kernel quadratic, rank 4, all stages',
      lambda cfg: cfg.model.backbone.adapter.update(rank=4)),
     ('rank-16', 'kernel quadratic, rank 16, all stages',

@@ -36,7 +36,7 @@ _PART_MARKER = re.compile(r'^<!-- part: (\w+) -->\n', re.M)
 ARM_LABELS = {
     'linear-probe': 'linear probe',
     'full-ft': 'full first-order fine-tuning',
-    'lora': "LoRA (kernel='linear'), adapters only",
+    'lora': "LoRA (interaction='linear'), adapters only",
     'qnv2-adapters': 'QNv2 adapters only (stage 1)',
     'qnv2-stages': 'QNv2 stage training (1 -> 2)',
     'quadranet-scratch': 'QuadraNet from scratch',
@@ -261,7 +261,7 @@ SAME_TASK_LABELS = {
     'first-order-continued': 'first-order, continued (P + E)',
     'qnv2-stages': 'QNv2 stage training (P + E)',
     'qnv2-adapters': 'QNv2 adapters only (P + E)',
-    'lora': "LoRA (kernel='linear'), adapters only (P + E)",
+    'lora': "LoRA (interaction='linear'), adapters only (P + E)",
     'scratch': 'QuadraNet from scratch',
 }
 

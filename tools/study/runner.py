@@ -205,9 +205,9 @@ def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
     plain = dict(type='ResNet', depth=50)
     adapted = dict(type='QuadraNetV2', backbone=plain, targets='resnet',
                    adapter=dict(rank=8, kernel_size=3, dilation=2,
-                                kernel='quadratic'))
+                                interaction='quadratic'))
     variants: Dict[str, Callable[[Config], None]] = {
-        'lora': lambda cfg: cfg.model.backbone.adapter.update(kernel='linear'),
+        'lora': lambda cfg: cfg.model.backbone.adapter.update(interaction='linear'),
         'qnv2-adapters': lambda cfg: None,
         **{name: change for name, _, change in ABLATIONS}}
     image = torch.randn(1, 3, image_size, image_size)
