@@ -21,4 +21,4 @@ benchmark: setup
 	$(PY) tools/benchmark_adapters.py
 
 study: setup
-	$(PY) tools/study.py
+	$(PY) tools/run_study.py

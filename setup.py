@@ -13,7 +13,7 @@ INSTALL_REQUIRES = [
     'mmdet==3.3.0',
     'mmpretrain==1.2.0',
     'pycocotools>=2.0.9',
-    'matplotlib',  # tools/study.py plots (mmengine pulls it too)
+    'matplotlib',  # tools/run_study.py plots (mmengine pulls it too)
 ]
 
 setup(

@@ -28,7 +28,7 @@ model = dict(
             out_indices=(1, 2, 3),
             with_cp=False),
         targets='swin',
-        adapter=dict(rank=8, kernel='quadratic'),
+        adapter=dict(rank=8, interaction='quadratic'),
         init_cfg=dict(
             type='Pretrained',
             # mmdet's swin_converter applied on load (quadra_mm.models.

@@ -61,7 +61,7 @@ def test_custom_hooks_built_from_the_base_pieces(name, before, after):
 
 
 def test_adapter_piece_and_an_override_of_it():
-    default = dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic')
+    default = dict(rank=8, kernel_size=3, dilation=2, interaction='quadratic')
     for name in (FLAGSHIP, 'mask-rcnn_qnv2-r50_fpn_1x_coco.py',
                  'study/qnv2-resnet18-cifar_fmnist-shift.py'):
         assert Config.fromfile(osp.join(CONFIGS, name)).model.backbone.adapter == default

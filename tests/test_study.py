@@ -1,5 +1,5 @@
 """The adaptation study: its data (real Fashion-MNIST through mmpretrain), its
-shift, and ``tools/study.py --quick`` end to end (every arm trains, the
+shift, and ``tools/run_study.py --quick`` end to end (every arm trains, the
 report and the plots are written, the numbers are finite)."""
 import importlib.util
 import json
@@ -147,12 +147,12 @@ def test_run_results_are_reused_only_for_the_same_config(tmp_path):
 def test_quick_study_runs_every_arm(tmp_path, data_dir):
     out = tmp_path / 'docs'
     result = subprocess.run(
-        [sys.executable, 'tools/study.py', '--quick', '--out', str(out),
+        [sys.executable, 'tools/run_study.py', '--quick', '--out', str(out),
          '--work-dir', str(tmp_path / 'work'), '--data', data_dir,
          '--workers', '2'],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert 'ETA' in result.stdout and '(reused)' not in result.stdout
+    assert 'left ' in result.stdout and '(cached)' not in result.stdout
     with open(out / 'study' / 'results.json') as f:
         results = json.load(f)
     assert set(results['tasks']) == set(TASKS) and results['workers'] == 2
@@ -254,7 +254,7 @@ def test_pipeline_steps_are_found_by_type_not_position():
 
 def test_report_renders_the_committed_study_from_its_template():
     """docs/study.md is what the template renders from the committed
-    results (what `tools/study.py --report-only docs/study/results.json`
+    results (what `tools/run_study.py --report-only docs/study/results.json`
     writes); a missing placeholder value is a KeyError naming it."""
     from study.report import render_report, template_parts
     with open(osp.join(ROOT, 'docs', 'study', 'results.json')) as f:
@@ -290,7 +290,7 @@ def test_same_task_adapters_are_low_rank_in_every_layer():
 
 def test_merge_keeps_the_earlier_parts_and_adds_the_invocation():
     spec = importlib.util.spec_from_file_location(
-        'study_cli', osp.join(ROOT, 'tools', 'study.py'))
+        'study_cli', osp.join(ROOT, 'tools', 'run_study.py'))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     earlier = dict(scale=dict(name='full'), tasks=dict(shift=1, heldout=2),

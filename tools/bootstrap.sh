@@ -57,9 +57,9 @@ print(f"bootstrap: ok: torch {torch.__version__}, mmcv {mmcv.__version__} (ops),
 PY
 }
 
-# The adaptation study's data (tools/study.py, tests/test_study.py): Fashion-MNIST
+# The adaptation study's data (tools/run_study.py, tests/test_study.py): Fashion-MNIST
 # from the Debian package dataset-fashion-mnist. Installed here when missing and
-# apt-get may run (root); otherwise tools/study.py says what to run. Never fatal:
+# apt-get may run (root); otherwise tools/run_study.py says what to run. Never fatal:
 # only the study needs it.
 FASHION_MNIST=/usr/share/datasets/fashion-mnist
 if [[ ! -f "$FASHION_MNIST/t10k-labels-idx1-ubyte.gz" ]]; then
@@ -68,7 +68,7 @@ if [[ ! -f "$FASHION_MNIST/t10k-labels-idx1-ubyte.gz" ]]; then
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; } \
             >/dev/null 2>&1 || log "WARNING: apt-get could not install dataset-fashion-mnist"
     else
-        log "WARNING: no $FASHION_MNIST; for tools/study.py run: sudo apt-get install -y dataset-fashion-mnist"
+        log "WARNING: no $FASHION_MNIST; for tools/run_study.py run: sudo apt-get install -y dataset-fashion-mnist"
     fi
 fi
 

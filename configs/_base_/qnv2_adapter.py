@@ -4,4 +4,4 @@
 # A config lists this file in its `_base_` and writes
 #     adapter={{_base_.qnv2_adapter}}
 # inside its QuadraNetV2 backbone.
-qnv2_adapter = dict(rank=8, kernel_size=3, dilation=2, kernel='quadratic')
+qnv2_adapter = dict(rank=8, kernel_size=3, dilation=2, interaction='quadratic')

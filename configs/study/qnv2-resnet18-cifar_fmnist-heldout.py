@@ -2,8 +2,8 @@
 # a quadratic network through init_cfg (QuadraNetV2 around the same
 # ResNet_CIFAR; rank-8 atrous adapters on conv2 of every block), then stage
 # training: adapters, norms and head first, everything (primary terms at
-# lr x0.1) from half-way. tools/study.py derives the adapter-only, LoRA
-# (kernel='linear') and from-scratch quadratic arms from this file.
+# lr x0.1) from half-way. tools/run_study.py derives the adapter-only, LoRA
+# (interaction='linear') and from-scratch quadratic arms from this file.
 _base_ = ['./resnet18-cifar_fmnist-heldout.py', '../_base_/qnv2_adapter.py']
 
 model = dict(backbone=dict(

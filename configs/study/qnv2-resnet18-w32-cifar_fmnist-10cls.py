@@ -2,7 +2,7 @@
 # resnet18-w32-cifar_fmnist-10cls.py turned into a quadratic network through
 # init_cfg (rank-8 atrous adapters on conv2 of every block, the `resnet`
 # preset; backbone and head from the same checkpoint) and trained on the same
-# task with stage training. tools/study.py derives the adapters-only, LoRA
+# task with stage training. tools/run_study.py derives the adapters-only, LoRA
 # and from-scratch arms from this file.
 _base_ = ['./resnet18-w32-cifar_fmnist-10cls.py', '../_base_/qnv2_adapter.py']
 

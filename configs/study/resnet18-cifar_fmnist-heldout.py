@@ -1,7 +1,7 @@
 # Adaptation study, target task (a): held-out classes. The source model of
 # resnet18-cifar_fmnist-source.py fine-tuned (first-order, every parameter)
 # on the 5 classes it never saw (Sandal, Shirt, Sneaker, Bag, Ankle boot),
-# with few labels per class; a new head. tools/study.py derives the other
+# with few labels per class; a new head. tools/run_study.py derives the other
 # first-order arms (linear probe, from scratch) from this file.
 _base_ = './resnet18-cifar_fmnist-source.py'
 

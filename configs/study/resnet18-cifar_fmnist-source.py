@@ -1,4 +1,4 @@
-# Adaptation study (tools/study.py), step 1: the first-order source model.
+# Adaptation study (tools/run_study.py), step 1: the first-order source model.
 # A CIFAR-style ResNet-18 (3x3 stem, no max-pool, widths 8-64) trained with
 # mmpretrain on 5 Fashion-MNIST classes (T-shirt/top, Trouser, Pullover,
 # Dress, Coat) at their native 28 x 28. It stands in for a model-zoo

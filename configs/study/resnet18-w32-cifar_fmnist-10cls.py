@@ -1,4 +1,4 @@
-# Adaptation study, same-task part (tools/study.py --parts same-task): the
+# Adaptation study, same-task part (tools/run_study.py --parts same-task): the
 # first-order network of the paper's own experiment, pretrained and adapted
 # on the same task. All ten Fashion-MNIST classes; train images from the
 # training file (its fixed val part excluded), val from that val part, test

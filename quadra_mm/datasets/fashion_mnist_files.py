@@ -26,7 +26,7 @@ FILES: Dict[str, int] = {
 INSTALL_HINT = ('install the Debian package with `sudo apt-get update && sudo '
                 'apt-get install -y dataset-fashion-mnist` (tools/bootstrap.sh '
                 'does this when run as root), then run `.venv/bin/python '
-                'tools/study.py --prepare-data`')
+                'tools/run_study.py --prepare-data`')
 
 
 def missing_files(root: str) -> list:

@@ -1,4 +1,4 @@
-"""The adaptation study (``tools/study.py`` is its command line), one module
+"""The adaptation study (``tools/run_study.py`` is its command line), one module
 per idea:
 
 - :mod:`.scale`: where the configs live, the tasks, the sizes of a full and a
@@ -8,11 +8,16 @@ per idea:
 - :mod:`.configs`: a run's config from a config file (data, schedule, seed,
   work dir); pipeline steps are found by ``type`` (:func:`~.configs.pipeline_step`).
 - :mod:`.runner`: trainings and tests in a pool of worker processes, each
-  result cached next to its checkpoint, the progress line and its ETA, and
-  :class:`~.runner.Study`, which runs the parts in dependency order.
+  result cached next to its checkpoint, and :class:`~.runner.Study`, which
+  runs the parts in dependency order. The cache, the progress bar, the thread
+  fan-out and the statistics are the comparison tool's
+  (:mod:`quadra_mm.comparison`: ``cache``, ``executor``, ``statistics``).
+- :mod:`.results`: what results.json keeps of a run.
 - :mod:`.same_task`: the paper's own experiment, adaptation on the task the
   first-order network was pretrained on (``--parts same-task``).
-- :mod:`.report`: ``docs/study.md`` and its plots from the results.
+- :mod:`.report`, :mod:`.report_pruning`: ``docs/study.md`` and its plots from
+  the results (verdicts by :func:`quadra_mm.comparison.statistics.verdict`).
+- :mod:`.pruning`: part 6, which adapters can be switched off.
 
 Adding a part (for example a same-task adaptation part or an adapter-pruning
 part) is a new module with its arms or variants and a ``Study`` method that

@@ -19,32 +19,32 @@ class Arm:
 
 
 def _switch_at(cfg: Config, switch_iter: int) -> None:
-    (hook, ) = [h for h in cfg.custom_hooks if h.type == 'QuadraticStageHook']
-    hook.switch_iter = switch_iter
+    (hook, ) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
+    hook['switch_iter'] = switch_iter
 
 
-def _linear_probe(cfg: Config, iters: int) -> None:
+def linear_probe(cfg: Config, iters: int) -> None:
     cfg.model.backbone.update(frozen_stages=4, norm_eval=True)
 
 
-def _full(cfg: Config, iters: int) -> None:
+def train_everything(cfg: Config, iters: int) -> None:
     pass
 
 
-def _adapters_only(cfg: Config, iters: int) -> None:
+def adapters_only(cfg: Config, iters: int) -> None:
     _switch_at(cfg, iters)  # stage 2 would start after the last iteration
 
 
-def _lora(cfg: Config, iters: int) -> None:
-    cfg.model.backbone.adapter.kernel = 'linear'
-    _adapters_only(cfg, iters)
+def lora(cfg: Config, iters: int) -> None:
+    cfg.model.backbone.adapter.interaction = 'linear'
+    adapters_only(cfg, iters)
 
 
-def _stages(cfg: Config, iters: int) -> None:
+def stages(cfg: Config, iters: int) -> None:
     _switch_at(cfg, iters // 2)
 
 
-def _scratch(cfg: Config, iters: int) -> None:
+def from_scratch(cfg: Config, iters: int) -> None:
     if cfg.model.backbone.type == 'QuadraNetV2':
         cfg.model.backbone.init_cfg = None  # the ResNet's own random init
     else:
@@ -55,33 +55,33 @@ def _scratch(cfg: Config, iters: int) -> None:
 
 ARMS = (
     Arm('linear-probe', 'first-order', True,
-        'pretrained backbone frozen (BN statistics too), head trains', _linear_probe),
+        'pretrained backbone frozen (BN statistics too), head trains', linear_probe),
     Arm('full-ft', 'first-order', True,
-        'first-order fine-tuning of every parameter', _full),
+        'first-order fine-tuning of every parameter', train_everything),
     Arm('lora', 'qnv2', True,
-        "first-order low-rank adapter, kernel='linear' (phi = a + b): "
+        "first-order low-rank adapter, interaction='linear' (phi = a + b): "
         'U((A+B)(x)), same placement and parameter count as qnv2; '
-        'adapters, norms and head train', _lora),
+        'adapters, norms and head train', lora),
     Arm('qnv2-adapters', 'qnv2', True,
         'QNv2 quadratic adapters (stage 1 only): adapters, norms and head '
-        'train, primary terms frozen', _adapters_only),
+        'train, primary terms frozen', adapters_only),
     Arm('qnv2-stages', 'qnv2', True,
         'QNv2 stage training: stage 1 for the first half, then everything '
-        '(primary terms at lr x0.1)', _stages),
+        '(primary terms at lr x0.1)', stages),
     Arm('quadranet-scratch', 'qnv2', False,
         'the same quadratic ResNet from random init, every parameter trains',
-        _scratch),
+        from_scratch),
     Arm('first-order-scratch', 'first-order', False,
-        'the same first-order ResNet from random init', _scratch),
+        'the same first-order ResNet from random init', from_scratch),
 )
 ARM_BY_NAME = {arm.name: arm for arm in ARMS}
 
 # Part 3, on the shifted task: variations of the adapters-only recipe.
 ABLATIONS = (
     ('rbf', 'kernel rbf (sigma 1), rank 8, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(kernel='rbf')),
+     lambda cfg: cfg.model.backbone.adapter.update(interaction='rbf')),
     ('poly', 'kernel poly (degree 2, c 1), rank 8, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(kernel='poly')),
+     lambda cfg: cfg.model.backbone.adapter.update(interaction='poly')),
     ('rank-4', 'kernel quadratic, rank 4, all stages',
      lambda cfg: cfg.model.backbone.adapter.update(rank=4)),
     ('rank-16', 'kernel quadratic, rank 16, all stages',

@@ -31,7 +31,7 @@ def pipeline_step(cfg: Config, loader: str, step_type: str) -> ConfigDict:
     return steps[0]
 
 
-def _quiet(cfg: Config, work_dir: str) -> None:
+def quiet(cfg: Config, work_dir: str) -> None:
     cfg.work_dir = work_dir
     cfg.experiment_name = osp.relpath(work_dir, ROOT).replace(os.sep, '_') \
         + f'_{time.time_ns()}'
@@ -67,7 +67,7 @@ def load(path: str) -> Config:
 # --------------------------------------------------------------------------
 # classification configs
 # --------------------------------------------------------------------------
-def _schedule(cfg: Config, iters: int, val_interval: int, warmup: int,
+def set_schedule(cfg: Config, iters: int, val_interval: int, warmup: int,
               start_factor: float = 0.1, log_interval: Optional[int] = None) -> None:
     """Linear warm-up then cosine over ``iters``; one checkpoint at the end; log
     every ``log_interval`` (default ``val_interval``) iterations."""
@@ -85,7 +85,7 @@ def _schedule(cfg: Config, iters: int, val_interval: int, warmup: int,
         log_metric_by_epoch=False)
 
 
-def _datasets(cfg: Config, data: str, scale: Scale, seed: int,
+def set_datasets(cfg: Config, data: str, scale: Scale, seed: int,
               train_part: str, train_per_class: int) -> None:
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_prefix = data
@@ -103,10 +103,10 @@ def test_len(scale: Scale) -> int:
 
 def source_cfg(scale: Scale, data: str, seed: int, work: str) -> Config:
     cfg = load(osp.join(STUDY, 'resnet18-cifar_fmnist-source.py'))
-    _datasets(cfg, data, scale, seed, 'source', scale.source_per_class)
+    set_datasets(cfg, data, scale, seed, 'source', scale.source_per_class)
     cfg.train_dataloader.batch_size = scale.source_batch
-    _schedule(cfg, scale.source_iters, scale.source_iters, warmup=20)
-    _quiet(cfg, osp.join(work, 'source', f'seed{seed}'))
+    set_schedule(cfg, scale.source_iters, scale.source_iters, warmup=20)
+    quiet(cfg, osp.join(work, 'source', f'seed{seed}'))
     return cfg
 
 
@@ -116,23 +116,23 @@ def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
     prefix = 'qnv2-' if arm.family == 'qnv2' else ''
     cfg = load(osp.join(STUDY, f'{prefix}resnet18-cifar_fmnist-{task}.py'))
     iters = iters or scale.iters
-    _datasets(cfg, data, scale, seed, 'train', scale.labels_per_class)
-    _schedule(cfg, iters, scale.val_interval, warmup=10)
+    set_datasets(cfg, data, scale, seed, 'train', scale.labels_per_class)
+    set_schedule(cfg, iters, scale.val_interval, warmup=10)
     cfg.optim_wrapper.optimizer.lr = lr
     cfg.model.backbone.init_cfg.checkpoint = source
     if task == 'shift':
         cfg.model.head.init_cfg.checkpoint = source
     arm.configure(cfg, iters)
-    _quiet(cfg, work_dir)
+    quiet(cfg, work_dir)
     return cfg
 
 
 
-def _epoch_ckpt(cfg: Config) -> str:
+def epoch_checkpoint(cfg: Config) -> str:
     return osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
 
 
-def _crops_cfg(path: str, shapes: str, scale: Scale, seed: int,
+def crops_cfg(path: str, shapes: str, scale: Scale, seed: int,
                epochs: Optional[int], work_dir: str) -> Config:
     """A demo crop-classifier config on the study's shapes set."""
     cfg = load(path)
@@ -145,11 +145,11 @@ def _crops_cfg(path: str, shapes: str, scale: Scale, seed: int,
         cfg.train_cfg.update(max_epochs=epochs, val_interval=epochs)
         cfg.default_hooks.checkpoint.interval = epochs
     cfg.randomness = dict(seed=seed)
-    _quiet(cfg, work_dir)
+    quiet(cfg, work_dir)
     return cfg
 
 
-def _detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
+def detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
                   backbone_ckpt: str, work_dir: str) -> Config:
     """A demo detector config on the study's shapes set, reduced schedule:
     warm-up and stage switch at 1/16 of the iterations, as in the demo."""
@@ -168,13 +168,14 @@ def _detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
     cfg.test_evaluator = cfg.val_evaluator
     iters = scale.det_iters
     warmup = max(1, iters // 16)
-    _schedule(cfg, iters, iters, warmup, start_factor=0.01, log_interval=20)
+    set_schedule(cfg, iters, iters, warmup, start_factor=0.01, log_interval=20)
+    # item access: hooks unpacked from a base config's list are plain dicts
     for hook in cfg.custom_hooks:
-        if hook.type == 'QuadraticStageHook':
-            hook.switch_iter = warmup
-        if hook.type == 'QuadraticStatsHook':
-            hook.interval = iters
+        if hook['type'] == 'QuadraticStageHook':
+            hook['switch_iter'] = warmup
+        if hook['type'] == 'QuadraticStatsHook':
+            hook['interval'] = iters
     cfg.model.backbone.init_cfg.checkpoint = backbone_ckpt
     cfg.randomness = dict(seed=seed)
-    _quiet(cfg, work_dir)
+    quiet(cfg, work_dir)
     return cfg

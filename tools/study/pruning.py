@@ -38,7 +38,7 @@ from quadra_mm.importance import (
 )
 from quadra_mm.models import load_trained_checkpoint
 
-from .configs import _quiet
+from .configs import quiet
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 BUDGET = 1.02  # the issue's forward FLOPs budget, x the first-order model
@@ -132,7 +132,7 @@ def pruning_cfg(cfg: Config, work_dir: str) -> Config:
     loaded by the runner (the tool's loader takes the checkpoint)."""
     cfg = copy.deepcopy(cfg)
     cfg.load_from, cfg.resume = None, False
-    _quiet(cfg, work_dir)
+    quiet(cfg, work_dir)
     return cfg
 
 

@@ -1,10 +1,10 @@
-"""``docs/study.md`` and its plots from the results of ``tools/study.py``:
+"""``docs/study.md`` and its plots from the results of ``tools/run_study.py``:
 the prose is the Markdown template ``report_template.md`` beside this file,
 the numbers and tables are computed here.
 
 Every number in the report is a mean +- sample standard deviation over the
 seeds; every claim gets a verdict from the paired per-seed differences
-(:func:`verdict`).
+(the comparison tool's rule, :func:`quadra_mm.comparison.statistics.verdict`).
 """
 import json
 import math
@@ -21,13 +21,12 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from quadra_mm.comparison.statistics import fmt, mean_std, verdict  # noqa: E402
 from quadra_mm.datasets.fashion_mnist_shift import apply_shift  # noqa: E402
 
 from .report_pruning import plot_pruning, pruning_section  # noqa: E402
-from .stats import fmt, mean_std  # noqa: E402
 
-__all__ = ['write_report', 'render_report', 'headline_table', 'verdict',
-           'mean_std']
+__all__ = ['write_report', 'render_report', 'headline_table']
 
 # The prose of the report, with ${placeholders} for what is computed here.
 TEMPLATE = osp.join(osp.dirname(osp.abspath(__file__)),
@@ -37,7 +36,7 @@ _PART_MARKER = re.compile(r'^<!-- part: (\w+) -->\n', re.M)
 ARM_LABELS = {
     'linear-probe': 'linear probe',
     'full-ft': 'full first-order fine-tuning',
-    'lora': "LoRA (kernel='linear'), adapters only",
+    'lora': "LoRA (interaction='linear'), adapters only",
     'qnv2-adapters': 'QNv2 adapters only (stage 1)',
     'qnv2-stages': 'QNv2 stage training (1 -> 2)',
     'quadranet-scratch': 'QuadraNet from scratch',
@@ -49,29 +48,6 @@ TASK_LABELS = {
 }
 FASHION_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                    'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-
-
-def verdict(runs: List[dict], control: List[dict], key: str = 'test') -> str:
-    """Whether ``runs`` beat ``control`` on ``key``, seed by seed.
-
-    With ``d`` the per-seed differences (same seed: same data, same source
-    model): *supported* if ``mean(d) > 2 SE``, *not supported* if
-    ``mean(d) <= 0`` (the control is as good or better; "clearly" when
-    ``mean(d) < -2 SE``), *inconclusive at this scale* otherwise. A screen
-    for n = 3 seeds, not a significance test.
-    """
-    by_seed = {r['seed']: r[key] for r in control}
-    diffs = [r[key] - by_seed[r['seed']] for r in runs if r['seed'] in by_seed]
-    mean, std = mean_std(diffs)
-    se = std / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-    text = f'{mean:+.2f} (SE {se:.2f}, n={len(diffs)})'
-    if mean > 2 * se and mean > 0:
-        return f'**supported**: {text}'
-    if mean < -2 * se:
-        return f'**not supported** (the control is clearly better): {text}'
-    if mean <= 0:
-        return f'**not supported** (no gain, within noise): {text}'
-    return f'**inconclusive at this scale**: {text}'
 
 
 def _curve_stats(runs: List[dict]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -285,7 +261,7 @@ SAME_TASK_LABELS = {
     'first-order-continued': 'first-order, continued (P + E)',
     'qnv2-stages': 'QNv2 stage training (P + E)',
     'qnv2-adapters': 'QNv2 adapters only (P + E)',
-    'lora': "LoRA (kernel='linear'), adapters only (P + E)",
+    'lora': "LoRA (interaction='linear'), adapters only (P + E)",
     'scratch': 'QuadraNet from scratch',
 }
 

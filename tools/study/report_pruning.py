@@ -10,8 +10,9 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from quadra_mm.comparison.statistics import fmt, mean_std  # noqa: E402
+
 from .pruning import BUDGET_SETTING, FRACTIONS, IN_TRAINING, setting_name  # noqa: E402
-from .stats import fmt, mean_std  # noqa: E402
 
 PROTOCOL_LABELS = {'shift': 'task (b), QNv2 adapters only',
                    'detection': 'demo detector (QNv2 Mask R-CNN)'}

@@ -1,18 +1,16 @@
 """The runner: every training and test of the study in a pool of worker
 processes, each result cached next to its checkpoint (keyed by the config's
-fingerprint, so a stopped study continues), and a progress line with an ETA
+fingerprint, :mod:`quadra_mm.comparison.cache`, so a stopped study
+continues), and the comparison tool's progress bar with the time left,
 weighted by each run's iterations."""
 import copy
-import hashlib
 import json
 import math
-import multiprocessing
 import os
 import os.path as osp
 import platform
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -20,6 +18,8 @@ import torch
 from mmengine.config import Config
 
 from quadra_mm.cli import build_runner
+from quadra_mm.comparison.cache import fingerprint, load_cached, write_json
+from quadra_mm.comparison.executor import Progress, concurrently, process_pool
 from quadra_mm.datasets import make_demo_data
 from quadra_mm.hooks import phase_one_frozen_parameters
 from quadra_mm.ops import is_adapter_param_name
@@ -30,17 +30,17 @@ from .arms import (
     ARMS,
     PARTS,
     Arm,
-    _adapters_only,
-    _full,
-    _linear_probe,
-    _lora,
-    _stages,
+    adapters_only,
+    linear_probe,
+    lora,
+    stages,
+    train_everything,
 )
 from .configs import (
-    _crops_cfg,
-    _detector_cfg,
-    _epoch_ckpt,
-    _quiet,
+    crops_cfg,
+    detector_cfg,
+    epoch_checkpoint,
+    quiet,
     source_cfg,
     target_cfg,
     test_len,
@@ -54,38 +54,9 @@ from .pruning import (
     pruning_cfg,
     result_path,
 )
+from .results import summary
 from .same_task import run_same_task, same_task_units
 from .scale import DEMO, ROOT, STUDY, TASKS, Scale
-
-
-class Progress:
-    """Counts finished work units and prints an ETA from the measured rate
-    (thread-safe: the study's parts report from several threads)."""
-
-    def __init__(self, total_units: float) -> None:
-        self.total, self.done = total_units, 0.0
-        self.start = time.time()
-        self.reused = 0.0
-        self.lock = threading.Lock()
-
-    def step(self, units: float, label: str, seconds: float,
-             reused: bool = False) -> None:
-        with self.lock:
-            if reused:  # by an earlier invocation: no time spent now
-                self.reused += units
-                label += ' (reused)'
-            else:
-                self.done += units
-            elapsed = time.time() - self.start
-            rate = elapsed / max(self.done, 1e-9)
-            left = max(self.total - self.reused - self.done, 0.0)
-            print(f'[{100 * (self.done + self.reused) / self.total:5.1f} %] '
-                  f'{label}: {seconds:.1f} s | elapsed {_mmss(elapsed)} | '
-                  f'ETA {_mmss(rate * left)}', flush=True)
-
-
-def _mmss(seconds: float) -> str:
-    return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
 
 
 def _read_scalars(log_dir: str) -> List[dict]:
@@ -94,41 +65,19 @@ def _read_scalars(log_dir: str) -> List[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def fingerprint(cfg: Config) -> str:
-    """A hash of everything in ``cfg`` but the per-process run names."""
-    content = cfg.to_dict()
-    content.pop('experiment_name', None)
-    content.get('visualizer', {}).pop('name', None)
-    return hashlib.sha1(json.dumps(content, sort_keys=True,
-                                   default=str).encode()).hexdigest()
-
-
-def _saved(path: str, cfg: Config) -> Optional[dict]:
-    """What :func:`cached` kept at ``path`` for ``cfg``, if anything."""
-    if osp.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
-        if saved.get('config') == fingerprint(cfg):
-            return saved
-    return None
-
-
 def cached(path: str, cfg: Config, compute: Callable[[], object]):
     """``compute()``, or what it returned for the same config before.
 
     Each run's result is kept next to its checkpoint (``path``), keyed by
-    :func:`fingerprint`: a study stopped half-way (or split over several
+    :func:`quadra_mm.comparison.cache.fingerprint`: a study stopped half-way (or split over several
     processes with ``--parts``) continues where it stopped, and a changed
     config is run again."""
     key = fingerprint(cfg)
-    saved = _saved(path, cfg)
+    saved = load_cached(path, key)
     if saved is not None:
-        return saved['result']
+        return saved
     result = compute()
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path + '.partial', 'w') as f:
-        json.dump(dict(config=key, result=result), f)
-    os.replace(path + '.partial', path)
+    write_json(path, dict(fingerprint=key, result=result))
     return result
 
 
@@ -172,7 +121,7 @@ def test(cfg: Config, checkpoint: str, expected_len: int) -> float:
     that split's size (mmpretrain's FashionMNIST quirk, SPEC section 4)."""
     cfg = copy.deepcopy(cfg)
     cfg.load_from = checkpoint
-    _quiet(cfg, osp.join(cfg.work_dir, 'test'))
+    quiet(cfg, osp.join(cfg.work_dir, 'test'))
     return cached(osp.join(cfg.work_dir, 'study_test.json'), cfg,
                   lambda: _test(cfg, expected_len))
 
@@ -206,15 +155,15 @@ def step_time_ratios(scale: Scale, data: str, source: str,
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope('mmpretrain')
     variants: Dict[str, Tuple[str, Callable[[Config], None], bool]] = {
-        'full-ft': ('full-ft', _full, False),
-        'linear-probe': ('linear-probe', _linear_probe, False),
-        'lora': ('lora', _lora, True),
-        'qnv2-adapters': ('qnv2-adapters', _adapters_only, True),
-        'qnv2 stage 2 (everything trains)': ('qnv2-stages', _stages, False),
+        'full-ft': ('full-ft', train_everything, False),
+        'linear-probe': ('linear-probe', linear_probe, False),
+        'lora': ('lora', lora, True),
+        'qnv2-adapters': ('qnv2-adapters', adapters_only, True),
+        'qnv2 stage 2 (everything trains)': ('qnv2-stages', stages, False),
     }
     for name, _, change in ABLATIONS:
         variants[name] = ('qnv2-adapters', lambda cfg, iters, change=change: (
-            _adapters_only(cfg, iters), change(cfg)), True)
+            adapters_only(cfg, iters), change(cfg)), True)
     models = {}
     for label, (arm, configure, stage1) in variants.items():
         cfg = target_cfg('shift', ARM_BY_NAME[arm], scale, data, 0, 1e-3,
@@ -256,9 +205,9 @@ def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
     plain = dict(type='ResNet', depth=50)
     adapted = dict(type='QuadraNetV2', backbone=plain, targets='resnet',
                    adapter=dict(rank=8, kernel_size=3, dilation=2,
-                                kernel='quadratic'))
+                                interaction='quadratic'))
     variants: Dict[str, Callable[[Config], None]] = {
-        'lora': lambda cfg: cfg.model.backbone.adapter.update(kernel='linear'),
+        'lora': lambda cfg: cfg.model.backbone.adapter.update(interaction='linear'),
         'qnv2-adapters': lambda cfg: None,
         **{name: change for name, _, change in ABLATIONS}}
     image = torch.randn(1, 3, image_size, image_size)
@@ -273,21 +222,6 @@ def resnet50_flop_ratios(image_size: int) -> Dict[str, float]:
         change(cfg)
         ratios[name] = flops(cfg.model.backbone.to_dict()) / base
     return ratios
-
-
-def _concurrently(fn: Callable, items) -> list:
-    """``[fn(item) for item in items]``, each call in its own thread: the
-    calls only wait on worker processes, and no thread ever waits for a
-    free thread (no pool to exhaust)."""
-    items = list(items)
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(len(items)) as threads:
-        return list(threads.map(fn, items))
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
 
 
 class Study:
@@ -342,19 +276,21 @@ class Study:
         self.results['same_task'].update(scale=asdict(self.scale.same_task),
                                          seconds=round(time.time() - start, 1))
 
-    def _step(self, units: float, label: str, seconds: float,
-              reused: bool = False) -> None:
-        self.progress.step(units, label, seconds, reused)
+    def step(self, units: float, label: str, seconds: float,
+             reused: bool = False) -> None:
+        """``units`` of the study's work done (``reused``: by an earlier
+        invocation), ``seconds`` what it took."""
+        self.progress.step(f'{label}: {seconds:.1f} s', reused, units)
 
-    def _train(self, cfg: Config, metric: str) -> dict:
+    def train_run(self, cfg: Config, metric: str) -> dict:
         """:func:`train` in a worker, or its result from an earlier
         invocation (``reused``) without a round trip to a worker."""
-        saved = _saved(_run_path(cfg), cfg)
+        saved = load_cached(_run_path(cfg), fingerprint(cfg))
         if saved is not None:
-            return dict(saved['result'], reused=True)
+            return dict(saved, reused=True)
         return dict(self.pool.submit(train, cfg, metric).result(), reused=False)
 
-    def _test(self, cfg: Config, checkpoint: str,
+    def test_run(self, cfg: Config, checkpoint: str,
               expected_len: Optional[int] = None) -> float:
         return self.pool.submit(test, cfg, checkpoint,
                                 expected_len or test_len(self.scale)).result()
@@ -362,15 +298,15 @@ class Study:
     def source(self) -> Dict[int, str]:
         def one(seed: int) -> dict:
             cfg = source_cfg(self.scale, self.data, seed, self.work)
-            run = self._train(cfg, 'accuracy/top1')
-            run['test'] = self._test(cfg, run['checkpoint'])
-            self._step(2 * self.scale.source_iters + self.test_units,
+            run = self.train_run(cfg, 'accuracy/top1')
+            run['test'] = self.test_run(cfg, run['checkpoint'])
+            self.step(2 * self.scale.source_iters + self.test_units,
                        f'source model, seed {seed}: val {run["final"]:.1f} '
                        f'test {run["test"]:.1f}', run['seconds'], run['reused'])
             return run
 
-        runs = dict(zip(self.scale.seeds, _concurrently(one, self.scale.seeds)))
-        self.results['source'] = {seed: _summary(run) for seed, run in runs.items()}
+        runs = dict(zip(self.scale.seeds, concurrently(one, self.scale.seeds)))
+        self.results['source'] = {seed: summary(run) for seed, run in runs.items()}
         return {seed: run['checkpoint'] for seed, run in runs.items()}
 
     def arm(self, task: str, arm: Arm, sources: Dict[int, str]) -> dict:
@@ -392,32 +328,32 @@ class Study:
 
         def run(seed: int, lr: float) -> Tuple[Config, dict]:
             cfg = make_cfg(seed, lr)
-            result = self._train(cfg, 'accuracy/top1')
-            self._step(iters, f'{label} lr {lr:g} seed {seed}: '
+            result = self.train_run(cfg, 'accuracy/top1')
+            self.step(iters, f'{label} lr {lr:g} seed {seed}: '
                        f'val {result["final"]:.1f}', result['seconds'],
                        result['reused'])
             return cfg, result
 
-        sweep = dict(zip(lrs, _concurrently(lambda lr: run(seeds[0], lr), lrs)))
+        sweep = dict(zip(lrs, concurrently(lambda lr: run(seeds[0], lr), lrs)))
         best = max(lrs, key=lambda lr: sweep[lr][1]['final'])
-        runs = [sweep[best]] + _concurrently(lambda seed: run(seed, best),
+        runs = [sweep[best]] + concurrently(lambda seed: run(seed, best),
                                              seeds[1:])
 
         def scored(seed_run: Tuple[int, Tuple[Config, dict]]) -> dict:
             seed, (cfg, result) = seed_run
             self.kept.setdefault(label, {})[seed] = (cfg, result['checkpoint'])
             start = time.time()
-            result['test'] = self._test(cfg, result['checkpoint'],
+            result['test'] = self.test_run(cfg, result['checkpoint'],
                                         expected_test_len)
-            self._step(self.test_units, f'{label} seed {seed}: '
+            self.step(self.test_units, f'{label} seed {seed}: '
                        f'test {result["test"]:.1f}', time.time() - start,
                        result['reused'])
-            return dict(_summary(result), seed=seed)
+            return dict(summary(result), seed=seed)
 
         return dict(describe=describe, lr=best,
                     sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in lrs},
                     sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in lrs),
-                    runs=_concurrently(scored, zip(seeds, runs)))
+                    runs=concurrently(scored, zip(seeds, runs)))
 
     def ablations(self, sources: Dict[int, str], ablations, lr: float) -> None:
         """Part 3: the adapters-only recipe at ``lr`` (the one its arm chose
@@ -431,15 +367,15 @@ class Study:
                              sources[seed], osp.join(
                                  self.work, 'ablation', name, f'seed{seed}'))
             change(cfg)
-            result = self._train(cfg, 'accuracy/top1')
-            result['test'] = self._test(cfg, result['checkpoint'])
-            self._step(s.iters + self.test_units, f'ablation {name} seed {seed}: '
+            result = self.train_run(cfg, 'accuracy/top1')
+            result['test'] = self.test_run(cfg, result['checkpoint'])
+            self.step(s.iters + self.test_units, f'ablation {name} seed {seed}: '
                        f'test {result["test"]:.1f}', result['seconds'],
                        result['reused'])
-            return dict(_summary(result), seed=seed)
+            return dict(summary(result), seed=seed)
 
         items = [(ablation, seed) for ablation in ablations for seed in s.seeds]
-        runs = _concurrently(one, items)
+        runs = concurrently(one, items)
         for name, describe, _ in ablations:
             self.results['ablation'][name] = dict(
                 describe=describe, lr=lr,
@@ -458,14 +394,14 @@ class Study:
                              sources[seed], osp.join(
                                  self.work, 'efficiency', f'seed{seed}'),
                              iters=iters)
-            result = self._train(cfg, 'accuracy/top1')
-            self._step(iters, f'QuadraNet from scratch x{s.scratch_factor}, '
+            result = self.train_run(cfg, 'accuracy/top1')
+            self.step(iters, f'QuadraNet from scratch x{s.scratch_factor}, '
                        f'seed {seed}: val {result["final"]:.1f}',
                        result['seconds'], result['reused'])
-            return dict(_summary(result), seed=seed)
+            return dict(summary(result), seed=seed)
 
         self.results['efficiency'] = dict(lr=lr, iters=iters,
-                                          runs=_concurrently(one, s.seeds))
+                                          runs=concurrently(one, s.seeds))
 
     def detection(self) -> None:
         """QNv2 vs first-order demo detector, the same extra classifier
@@ -485,32 +421,32 @@ class Study:
              osp.join(STUDY, 'mask-rcnn_r18_fpn_shapes.py')))
 
         def one_seed(seed: int) -> List[dict]:
-            cls_cfg = _crops_cfg(osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py'),
+            cls_cfg = crops_cfg(osp.join(DEMO, 'resnet18_1xb32_shapes-crops.py'),
                                  shapes, s, seed, s.det_cls_epochs,
                                  osp.join(self.work, 'det', f'seed{seed}', 'classifier'))
-            cls = self._train(cls_cfg, 'accuracy/top1')
-            first_order = _epoch_ckpt(cls_cfg)
-            self._step(s.det_cls_epochs * 10, f'detection seed {seed}: first-order '
+            cls = self.train_run(cls_cfg, 'accuracy/top1')
+            first_order = epoch_checkpoint(cls_cfg)
+            self.step(s.det_cls_epochs * 10, f'detection seed {seed}: first-order '
                        f'classifier top-1 {cls["final"]:.1f}', cls['seconds'],
                        cls['reused'])
 
             def one_arm(detector: Tuple[str, str, str]) -> dict:
                 name, adapt_path, det_path = detector
                 where = osp.join(self.work, 'det', f'seed{seed}', name)
-                adapt_cfg = _crops_cfg(adapt_path, shapes, s, seed, None,
+                adapt_cfg = crops_cfg(adapt_path, shapes, s, seed, None,
                                        osp.join(where, 'classifier'))
                 adapt_cfg.model.backbone.init_cfg.checkpoint = first_order
                 adapt_cfg.model.head.init_cfg = dict(
                     type='Pretrained', checkpoint=first_order, prefix='head.')
-                adapted = self._train(adapt_cfg, 'accuracy/top1')
-                det_cfg = _detector_cfg(det_path, shapes, s, seed,
-                                        _epoch_ckpt(adapt_cfg),
+                adapted = self.train_run(adapt_cfg, 'accuracy/top1')
+                det_cfg = detector_cfg(det_path, shapes, s, seed,
+                                        epoch_checkpoint(adapt_cfg),
                                         osp.join(where, 'detector'))
-                det = self._train(det_cfg, 'coco/bbox_mAP')
+                det = self.train_run(det_cfg, 'coco/bbox_mAP')
                 self.kept.setdefault(f'detection / {name}', {})[seed] = (
                     det_cfg, det['checkpoint'])
                 coco = det['records'][-1]
-                self._step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
+                self.step(s.det_cls_epochs * 10 / 2 + 6 * s.det_iters,
                            f'detection seed {seed} {name}: classifier '
                            f'{adapted["final"]:.1f}, bbox {coco["coco/bbox_mAP"]:.3f}'
                            f' segm {coco["coco/segm_mAP"]:.3f}',
@@ -524,9 +460,9 @@ class Study:
                     seconds=round(adapted['seconds'] + det['seconds'], 1),
                     detector_step_time=det['step_time'])
 
-            return _concurrently(one_arm, detectors)
+            return concurrently(one_arm, detectors)
 
-        per_seed = _concurrently(one_seed, s.seeds)
+        per_seed = concurrently(one_seed, s.seeds)
         self.results['detection'].update(arms={
             name: [runs[i] for runs in per_seed]
             for i, (name, *_) in enumerate(detectors)})
@@ -566,13 +502,13 @@ class Study:
             cfg = pruning_cfg(cfg, osp.join(self.work, 'pruning', protocol,
                                             f'seed{seed}'))
             cfg.pruned_checkpoint = checkpoint  # in the result's fingerprint
-            saved = _saved(result_path(cfg.work_dir), cfg)
+            saved = load_cached(result_path(cfg.work_dir), fingerprint(cfg))
             start = time.time()
-            result = saved['result'] if saved is not None else self.pool.submit(
+            result = saved if saved is not None else self.pool.submit(
                 pruned_and_tested, cfg, checkpoint, metric, reported,
                 seed).result()
             unpruned = result['settings']['ablation']['0 %']['test'][reported[0]]
-            self._step(self.pruning_units[protocol], f'pruning {protocol} seed {seed}: '
+            self.step(self.pruning_units[protocol], f'pruning {protocol} seed {seed}: '
                        f'{len(result["adapters"])} adapters scored, unpruned '
                        f'test {unpruned:.3g}', time.time() - start,
                        saved is not None)
@@ -580,7 +516,7 @@ class Study:
 
         self.results['pruning'][protocol] = dict(
             metric=metric, reported=list(reported), scorers=list(SCORERS),
-            runs=_concurrently(one, self.scale.seeds))
+            runs=concurrently(one, self.scale.seeds))
 
     def pruned_in_training(self, sources: Dict[int, str], lr: float) -> None:
         """Part 6 on task (b), pruned in training (:mod:`.pruning`): the
@@ -596,20 +532,20 @@ class Study:
                 self.work, 'pruning', 'shift-in-training', IN_TRAINING[setting][1],
                 f'seed{seed}'))
             prune_in_training(cfg, setting, prune_iter)
-            result = self._train(cfg, 'accuracy/top1')
-            result['test'] = self._test(cfg, result['checkpoint'])
+            result = self.train_run(cfg, 'accuracy/top1')
+            result['test'] = self.test_run(cfg, result['checkpoint'])
             with open(osp.join(cfg.work_dir, 'adapter_pruning.json')) as f:
                 pruning = json.load(f)
-            self._step(self.in_training_units, f'pruned in training, {setting}, seed '
+            self.step(self.in_training_units, f'pruned in training, {setting}, seed '
                        f'{seed}: {len(pruning["pruned"])} adapters off at iteration '
                        f'{prune_iter}, test {result["test"]:.1f}', result['seconds'],
                        result['reused'])
-            return dict(_summary(result), seed=seed, pruned=len(pruning['pruned']),
+            return dict(summary(result), seed=seed, pruned=len(pruning['pruned']),
                         flops_ratio=pruning['flops_ratio_after'],
                         adapters=pruning['pruned'])
 
         items = [(setting, seed) for setting in IN_TRAINING for seed in s.seeds]
-        runs = _concurrently(one, items)
+        runs = concurrently(one, items)
         self.results['pruning']['shift']['in_training'] = dict(
             prune_iter=prune_iter, iters=s.iters, scorer=IN_TRAINING_SCORER, lr=lr,
             settings={setting: [run for (name, _), run in zip(items, runs)
@@ -641,7 +577,7 @@ class Study:
                 self.efficiency(sources, out['lr'])
             return out
 
-        outs = _concurrently(arm_then_dependents, wanted)
+        outs = concurrently(arm_then_dependents, wanted)
         for (task, arm), out in zip(wanted, outs):
             self.results['tasks'].setdefault(task, {})[arm.name] = out
         return sources
@@ -658,10 +594,8 @@ class Study:
         # Every other part adapts the source models.
         if set(parts) - {'detection', 'same-task'}:
             branches['classification'] = lambda: self.classification(parts)
-        with ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context('spawn'),
-                initializer=_init_worker, initargs=(self.threads, )) as self.pool:
-            done = dict(zip(branches, _concurrently(
+        with process_pool(self.workers, self.threads) as self.pool:
+            done = dict(zip(branches, concurrently(
                 lambda branch: branch(), branches.values())))
         if any(name in parts for name, *_ in ABLATIONS):
             # timed in this process once every worker is done: no other load
@@ -670,16 +604,10 @@ class Study:
                 self.scale, self.data, done['classification'][self.scale.seeds[0]])
             self.results['resnet50_flop_ratios'] = resnet50_flop_ratios(
                 self.scale.flops_size)
-            self._step(0, 'step-time ratios', time.time() - start_ratios)
+            self.step(0, 'step-time ratios', time.time() - start_ratios)
         self.results.update(
             seconds=round(time.time() - start, 1), workers=self.workers,
             finished=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
             machine=f'{platform.machine()}, {os.cpu_count()} CPU cores, '
             f'torch {torch.__version__}, {self.threads} threads per worker')
         return self.results
-
-
-def _summary(run: dict) -> dict:
-    keep = ('final', 'test', 'curve', 'seconds', 'step_time', 'trainable',
-            'adapter_params')
-    return {k: run[k] for k in keep if k in run}

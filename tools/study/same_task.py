@@ -13,8 +13,11 @@ from typing import Callable, Dict, List, Tuple
 
 from mmengine.config import Config
 
-from .arms import ARM_BY_NAME, Arm, _full
-from .configs import _datasets, _quiet, _schedule, load
+from quadra_mm.comparison.executor import concurrently
+
+from .arms import ARM_BY_NAME, Arm, train_everything
+from .configs import load, quiet, set_datasets, set_schedule
+from .results import summary
 from .scale import STUDY, Scale
 
 __all__ = ['SAME_TASK_ARMS', 'SCRATCH', 'same_task_cfg', 'same_task_units',
@@ -23,14 +26,14 @@ __all__ = ['SAME_TASK_ARMS', 'SCRATCH', 'same_task_cfg', 'same_task_units',
 SAME_TASK_ARMS = (
     Arm('first-order-continued', 'first-order', True,
         'the pretrained first-order network trains E more steps, every '
-        'parameter (the control: the same extra compute)', _full),
+        'parameter (the control: the same extra compute)', train_everything),
     ARM_BY_NAME['qnv2-stages'],
     ARM_BY_NAME['qnv2-adapters'],
     ARM_BY_NAME['lora'],
 )
 SCRATCH = ARM_BY_NAME['quadranet-scratch']
 PRETRAIN = Arm('pretrain', 'first-order', False,
-               'the first-order network from random init, P steps', _full)
+               'the first-order network from random init, P steps', train_everything)
 
 
 def same_task_cfg(arm: Arm, scale: Scale, data: str, seed: int, lr: float,
@@ -43,10 +46,10 @@ def same_task_cfg(arm: Arm, scale: Scale, data: str, seed: int, lr: float,
     s = scale.same_task
     prefix = 'qnv2-' if arm.family == 'qnv2' else ''
     cfg = load(osp.join(STUDY, f'{prefix}resnet18-w32-cifar_fmnist-10cls.py'))
-    _datasets(cfg, data, scale, seed, 'source', s.train_per_class)
+    set_datasets(cfg, data, scale, seed, 'source', s.train_per_class)
     cfg.train_dataloader.batch_size = s.batch
     cfg.test_dataloader.dataset.per_class = s.test_per_class
-    _schedule(cfg, iters, val_interval, warmup=10 if arm.pretrained else 20)
+    set_schedule(cfg, iters, val_interval, warmup=10 if arm.pretrained else 20)
     cfg.optim_wrapper.optimizer.lr = lr
     if arm.pretrained:
         cfg.model.backbone.init_cfg = dict(type='Pretrained',
@@ -55,7 +58,7 @@ def same_task_cfg(arm: Arm, scale: Scale, data: str, seed: int, lr: float,
         cfg.model.head.init_cfg = dict(type='Pretrained', checkpoint=pretrained,
                                        prefix='head.')
     arm.configure(cfg, iters)
-    _quiet(cfg, work_dir)
+    quiet(cfg, work_dir)
     return cfg
 
 
@@ -78,7 +81,6 @@ def run_same_task(study) -> dict:
     pretraining and from-scratch runs of every seed, then each arm's lr sweep
     on the first seed and its other seeds at the chosen lr, every run tested
     once. Returns the part's results."""
-    from .runner import _concurrently, _summary
     scale, s = study.scale, study.scale.same_task
     work = osp.join(study.work, 'same-task')
     pretrain_lr = load(osp.join(
@@ -86,10 +88,10 @@ def run_same_task(study) -> dict:
     scratch_iters = s.pretrain_iters + s.scratch_extras * s.extra_iters
 
     def trained_and_tested(label: str, cfg: Config, units: float) -> dict:
-        result = study._train(cfg, 'accuracy/top1')
-        result['test'] = study._test(cfg, result['checkpoint'],
+        result = study.train_run(cfg, 'accuracy/top1')
+        result['test'] = study.test_run(cfg, result['checkpoint'],
                                      same_task_test_len(scale))
-        study._step(units, f'same-task / {label}: val {result["final"]:.1f} '
+        study.step(units, f'same-task / {label}: val {result["final"]:.1f} '
                     f'test {result["test"]:.1f}', result['seconds'],
                     result['reused'])
         return result
@@ -104,12 +106,12 @@ def run_same_task(study) -> dict:
         cfg = same_task_cfg(SCRATCH, scale, study.data, seed, pretrain_lr,
                             scratch_iters, s.scratch_val_interval,
                             osp.join(work, 'scratch', f'seed{seed}'))
-        return dict(_summary(trained_and_tested(
+        return dict(summary(trained_and_tested(
             f'QuadraNet from scratch seed {seed}', cfg, scratch_iters)),
             seed=seed)
 
     def pretrain_then_arms() -> Tuple[Dict[int, dict], Dict[str, dict]]:
-        pretrained = dict(zip(scale.seeds, _concurrently(pretrain, scale.seeds)))
+        pretrained = dict(zip(scale.seeds, concurrently(pretrain, scale.seeds)))
 
         def arm(one: Arm) -> dict:
             def make_cfg(seed: int, lr: float) -> Config:
@@ -123,15 +125,15 @@ def run_same_task(study) -> dict:
                                same_task_test_len(scale))
 
         arms = dict(zip((a.name for a in SAME_TASK_ARMS),
-                        _concurrently(arm, SAME_TASK_ARMS)))
+                        concurrently(arm, SAME_TASK_ARMS)))
         return pretrained, arms
 
     branches: List[Callable] = [pretrain_then_arms,
-                                lambda: _concurrently(scratch, scale.seeds)]
-    (pretrained, arms), scratch_runs = _concurrently(lambda f: f(), branches)
+                                lambda: concurrently(scratch, scale.seeds)]
+    (pretrained, arms), scratch_runs = concurrently(lambda f: f(), branches)
     return dict(
         pretrain_lr=pretrain_lr,
-        pretrain=[dict(_summary(pretrained[seed]), seed=seed)
+        pretrain=[dict(summary(pretrained[seed]), seed=seed)
                   for seed in scale.seeds],
         arms=arms,
         scratch=dict(describe=SCRATCH.describe, lr=pretrain_lr,

@@ -2,9 +2,9 @@
 """The adaptation study: does quadratic adaptation beat first-order adaptation
 at the same budget? One command, real data (Fashion-MNIST), >= 3 seeds.
 
-    .venv/bin/python tools/study.py                 # -> docs/study.md, docs/study/*.png
-    .venv/bin/python tools/study.py --quick --out /tmp/study   # every arm, tiny subset
-    .venv/bin/python tools/study.py --prepare-data  # only locate / un-gzip the data
+    .venv/bin/python tools/run_study.py                 # -> docs/study.md, docs/study/*.png
+    .venv/bin/python tools/run_study.py --quick --out /tmp/study   # every arm, tiny subset
+    .venv/bin/python tools/run_study.py --prepare-data  # only locate / un-gzip the data
 
 Every run is an mmengine ``Runner`` built from a config of ``configs/study``
 (or ``configs/demo``) with the project's ``quadra_mm.cli.build_runner``, as
@@ -31,7 +31,7 @@ seeded, so its result does not depend on which worker ran it). The protocol
    for P + several E steps, for the cost axis.
 
 A part can run on its own and join an earlier run's results:
-``tools/study.py --parts same-task --merge docs/study/results.json``.
+``tools/run_study.py --parts same-task --merge docs/study/results.json``.
 """
 import argparse
 import json
@@ -47,11 +47,12 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import torch  # noqa: E402
 from study.arms import PARTS  # noqa: E402
 from study.report import write_report  # noqa: E402
-from study.runner import Study, _mmss  # noqa: E402
+from study.runner import Study  # noqa: E402
 from study.scale import FULL, QUICK, TASKS  # noqa: E402
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
 import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
+from quadra_mm.comparison.executor import mmss  # noqa: E402
 from quadra_mm.datasets import prepare_fashion_mnist  # noqa: E402
 
 MERGED_PARTS = ('detection', 'same-task', 'pruning')
@@ -61,7 +62,7 @@ def merge_results(earlier: dict, new: dict, parts: list) -> dict:
     """``earlier`` with the results of ``parts`` taken from ``new``, and
     ``new``'s invocation (parts, wall time) added to ``earlier``'s list."""
     if earlier['scale']['name'] != new['scale']['name']:
-        raise SystemExit(f'tools/study.py: --merge: a {new["scale"]["name"]} '
+        raise SystemExit(f'tools/run_study.py: --merge: a {new["scale"]["name"]} '
                          f'run cannot join a {earlier["scale"]["name"]} one')
     merged = dict(earlier)
     for part in parts:
@@ -71,7 +72,7 @@ def merge_results(earlier: dict, new: dict, parts: list) -> dict:
             key = part.replace('-', '_')
             merged[key] = new[key]
         elif part != 'source':
-            raise SystemExit(f'tools/study.py: --merge takes the parts '
+            raise SystemExit(f'tools/run_study.py: --merge takes the parts '
                              f'{TASKS + MERGED_PARTS}, not {part!r}')
     merged['invocations'] = earlier.get('invocations', [dict(
         parts='every other part', seconds=earlier['seconds'],
@@ -116,7 +117,7 @@ def main() -> None:
     try:
         prepare_fashion_mnist(args.data)
     except FileNotFoundError as error:
-        raise SystemExit(f'tools/study.py: {error}')
+        raise SystemExit(f'tools/run_study.py: {error}')
     if args.prepare_data:
         print(f'Fashion-MNIST ready in {args.data}')
         return
@@ -151,7 +152,7 @@ def main() -> None:
     report = write_report(results, args.out, data_dir=args.data)
     if not args.report_only:
         print(f'\nstudy ({scale.name}, parts {" ".join(args.parts)}) done in '
-              f'{_mmss(seconds)}: {report}')
+              f'{mmss(seconds)}: {report}')
     else:
         print(f'report written: {report}')
 
