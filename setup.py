@@ -1,4 +1,5 @@
 """quadra-mm: QuadraNet V2 quadratic adaptation for OpenMMLab detection."""
+
 from setuptools import find_packages, setup
 
 # The stack is pinned as one tested set; tools/bootstrap.sh explains each pin

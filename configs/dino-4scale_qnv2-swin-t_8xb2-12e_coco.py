@@ -21,12 +21,13 @@ model = dict(
             mlp_ratio=4,
             qkv_bias=True,
             qk_scale=None,
-            drop_rate=0.,
-            attn_drop_rate=0.,
+            drop_rate=0.0,
+            attn_drop_rate=0.0,
             drop_path_rate=0.2,
             patch_norm=True,
             out_indices=(1, 2, 3),
-            with_cp=False),
+            with_cp=False,
+        ),
         targets='swin',
         adapter=dict(rank=8, interaction='quadratic'),
         init_cfg=dict(
@@ -38,8 +39,11 @@ model = dict(
             # The classifier's final norm, and the shifted-window masks that
             # mmdet's Swin recomputes, are not the detector's output norms.
             allow_missing=[r'norm[1-3]\..*'],
-            allow_unexpected=[r'norm\..*', r'.*\.attn_mask'])),
-    neck=dict(in_channels=[192, 384, 768]))
+            allow_unexpected=[r'norm\..*', r'.*\.attn_mask'],
+        ),
+    ),
+    neck=dict(in_channels=[192, 384, 768]),
+)
 
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),

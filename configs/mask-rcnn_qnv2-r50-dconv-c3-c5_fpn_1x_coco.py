@@ -23,7 +23,8 @@ model = dict(
             norm_eval=True,
             style='pytorch',
             dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
-            stage_with_dcn=(False, True, True, True)),
+            stage_with_dcn=(False, True, True, True),
+        ),
         targets='resnet',
         stages=(1, 2, 3),
         adapter={{_base_.qnv2_adapter}},
@@ -34,7 +35,10 @@ model = dict(
             # zero, as in mmdet: the deformable convs start as plain ones)
             # and an fc layer.
             allow_missing=[r'layer[2-4]\.\d+\.conv2\.conv_offset\..*'],
-            allow_unexpected=[r'fc\..*'])))
+            allow_unexpected=[r'fc\..*'],
+        ),
+    )
+)
 
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),

@@ -20,7 +20,8 @@ model = dict(
             frozen_stages=1,
             norm_cfg=dict(type='BN', requires_grad=True),
             norm_eval=True,
-            style='pytorch'),
+            style='pytorch',
+        ),
         targets='resnet',
         stages=(1, 2, 3),
         adapter={{_base_.qnv2_adapter}},
@@ -28,7 +29,10 @@ model = dict(
             type='Pretrained',
             checkpoint='torchvision://resnet50',
             # torchvision's ImageNet classifier layer.
-            allow_unexpected=[r'fc\..*'])))
+            allow_unexpected=[r'fc\..*'],
+        ),
+    )
+)
 
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),

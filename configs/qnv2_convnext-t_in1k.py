@@ -17,18 +17,18 @@ model = dict(
         backbone=dict(type='ConvNeXt', arch='tiny', drop_path_rate=0.1),
         targets='convnext',
         adapter={{_base_.qnv2_adapter}},
-        init_cfg=dict(
-            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.'),
+    ),
     head=dict(
-        init_cfg=dict(_delete_=True, type='Pretrained',
-                      checkpoint=checkpoint, prefix='head.')))
+        init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=checkpoint, prefix='head.')
+    ),
+)
 
 max_epochs = 30
 train_cfg = dict(max_epochs=max_epochs)
 optim_wrapper = dict(optimizer=dict(lr=4e-4))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=1,
-         convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=1, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=1),
 ]
 custom_hooks = [

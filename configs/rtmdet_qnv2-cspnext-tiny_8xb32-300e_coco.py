@@ -21,24 +21,24 @@ model = dict(
             widen_factor=0.375,
             channel_attention=True,
             norm_cfg=dict(type='SyncBN'),
-            act_cfg=dict(type='SiLU', inplace=True)),
+            act_cfg=dict(type='SiLU', inplace=True),
+        ),
         targets='cspnext',
         adapter={{_base_.qnv2_adapter}},
-        init_cfg=dict(
-            type='Pretrained', prefix='backbone.', checkpoint=checkpoint)))
+        init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=checkpoint),
+    )
+)
 
 # The list replaces the base's: its EMA and pipeline-switch hooks come first.
 custom_hooks = [
     dict(
-        type='EMAHook',
-        ema_type='ExpMomentumEMA',
-        momentum=0.0002,
-        update_buffers=True,
-        priority=49),
+        type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, update_buffers=True, priority=49
+    ),
     dict(
         type='PipelineSwitchHook',
         switch_epoch=280,
-        switch_pipeline={{_base_.train_pipeline_stage2}}),
+        switch_pipeline={{_base_.train_pipeline_stage2}},
+    ),
     dict(type='QuadraticStageHook', switch_epoch=100, primary_lr_mult=0.1),
     *_base_.qnv2_hooks,
 ]

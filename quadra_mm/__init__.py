@@ -8,6 +8,7 @@ OpenMMLab glue: it makes mmengine work on torch 2.14
 (:mod:`quadra_mm.compat`) and registers the backbones and hooks in both
 mmdet's and mmpretrain's registries.
 """
+
 __version__ = '0.1.0'
 
 

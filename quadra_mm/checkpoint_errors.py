@@ -11,6 +11,7 @@ file. :func:`unreadable_checkpoint` turns such an error into a
 python/torch: :mod:`quadra_mm.compat` uses it before anything mm is
 registered.
 """
+
 import os
 import pickle
 import re
@@ -23,8 +24,7 @@ __all__ = ['CheckpointReadError', 'unreadable_checkpoint']
 # (a pickled 0x1950a86a20f9469cfc6c, protocol 2).
 _ZIP_MAGIC = b'PK\x03\x04'
 _LEGACY_MAGIC = b'\x80\x02\x8a\x0a'
-_REFUSED_GLOBAL = re.compile(
-    r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)')
+_REFUSED_GLOBAL = re.compile(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)')
 
 
 class CheckpointReadError(pickle.UnpicklingError, RuntimeError):
@@ -40,8 +40,7 @@ class CheckpointReadError(pickle.UnpicklingError, RuntimeError):
     """
 
     def __init__(self, path: str, cause: str, detail: str) -> None:
-        super().__init__(f'cannot load checkpoint {path}: {cause} '
-                         f'(torch.load said: {detail})')
+        super().__init__(f'cannot load checkpoint {path}: {cause} (torch.load said: {detail})')
         self.path = path
         self.cause = cause
 
@@ -58,29 +57,36 @@ def _cause(path: str, error: BaseException) -> str:
     message = str(error)
     refused = _REFUSED_GLOBAL.search(message)
     if refused:
-        return ('refused by the weights_only allow-list: it pickles '
-                f'{refused.group(1)}, which is not a tensor, a container or '
-                'a type mmengine checkpoints are made of. Load it only if you '
-                'trust its source, e.g. torch.load(path, weights_only=False)')
+        return (
+            'refused by the weights_only allow-list: it pickles '
+            f'{refused.group(1)}, which is not a tensor, a container or '
+            'a type mmengine checkpoints are made of. Load it only if you '
+            'trust its source, e.g. torch.load(path, weights_only=False)'
+        )
     if os.path.isfile(path):
         size = os.path.getsize(path)
         head = _head(path)
         if size == 0:
             return 'the file is empty (a write that never happened or was cut off)'
         if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(path):
-            return (f'truncated or damaged zip archive ({size} bytes): a '
-                    'write or download that was cut off')
+            return (
+                f'truncated or damaged zip archive ({size} bytes): a '
+                'write or download that was cut off'
+            )
         if not head.startswith((_ZIP_MAGIC, _LEGACY_MAGIC)):
-            return (f'not a torch checkpoint: the file starts with {head!r}, '
-                    'neither a torch zip archive nor the legacy format')
+            return (
+                f'not a torch checkpoint: the file starts with {head!r}, '
+                'neither a torch zip archive nor the legacy format'
+            )
     if 'refusing' in message or 'Unsupported' in message:
-        return ('refused by the weights_only allow-list: it holds a pickled '
-                'object other than tensors and plain containers')
+        return (
+            'refused by the weights_only allow-list: it holds a pickled '
+            'object other than tensors and plain containers'
+        )
     return 'a damaged torch checkpoint'
 
 
-def unreadable_checkpoint(path: str,
-                          error: BaseException) -> Optional[CheckpointReadError]:
+def unreadable_checkpoint(path: str, error: BaseException) -> Optional[CheckpointReadError]:
     """The error to raise instead of ``error``, raised by loading ``path``.
 
     A :class:`CheckpointReadError` naming ``path`` and the likely cause;
@@ -89,5 +95,6 @@ def unreadable_checkpoint(path: str,
     """
     if isinstance(error, (CheckpointReadError, FileNotFoundError)):
         return None
-    return CheckpointReadError(str(path), _cause(str(path), error),
-                               str(error).strip() or type(error).__name__)
+    return CheckpointReadError(
+        str(path), _cause(str(path), error), str(error).strip() or type(error).__name__
+    )

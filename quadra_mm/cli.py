@@ -1,5 +1,6 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: the mm-standard flags
 and config handling of mmdet's own tools."""
+
 import argparse
 import glob
 import json
@@ -14,15 +15,20 @@ from mmengine.runner import Runner
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--work-dir',
-                        help='the dir to save logs, models and metrics')
+    parser.add_argument('--work-dir', help='the dir to save logs, models and metrics')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, key=value pairs, e.g. '
-        'train_cfg.max_iters=100 or key="[a,b]"')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        help='job launcher')
+        'train_cfg.max_iters=100 or key="[a,b]"',
+    )
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        help='job launcher',
+    )
     # torch.distributed.launch passes --local-rank (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -45,8 +51,7 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join(
-            './work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
 
 
@@ -60,16 +65,18 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     and the model is wrapped with ``device_ids=None``, as DDP requires for
     CPU modules.
     """
-    if cfg.launcher == 'none' or torch.cuda.is_available() or \
-            torch_dist.is_initialized():
+    if cfg.launcher == 'none' or torch.cuda.is_available() or torch_dist.is_initialized():
         return
     if cfg.launcher != 'pytorch':
-        raise SystemExit(f'--launcher {cfg.launcher} needs CUDA; on CPU use '
-                         '--launcher pytorch under torchrun')
+        raise SystemExit(
+            f'--launcher {cfg.launcher} needs CUDA; on CPU use --launcher pytorch under torchrun'
+        )
     torch_dist.init_process_group(backend='gloo')
-    wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
-                   find_unused_parameters=cfg.get('find_unused_parameters',
-                                                  False))
+    wrapper = dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False),
+    )
     wrapper.update(cfg.get('model_wrapper_cfg') or {})
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
@@ -99,7 +106,8 @@ def latest_metrics(work_dir: str, key: str) -> dict:
     run (one JSON object), ``<timestamp>/vis_data/*.json`` for training
     (one record per line)."""
     paths = glob.glob(osp.join(work_dir, '*', '*.json')) + glob.glob(
-        osp.join(work_dir, '*', 'vis_data', '*.json'))
+        osp.join(work_dir, '*', 'vis_data', '*.json')
+    )
     for path in sorted(paths, key=osp.getmtime, reverse=True):
         with open(path) as f:
             records = [json.loads(line) for line in f if line.strip()]

@@ -21,6 +21,7 @@ the cause.
 What else ``import quadra_mm`` installs into mmengine and mmcv (quadra-mm's
 own support, not shims) is listed in :mod:`quadra_mm.mm_extensions`.
 """
+
 import functools
 import pickle
 from typing import Callable, List
@@ -36,10 +37,14 @@ from .checkpoint_errors import unreadable_checkpoint
 def _numpy_pickle_globals() -> List[object]:
     """The numpy callables and classes that pickled arrays/scalars refer to."""
     core = np._core if hasattr(np, '_core') else np.core
-    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
-                     if name.endswith('DType')]
-    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray,
-            np.dtype, *dtype_classes]
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType')]
+    return [
+        core.multiarray._reconstruct,
+        core.multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+        *dtype_classes,
+    ]
 
 
 _HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
@@ -56,17 +61,19 @@ def _history_buffer_statistic(owner: object, name: str) -> Callable:
     # HistoryBuffer fills `_statistics_methods` with its four built-in
     # statistics only when the first instance is created.
     if owner is HistoryBuffer and (
-            name in _HISTORY_BUFFER_STATISTICS
-            or name in HistoryBuffer._statistics_methods):
+        name in _HISTORY_BUFFER_STATISTICS or name in HistoryBuffer._statistics_methods
+    ):
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only '
-        'HistoryBuffer statistics methods are allowed')
+        'HistoryBuffer statistics methods are allowed'
+    )
 
 
 MMENGINE_CHECKPOINT_GLOBALS: List[object] = [
-    HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'),
-    *_numpy_pickle_globals()
+    HistoryBuffer,
+    (_history_buffer_statistic, 'builtins.getattr'),
+    *_numpy_pickle_globals(),
 ]
 
 
@@ -92,8 +99,7 @@ def install_checkpoint_loaders() -> None:
     """Wrap every registered mmengine checkpoint loader (idempotent)."""
     for prefix, loader in list(CheckpointLoader._schemes.items()):
         if not getattr(loader, '__quadra_mm_safe_globals__', False):
-            CheckpointLoader.register_scheme(
-                prefix, _with_mmengine_globals(loader), force=True)
+            CheckpointLoader.register_scheme(prefix, _with_mmengine_globals(loader), force=True)
 
 
 def install() -> None:

@@ -18,6 +18,7 @@ mmcv's deformable convs (``L`` of a DCN ResNet's quadratic layers) are
 autograd Functions too, traced as ``prim::PythonOp`` nodes that mmengine
 skips; :func:`deform_conv_flop_jit` counts them.
 """
+
 import functools
 import math
 from typing import Any, List
@@ -51,8 +52,7 @@ def matmul_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return math.prod(batch) * a[-2] * a[-1] * b[-1]
 
 
-def deform_conv_flop_jit(inputs: List[Any], outputs: List[Any],
-                         weight_index: int) -> int:
+def deform_conv_flop_jit(inputs: List[Any], outputs: List[Any], weight_index: int) -> int:
     """Multiply-adds of an mmcv deformable conv, counted as those of the
     conv of the same geometry (what mmcv's own FLOP counter does):
     ``N * prod(weight.shape) * H_out * W_out``. The bilinear sampling at the
@@ -68,5 +68,4 @@ def install() -> None:
     for op in ('aten::matmul', 'aten::mm'):
         handles[op] = matmul_flop_jit
     for op, weight_index in _DEFORM_CONV_OPS.items():
-        handles[op] = functools.partial(deform_conv_flop_jit,
-                                        weight_index=weight_index)
+        handles[op] = functools.partial(deform_conv_flop_jit, weight_index=weight_index)

@@ -12,6 +12,7 @@ as well. :func:`install` wraps mmcv's ``_fuse_conv_bn`` (which
 ``fuse_conv_bn`` looks up at each call) so that it does so: the repair
 happens once, when the pair is fused, and nothing runs in ``forward``.
 """
+
 import functools
 import importlib
 from typing import Callable
@@ -40,8 +41,9 @@ def fold_norm_into_adapter(conv: QuadraticConv2d, norm: _BatchNorm) -> None:
         conv.fuse()
 
 
-def _folding_into_adapters(fold: Callable[[nn.Module, nn.Module], nn.Module]
-                        ) -> Callable[[nn.Module, nn.Module], nn.Module]:
+def _folding_into_adapters(
+    fold: Callable[[nn.Module, nn.Module], nn.Module],
+) -> Callable[[nn.Module, nn.Module], nn.Module]:
 
     @functools.wraps(fold)
     def fold_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:

@@ -22,6 +22,7 @@ exact (what switching an adapter off costs in the metric a pruning budget
 trades against) at one pass per adapter plus one; ``norm`` is one pass, but a
 proxy: a large branch may be redundant and a small one decisive.
 """
+
 import functools
 import math
 from dataclasses import dataclass
@@ -37,8 +38,18 @@ from .adapters.pruning import adapter_flops, prune_fraction, prune_to_flops, swi
 from .deploy import export_for_inference
 from .ops import QuadraticNeuron
 
-__all__ = ['SCORERS', 'Evaluation', 'Scores', 'score_adapters', 'adapters_to_prune',
-           'least_important_first', 'pruning_rule', 'ranking', 'metric_of', 'count_flops']
+__all__ = [
+    'SCORERS',
+    'Evaluation',
+    'Scores',
+    'score_adapters',
+    'adapters_to_prune',
+    'least_important_first',
+    'pruning_rule',
+    'ranking',
+    'metric_of',
+    'count_flops',
+]
 
 SCORERS = ('ablation', 'norm')
 
@@ -73,8 +84,7 @@ class Evaluation:
         return self.evaluator.evaluate(len(self.dataloader.dataset))
 
 
-def norm_ratios(evaluation: Evaluation,
-                layers: Dict[str, QuadraticNeuron]) -> tuple:
+def norm_ratios(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron]) -> tuple:
     """One val pass with the layers' ``record_stats`` on: the metrics and per
     layer ``sqrt(sum ||branch||^2 / sum ||L(x)||^2)`` over the batches."""
     sums = {name: [0.0, 0.0] for name in layers}
@@ -83,8 +93,8 @@ def norm_ratios(evaluation: Evaluation,
         for name, layer in layers.items():
             if layer.last_stats is not None:
                 branch, primary = layer.last_stats
-                sums[name][0] += float(branch)**2
-                sums[name][1] += float(primary)**2
+                sums[name][0] += float(branch) ** 2
+                sums[name][1] += float(primary) ** 2
                 layer.last_stats = None
 
     for layer in layers.values():
@@ -94,8 +104,7 @@ def norm_ratios(evaluation: Evaluation,
     finally:
         for layer in layers.values():
             layer.record_stats = False
-    return metrics, {name: math.sqrt(b / p) if p > 0 else 0.0
-                     for name, (b, p) in sums.items()}
+    return metrics, {name: math.sqrt(b / p) if p > 0 else 0.0 for name, (b, p) in sums.items()}
 
 
 def flop_input(model: nn.Module, dataloader) -> tuple:
@@ -110,11 +119,12 @@ def flop_input(model: nn.Module, dataloader) -> tuple:
 def count_flops(model: nn.Module, inputs, data_samples) -> Dict[str, int]:
     """FLOPs per module name (``''``: the whole model) of ``model``'s tensor
     forward, mmengine's counter (1 multiply-add = 1 FLOP)."""
-    forward = functools.partial(type(model).forward, model,
-                                data_samples=data_samples, mode='tensor')
+    forward = functools.partial(
+        type(model).forward, model, data_samples=data_samples, mode='tensor'
+    )
     model.forward = forward  # as get_flops.py: the tracer calls model.forward
     try:
-        analyzer = FlopAnalyzer(model, (inputs, ))
+        analyzer = FlopAnalyzer(model, (inputs,))
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return dict(analyzer.by_module())
     finally:
@@ -129,8 +139,7 @@ def metric_of(metrics: dict, key: str, what: str) -> float:
             evaluated and the keys it did return).
     """
     if key not in metrics:
-        raise KeyError(f'{what}: the evaluator returned no {key!r} '
-                       f'(it returned {sorted(metrics)})')
+        raise KeyError(f'{what}: the evaluator returned no {key!r} (it returned {sorted(metrics)})')
     return float(metrics[key])
 
 
@@ -143,9 +152,10 @@ def ranking(rows: List[dict]) -> List[dict]:
 
     for row in rows:
         row['importance_per_flop_pct'] = per_flop(row['importance'], row)
-    ordered = sorted(rows, key=lambda r: (-r['importance_per_flop_pct'],
-                                          -per_flop(r['norm_ratio'], r),
-                                          r['adapter']))
+    ordered = sorted(
+        rows,
+        key=lambda r: (-r['importance_per_flop_pct'], -per_flop(r['norm_ratio'], r), r['adapter']),
+    )
     for rank, row in enumerate(ordered, 1):
         row['rank'] = rank
     return ordered
@@ -158,6 +168,7 @@ class Scores:
     ``metric`` of the unpruned model, the forward FLOPs with every adapter
     off (the first-order model's) and on, and the exported model with the
     input its FLOPs were counted on (to count a pruned set again)."""
+
     rows: List[dict]
     metric: str
     val_metric: float
@@ -172,8 +183,12 @@ class Scores:
         return (self.first_order_flops + kept) / self.first_order_flops
 
 
-def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
-                   scorer: str, metric: Optional[str] = None) -> Scores:
+def score_adapters(
+    evaluation: Evaluation,
+    layers: Dict[str, QuadraticNeuron],
+    scorer: str,
+    metric: Optional[str] = None,
+) -> Scores:
     """Score every adapter of ``layers`` (named as in ``evaluation.model``)
     on ``evaluation``'s data: parameter and FLOP shares, the norm ratio and,
     with ``scorer='ablation'``, the metric drop with that adapter alone off.
@@ -188,7 +203,8 @@ def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
     exported = export_for_inference(model)
     inputs, data_samples = flop_input(exported, evaluation.dataloader)
     flops, adapted, first_order = adapter_flops(
-        exported, lambda m: count_flops(m, inputs, data_samples))
+        exported, lambda m: count_flops(m, inputs, data_samples)
+    )
 
     params_total = sum(p.numel() for p in model.parameters())
     rows = []
@@ -198,14 +214,23 @@ def score_adapters(evaluation: Evaluation, layers: Dict[str, QuadraticNeuron],
         if scorer == 'ablation':
             with switched_off([layer]):
                 drop = val_metric - metric_of(evaluation.run(), key, f'{name} off')
-        rows.append(dict(
-            stage='all' if layer.stage is None else layer.stage, adapter=name,
-            params=params, param_share_pct=100 * params / params_total,
-            flops=flops[name], flop_share_pct=100 * flops[name] / adapted,
-            norm_ratio=ratios[name], metric_drop=drop,
-            importance=ratios[name] if drop is None else drop, pruned=False))
-    return Scores(ranking(rows), key, val_metric, first_order, adapted,
-                  exported, (inputs, data_samples))
+        rows.append(
+            dict(
+                stage='all' if layer.stage is None else layer.stage,
+                adapter=name,
+                params=params,
+                param_share_pct=100 * params / params_total,
+                flops=flops[name],
+                flop_share_pct=100 * flops[name] / adapted,
+                norm_ratio=ratios[name],
+                metric_drop=drop,
+                importance=ratios[name] if drop is None else drop,
+                pruned=False,
+            )
+        )
+    return Scores(
+        ranking(rows), key, val_metric, first_order, adapted, exported, (inputs, data_samples)
+    )
 
 
 def least_important_first(rows: Sequence[dict]) -> List[str]:
@@ -221,8 +246,9 @@ def pruning_rule(max_ratio: Optional[float] = None, fraction: Optional[float] = 
     return f'fraction {fraction} of the adapters'
 
 
-def adapters_to_prune(scores: Scores, max_ratio: Optional[float] = None,
-                      fraction: Optional[float] = None) -> List[str]:
+def adapters_to_prune(
+    scores: Scores, max_ratio: Optional[float] = None, fraction: Optional[float] = None
+) -> List[str]:
     """The adapters to switch off, least important per FLOP first: as many as
     the forward FLOPs budget ``max_ratio`` (x the first-order model) needs
     (:func:`prune_to_flops`), or the ``fraction`` of them
@@ -231,6 +257,10 @@ def adapters_to_prune(scores: Scores, max_ratio: Optional[float] = None,
         raise ValueError('give exactly one of a FLOPs budget and a fraction of the adapters')
     order = least_important_first(scores.rows)
     if max_ratio is not None:
-        return prune_to_flops(order, {row['adapter']: row['flops'] for row in scores.rows},
-                              scores.first_order_flops, max_ratio)
+        return prune_to_flops(
+            order,
+            {row['adapter']: row['flops'] for row in scores.rows},
+            scores.first_order_flops,
+            max_ratio,
+        )
     return prune_fraction(order, fraction)

@@ -13,6 +13,7 @@
 Each goes through an mmengine/mmcv extension point (a registry, a handle
 table, mmcv's per-pair fusion function); torch itself is never patched.
 """
+
 from . import atomic_local_backend, compat, flops, fuse_conv_bn
 
 __all__ = ['install']

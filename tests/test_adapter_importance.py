@@ -5,6 +5,7 @@ first-order FLOPs plus exactly the adapters it keeps; bad input stops before
 anything is written; the tool end to end on the demo detector; the hook
 prunes in a real training run, keeps the pruned adapters off and frozen to
 the end, and a resumed run repeats the uninterrupted one."""
+
 import csv
 import importlib.util
 import json
@@ -43,17 +44,23 @@ def _tool():
 
 
 def _classifier(adapted: bool = True) -> dict:
-    backbone = dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
-                    zero_init_residual=False)  # else conv2's output is zeroed
+    backbone = dict(
+        type='ResNet', depth=18, stem_channels=8, base_channels=8, zero_init_residual=False
+    )  # else conv2's output is zeroed
     if adapted:
-        backbone = dict(type='QuadraNetV2', backbone=backbone, targets='resnet',
-                        adapter=dict(rank=4, kernel_size=3, dilation=2))
-    return dict(type='ImageClassifier', backbone=backbone,
-                neck=dict(type='GlobalAveragePooling'),
-                head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
-                          in_channels=64),
-                data_preprocessor=dict(num_classes=NUM_CLASSES,
-                                       mean=[127.5] * 3, std=[64.0] * 3))
+        backbone = dict(
+            type='QuadraNetV2',
+            backbone=backbone,
+            targets='resnet',
+            adapter=dict(rank=4, kernel_size=3, dilation=2),
+        )
+    return dict(
+        type='ImageClassifier',
+        backbone=backbone,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=64),
+        data_preprocessor=dict(num_classes=NUM_CLASSES, mean=[127.5] * 3, std=[64.0] * 3),
+    )
 
 
 def _config(data_root: str) -> dict:
@@ -63,16 +70,23 @@ def _config(data_root: str) -> dict:
         custom_imports=dict(imports=['quadra_mm'], allow_failed_imports=False),
         model=_classifier(),
         val_dataloader=dict(
-            batch_size=8, num_workers=0,
-            dataset=dict(type='CustomDataset', data_root=data_root,
-                         ann_file='val.txt', data_prefix='images',
-                         metainfo=dict(classes=[f'c{i}' for i in range(NUM_CLASSES)]),
-                         pipeline=pipeline),
-            sampler=dict(type='DefaultSampler', shuffle=False)),
-        val_evaluator=dict(type='Accuracy', topk=(1, )),
+            batch_size=8,
+            num_workers=0,
+            dataset=dict(
+                type='CustomDataset',
+                data_root=data_root,
+                ann_file='val.txt',
+                data_prefix='images',
+                metainfo=dict(classes=[f'c{i}' for i in range(NUM_CLASSES)]),
+                pipeline=pipeline,
+            ),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+        ),
+        val_evaluator=dict(type='Accuracy', topk=(1,)),
         val_cfg=dict(),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1000)),
-        log_level='WARNING')
+        log_level='WARNING',
+    )
 
 
 @pytest.fixture(scope='module')
@@ -90,14 +104,12 @@ def tiny(tmp_path_factory):
         for name, layer in layers.items():
             layer.quad_u.weight.normal_(std=100.0 if name == IMPORTANT else 1e-5)
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-              for _ in range(NUM_IMAGES)]
+    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(NUM_IMAGES)]
     (root / 'images').mkdir()
     for i, image in enumerate(images):
         cv2.imwrite(str(root / 'images' / f'{i}.png'), image)
     # As LoadImageFromFile + PackInputs give them: BGR, CHW uint8.
-    batch = dict(inputs=[torch.from_numpy(im.transpose(2, 0, 1).copy())
-                         for im in images])
+    batch = dict(inputs=[torch.from_numpy(im.transpose(2, 0, 1).copy()) for im in images])
     model.eval()
     important = layers[IMPORTANT].quad_u.weight
     with torch.no_grad():
@@ -110,7 +122,8 @@ def tiny(tmp_path_factory):
     assert sum(a != b for a, b in zip(labels, without)) >= 4, (labels, without)
     for split in ('train', 'val'):  # AdapterPruningHook's runs train on them
         (root / f'{split}.txt').write_text(
-            ''.join(f'{i}.png {label}\n' for i, label in enumerate(labels)))
+            ''.join(f'{i}.png {label}\n' for i, label in enumerate(labels))
+        )
     checkpoint = str(root / 'trained.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1)), checkpoint)
     config = str(root / 'tiny_classifier.py')
@@ -126,9 +139,18 @@ def _rows(out_dir):
 @pytest.mark.parametrize('scorer', ['ablation', 'norm'])
 def test_scorer_ranks_the_adapter_that_matters_first(tiny, scorer, tmp_path):
     out = tmp_path / 'out'
-    summary = _tool().main([tiny['config'], tiny['checkpoint'], '--work-dir',
-                            str(tmp_path / 'work'), '--out-dir', str(out),
-                            '--scorer', scorer])
+    summary = _tool().main(
+        [
+            tiny['config'],
+            tiny['checkpoint'],
+            '--work-dir',
+            str(tmp_path / 'work'),
+            '--out-dir',
+            str(out),
+            '--scorer',
+            scorer,
+        ]
+    )
     assert summary['val_metric'] == 100.0  # labels are its own predictions
     rows = _rows(out)
     assert len(rows) == 8 and rows[0]['rank'] == '1'
@@ -144,8 +166,7 @@ def test_scorer_ranks_the_adapter_that_matters_first(tiny, scorer, tmp_path):
     # The adapters' shares add up to the adapted model's FLOPs over F_0.
     ratio = summary['adapted_flops'] / summary['first_order_flops']
     assert abs(sum(shares) / 100 - (1 - 1 / ratio)) < 1e-9
-    for name in ('adapter_importance.md', 'adapter_importance.png',
-                 'adapter_importance.json'):
+    for name in ('adapter_importance.md', 'adapter_importance.png', 'adapter_importance.json'):
         assert (out / name).stat().st_size > 0
     assert IMPORTANT in (out / 'adapter_importance.md').read_text()
     assert not list(out.glob('*.pth'))  # no pruning asked for
@@ -154,18 +175,26 @@ def test_scorer_ranks_the_adapter_that_matters_first(tiny, scorer, tmp_path):
 def _flops(module, size=SIZE):
     """mmengine's count (get_flops.py's) of ``module`` on one image."""
     return get_model_complexity_info(
-        module, inputs=(torch.randn(1, 3, size, size), ),
-        show_table=False, show_arch=False)['flops']
+        module, inputs=(torch.randn(1, 3, size, size),), show_table=False, show_arch=False
+    )['flops']
 
 
-@pytest.mark.parametrize('prune', [['--prune-fraction', '0.5'],
-                                   ['--prune-to-flops', '1.12']])
-def test_pruned_checkpoint_loads_exports_and_counts_the_adapters_left(
-        tiny, prune, tmp_path):
+@pytest.mark.parametrize('prune', [['--prune-fraction', '0.5'], ['--prune-to-flops', '1.12']])
+def test_pruned_checkpoint_loads_exports_and_counts_the_adapters_left(tiny, prune, tmp_path):
     out = tmp_path / 'out'
-    summary = _tool().main([tiny['config'], tiny['checkpoint'], '--work-dir',
-                            str(tmp_path / 'work'), '--out-dir', str(out),
-                            '--scorer', 'norm', *prune])
+    summary = _tool().main(
+        [
+            tiny['config'],
+            tiny['checkpoint'],
+            '--work-dir',
+            str(tmp_path / 'work'),
+            '--out-dir',
+            str(out),
+            '--scorer',
+            'norm',
+            *prune,
+        ]
+    )
     pruned = summary['pruned']
     rows = {r['adapter']: r for r in _rows(out)}
     names = set(pruned['adapters'])
@@ -177,8 +206,7 @@ def test_pruned_checkpoint_loads_exports_and_counts_the_adapters_left(
         assert pruned['flops_ratio'] <= 1.12
         # Minimal: the last adapter switched off was needed for the budget.
         last = min(names, key=lambda n: int(rows[n]['rank']))
-        assert (pruned['flops'] + int(rows[last]['flops'])) / \
-            summary['first_order_flops'] > 1.12
+        assert (pruned['flops'] + int(rows[last]['flops'])) / summary['first_order_flops'] > 1.12
     assert not list(out.glob('.*.tmp'))  # atomic write left no temp file
 
     # Strictly into the training config's model.
@@ -193,8 +221,7 @@ def test_pruned_checkpoint_loads_exports_and_counts_the_adapters_left(
             assert not u.any(), name
         else:
             assert torch.equal(u, original[f'{name}.quad_u.weight']), name
-    assert torch.load(pruned['checkpoint'])['meta']['pruned_adapters'] == \
-        pruned['adapters']
+    assert torch.load(pruned['checkpoint'])['meta']['pruned_adapters'] == pruned['adapters']
 
     # Exported, its mmengine FLOPs are the first-order model's plus exactly
     # the adapters left.
@@ -216,14 +243,15 @@ def test_bad_input_is_named_and_nothing_written(tiny, tmp_path, capsys):
 
     init_default_scope('mmpretrain')
     first_order = str(tmp_path / 'first_order.pth')
-    torch.save(dict(state_dict=MODELS.build(_classifier(False)).state_dict()),
-               first_order)
+    torch.save(dict(state_dict=MODELS.build(_classifier(False)).state_dict()), first_order)
     with pytest.raises(SystemExit, match='no quadratic adapter keys'):
         tool.main([tiny['config'], first_order, *base])
 
-    for flag, value, words in (('--prune-to-flops', '0.99', 'must be >= 1.0'),
-                               ('--prune-fraction', '1.5', 'in [0, 1]'),
-                               ('--prune-fraction', '-0.1', 'in [0, 1]')):
+    for flag, value, words in (
+        ('--prune-to-flops', '0.99', 'must be >= 1.0'),
+        ('--prune-fraction', '1.5', 'in [0, 1]'),
+        ('--prune-fraction', '-0.1', 'in [0, 1]'),
+    ):
         with pytest.raises(SystemExit):
             tool.main([tiny['config'], tiny['checkpoint'], *base, flag, value])
         err = capsys.readouterr().err
@@ -247,22 +275,52 @@ IMG, ITERS, VAL_IMAGES = 96, 4, 4
 @pytest.mark.slow
 def test_demo_detector_end_to_end(tmp_path):
     env = detector_run_env(tmp_path, img=IMG, num_train=8, num_val=VAL_IMAGES)
-    schedule = [f'train_cfg.max_iters={ITERS}', 'train_cfg.val_interval=1000',
-                f'default_hooks.checkpoint.interval={ITERS}',
-                'custom_hooks.0.switch_iter=2', 'param_scheduler.0.end=1',
-                'param_scheduler.1.begin=1', f'param_scheduler.1.end={ITERS}',
-                'train_dataloader.batch_size=2', 'optim_wrapper.optimizer.lr=1e-2',
-                'model.test_cfg.rcnn.score_thr=0.0']
+    schedule = [
+        f'train_cfg.max_iters={ITERS}',
+        'train_cfg.val_interval=1000',
+        f'default_hooks.checkpoint.interval={ITERS}',
+        'custom_hooks.0.switch_iter=2',
+        'param_scheduler.0.end=1',
+        'param_scheduler.1.begin=1',
+        f'param_scheduler.1.end={ITERS}',
+        'train_dataloader.batch_size=2',
+        'optim_wrapper.optimizer.lr=1e-2',
+        'model.test_cfg.rcnn.score_thr=0.0',
+    ]
     options = [*env['options'], *schedule]
     work = tmp_path / 'train'
-    run_tool([sys.executable, 'tools/train.py', DEMO_DETECTOR, '--work-dir',
-              str(work), '--cfg-options', *options], env['env'])
+    run_tool(
+        [
+            sys.executable,
+            'tools/train.py',
+            DEMO_DETECTOR,
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            *options,
+        ],
+        env['env'],
+    )
     checkpoint = work / f'iter_{ITERS}.pth'
     out = tmp_path / 'importance'
-    log = run_tool([sys.executable, TOOL, DEMO_DETECTOR, str(checkpoint),
-                    '--work-dir', str(tmp_path / 'work'), '--out-dir', str(out),
-                    '--prune-to-flops', '1.004', '--cfg-options', *options,
-                    f'val_dataloader.dataset.indices={VAL_IMAGES}'], env['env'])
+    log = run_tool(
+        [
+            sys.executable,
+            TOOL,
+            DEMO_DETECTOR,
+            str(checkpoint),
+            '--work-dir',
+            str(tmp_path / 'work'),
+            '--out-dir',
+            str(out),
+            '--prune-to-flops',
+            '1.004',
+            '--cfg-options',
+            *options,
+            f'val_dataloader.dataset.indices={VAL_IMAGES}',
+        ],
+        env['env'],
+    )
     assert 'adapters scored (ablation)' in log, log[-3000:]
     summary = json.loads((out / 'adapter_importance.json').read_text())
     assert summary['metric'] == 'coco/bbox_mAP'
@@ -278,8 +336,7 @@ def test_demo_detector_end_to_end(tmp_path):
     # exported form skips the pruned branches, and its backbone costs the
     # first-order ResNet-18's FLOPs plus exactly the adapters left.
     cfg = Config.fromfile(DEMO_DETECTOR)
-    cfg.merge_from_dict(dict(o.split('=', 1) for o in options
-                             if o.startswith('model.')))
+    cfg.merge_from_dict(dict(o.split('=', 1) for o in options if o.startswith('model.')))
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)
     load_trained_checkpoint(model, pruned['checkpoint'])
@@ -297,26 +354,36 @@ def test_demo_detector_end_to_end(tmp_path):
 PRUNE_ITER, TRAIN_ITERS = 3, 6
 
 
-def _training_runner(tiny, work_dir, max_iters, resume=False, without_val=False,
-                     epochs=None, **hook):
+def _training_runner(
+    tiny, work_dir, max_iters, resume=False, without_val=False, epochs=None, **hook
+):
     from mmengine.runner import Runner
 
     cfg = Config.fromfile(tiny['config'])
     train = dict(cfg.val_dataloader, sampler=dict(type='DefaultSampler', shuffle=True))
     train['dataset'] = dict(train['dataset'], ann_file='train.txt')
-    cfg.merge_from_dict(dict(
-        # resuming: the latest checkpoint of work_dir, not the trained one
-        work_dir=str(work_dir), load_from=None if resume else tiny['checkpoint'], resume=resume,
-        randomness=dict(seed=0),
-        train_dataloader=train,
-        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
-        # Weight decay: a frozen pruned adapter would move if the optimizer saw it.
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1,
-                                           by_epoch=False)),
-        custom_hooks=[dict(type='AdapterPruningHook', prune_fraction=0.5,
-                           **({} if 'prune_epoch' in hook else dict(prune_iter=PRUNE_ITER)),
-                           **hook)]))
+    cfg.merge_from_dict(
+        dict(
+            # resuming: the latest checkpoint of work_dir, not the trained one
+            work_dir=str(work_dir),
+            load_from=None if resume else tiny['checkpoint'],
+            resume=resume,
+            randomness=dict(seed=0),
+            train_dataloader=train,
+            train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
+            # Weight decay: a frozen pruned adapter would move if the optimizer saw it.
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
+            default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False)),
+            custom_hooks=[
+                dict(
+                    type='AdapterPruningHook',
+                    prune_fraction=0.5,
+                    **({} if 'prune_epoch' in hook else dict(prune_iter=PRUNE_ITER)),
+                    **hook,
+                )
+            ],
+        )
+    )
     if epochs is not None:
         cfg.train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1000)
     if without_val:
@@ -357,15 +424,17 @@ def test_pruning_hook_prunes_at_its_iteration_and_trains_on(tiny, tmp_path):
             for key in keys[:2]:
                 assert torch.equal(after['state_dict'][key], before['state_dict'][key]), key
         else:  # the rest trains on
-            assert not torch.equal(after['state_dict'][keys[2]],
-                                   before['state_dict'][keys[2]]), name
+            assert not torch.equal(after['state_dict'][keys[2]], before['state_dict'][keys[2]]), (
+                name
+            )
     # The final checkpoint exports without the pruned branches.
     model = MODELS.build(Config.fromfile(tiny['config']).model)
     load_trained_checkpoint(model, str(work / f'iter_{TRAIN_ITERS}.pth'))
     model.eval()
     exported = export_for_inference(model, drop_zero_adapters=True)
-    assert {n for n, _ in quadratic_layers(exported)} == \
-        {n for n, _ in quadratic_layers(model)} - set(pruned)
+    assert {n for n, _ in quadratic_layers(exported)} == {
+        n for n, _ in quadratic_layers(model)
+    } - set(pruned)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
@@ -386,14 +455,16 @@ def test_pruning_hook_under_autocast(tiny, tmp_path, dtype):
     backbone, dtypes = runner.model.backbone, set()
     # (the FLOP count's exported copy carries a copy of this hook: its fp32 trace is left out)
     backbone.register_forward_hook(
-        lambda module, args, out: dtypes.add(out[-1].dtype) if module is backbone else None)
+        lambda module, args, out: dtypes.add(out[-1].dtype) if module is backbone else None
+    )
     runner.train()
     summary = json.loads((tmp_path / 'adapter_pruning.json').read_text())
     assert dtypes == {dtype}  # only autocast forwards, training and scoring
     assert len(summary['pruned']) == 4 and IMPORTANT not in summary['pruned']
     rows = {r['adapter']: r for r in summary['adapters']}
-    assert all(math.isfinite(r['norm_ratio']) and math.isfinite(r['metric_drop'])
-               for r in rows.values())
+    assert all(
+        math.isfinite(r['norm_ratio']) and math.isfinite(r['metric_drop']) for r in rows.values()
+    )
     assert rows[IMPORTANT]['norm_ratio'] > 1  # the branch outweighs L(x)
     final = _state(tmp_path / f'iter_{TRAIN_ITERS}.pth')['state_dict']
     assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
@@ -447,13 +518,14 @@ def test_pruning_hook_resumed_run_repeats_the_uninterrupted_one(tiny, tmp_path):
 def test_pruning_hook_bad_input_is_named(tiny, tmp_path):
     from quadra_mm.hooks import AdapterPruningHook
 
-    for kwargs, words in ((dict(prune_fraction=0.5), 'exactly one of `prune_iter`'),
-                          (dict(prune_iter=-1, prune_fraction=0.5), 'non-negative int'),
-                          (dict(prune_iter=1), 'exactly one of `prune_to_flops`'),
-                          (dict(prune_iter=1, prune_to_flops=0.99), 'must be >= 1.0'),
-                          (dict(prune_iter=1, prune_fraction=1.5), 'must be in [0, 1]'),
-                          (dict(prune_iter=1, prune_fraction=0.5, scorer='l1'),
-                           "'l1' is not one of")):
+    for kwargs, words in (
+        (dict(prune_fraction=0.5), 'exactly one of `prune_iter`'),
+        (dict(prune_iter=-1, prune_fraction=0.5), 'non-negative int'),
+        (dict(prune_iter=1), 'exactly one of `prune_to_flops`'),
+        (dict(prune_iter=1, prune_to_flops=0.99), 'must be >= 1.0'),
+        (dict(prune_iter=1, prune_fraction=1.5), 'must be in [0, 1]'),
+        (dict(prune_iter=1, prune_fraction=0.5, scorer='l1'), "'l1' is not one of"),
+    ):
         with pytest.raises(ValueError, match=re.escape(words)):
             AdapterPruningHook(**kwargs)
 

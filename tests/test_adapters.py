@@ -1,4 +1,5 @@
 """Model surgery on real mmpretrain / mmdet backbones."""
+
 import copy
 
 import pytest
@@ -26,10 +27,17 @@ from quadra_mm.ops import (
     saved_tensor_bytes,
 )
 
-SMALL_SWIN = dict(arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]),
-                  img_size=32, window_size=4, pad_small_map=True)
-SMALL_VIT = dict(arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
-                 img_size=32, patch_size=8)
+SMALL_SWIN = dict(
+    arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]),
+    img_size=32,
+    window_size=4,
+    pad_small_map=True,
+)
+SMALL_VIT = dict(
+    arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+    img_size=32,
+    patch_size=8,
+)
 
 # name -> (builder, preset, input size, number of adapted layers)
 BACKBONES = {
@@ -62,8 +70,10 @@ def test_preset_preserves_function_and_checkpoint(name):
     checkpoint = copy.deepcopy(model.state_dict())
     names = inject_quadratic_adapters(model, preset, rank=4)
     assert len(names) == count
-    assert all(isinstance(module, (QuadraticConv2d, QuadraticLinear))
-               for _, module in quadratic_layers(model))
+    assert all(
+        isinstance(module, (QuadraticConv2d, QuadraticLinear))
+        for _, module in quadratic_layers(model)
+    )
     with torch.no_grad():
         assert_outputs_equal(model(x), first_order(x))
     assert_outputs_equal(model(x), first_order(x))
@@ -82,27 +92,37 @@ def test_preset_preserves_function_and_checkpoint(name):
 
 def test_stages_and_overrides():
     model = ResNet(depth=50)
-    names = inject_quadratic_adapters(model, 'resnet', stages=[2, 3], rank=4,
-                                      depthwise=False, kernel='rbf')
-    assert names == ([f'layer3.{i}.conv2' for i in range(6)]
-                     + [f'layer4.{i}.conv2' for i in range(3)])
+    names = inject_quadratic_adapters(
+        model, 'resnet', stages=[2, 3], rank=4, depthwise=False, kernel='rbf'
+    )
+    assert names == (
+        [f'layer3.{i}.conv2' for i in range(6)] + [f'layer4.{i}.conv2' for i in range(3)]
+    )
     assert [layer.stage for _, layer in quadratic_layers(model)] == [2] * 6 + [3] * 3
     assert {layer.interaction_name for _, layer in quadratic_layers(model)} == {'rbf'}
 
     model = ConvNeXt(arch='atto')
-    targets = [dict(type=r'stages\.(?P<stage>3)\.\d+\.depthwise_conv', rank=2, dilation=1),
-               dict(type=r'stages\.(?P<stage>\d)\.\d+\.depthwise_conv', depthwise=True)]
+    targets = [
+        dict(type=r'stages\.(?P<stage>3)\.\d+\.depthwise_conv', rank=2, dilation=1),
+        dict(type=r'stages\.(?P<stage>\d)\.\d+\.depthwise_conv', depthwise=True),
+    ]
     inject_quadratic_adapters(model, targets, stages=[0, 3], rank=4)
     layers = dict(quadratic_layers(model))
-    assert sorted(layers) == ['stages.0.0.depthwise_conv', 'stages.0.1.depthwise_conv',
-                              'stages.3.0.depthwise_conv', 'stages.3.1.depthwise_conv']
+    assert sorted(layers) == [
+        'stages.0.0.depthwise_conv',
+        'stages.0.1.depthwise_conv',
+        'stages.3.0.depthwise_conv',
+        'stages.3.1.depthwise_conv',
+    ]
     assert layers['stages.3.0.depthwise_conv'].rank == 2
     assert layers['stages.3.0.depthwise_conv'].quad_a.dilation == (1, 1)
     assert layers['stages.0.0.depthwise_conv'].depthwise
     # Suffix matching, no stage.
     model = VisionTransformer(**SMALL_VIT)
     assert inject_quadratic_adapters(model, [dict(type='ffn.layers.1')]) == [
-        'layers.0.ffn.layers.1', 'layers.1.ffn.layers.1']
+        'layers.0.ffn.layers.1',
+        'layers.1.ffn.layers.1',
+    ]
     assert model.layers[0].ffn.layers[1].stage is None
 
 
@@ -168,13 +188,14 @@ def test_adapter_state_dict_roundtrip_and_report():
     adapter = sum(v.numel() for v in state.values())
     total = sum(p.numel() for p in model.parameters())
     assert (report.total, report.trainable, report.adapter) == (total, adapter, adapter)
-    assert str(report) == (f'trainable params: {adapter:,} || all params: {total:,} || '
-                           f'trainable%: {100 * adapter / total:.4f} || '
-                           f'adapter params: {adapter:,}')
+    assert str(report) == (
+        f'trainable params: {adapter:,} || all params: {total:,} || '
+        f'trainable%: {100 * adapter / total:.4f} || '
+        f'adapter params: {adapter:,}'
+    )
 
 
 class _WeightStandardizedConv(nn.Conv2d):
-
     def forward(self, x):
         w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
         return self._conv_forward(x, w, self.bias)
@@ -188,16 +209,22 @@ def test_surgery_errors_name_the_culprit():
         (dict(targets=[dict(type='no_such_layer')]), r"\['no_such_layer'\] match no module"),
         (dict(targets=[dict(type=r'stages\.0\.0')]), r"'stages\.0\.0'.* is a ConvNeXtBlock"),
         (dict(targets='convnext', rnak=4), r"\['rnak'\]"),
-        (dict(targets=[dict(type='depthwise_conv', dilaton=1)]),
-         r"'depthwise_conv'.*\['dilaton'\]"),
+        (
+            dict(targets=[dict(type='depthwise_conv', dilaton=1)]),
+            r"'depthwise_conv'.*\['dilaton'\]",
+        ),
         (dict(targets=[dict(rank=4)]), 'no "type"'),
-        (dict(targets='convnext', rank=0), r"stages\.0\.0\.depthwise_conv.*rank must be > 0"),
-        (dict(targets='convnext', kernel_size=2, dilation=1),
-         r"stages\.0\.0\.depthwise_conv.*output shape"),
+        (dict(targets='convnext', rank=0), r'stages\.0\.0\.depthwise_conv.*rank must be > 0'),
+        (
+            dict(targets='convnext', kernel_size=2, dilation=1),
+            r'stages\.0\.0\.depthwise_conv.*output shape',
+        ),
         (dict(targets='convnext', kernel='cubic'), r"stages\.0\.0\.depthwise_conv.*'cubic'"),
         (dict(targets='convnext', stages=[4]), r'stage\(s\) \[4\] contain no module'),
-        (dict(targets=[dict(type='depthwise_conv')], stages=[0]),
-         r"'stages\.0\.0\.depthwise_conv'.*stage"),
+        (
+            dict(targets=[dict(type='depthwise_conv')], stages=[0]),
+            r"'stages\.0\.0\.depthwise_conv'.*stage",
+        ),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -206,8 +233,9 @@ def test_surgery_errors_name_the_culprit():
     assert not list(quadratic_layers(model)) and model.state_dict().keys() == pristine.keys()
 
     inject_quadratic_adapters(model, 'convnext', stages=[0])
-    with pytest.raises(ValueError,
-                       match=r"'stages\.0\.0\.depthwise_conv'.*already has a quadratic adapter"):
+    with pytest.raises(
+        ValueError, match=r"'stages\.0\.0\.depthwise_conv'.*already has a quadratic adapter"
+    ):
         inject_quadratic_adapters(model, 'convnext')
 
     vit = VisionTransformer(**SMALL_VIT)
@@ -218,8 +246,9 @@ def test_surgery_errors_name_the_culprit():
     custom.ws = _WeightStandardizedConv(3, 3, 3)
     custom.pad = Conv2dAdaptivePadding(3, 3, 3)
     custom.attn = nn.MultiheadAttention(8, 2)
-    with pytest.raises(ValueError,
-                       match=r"'ws'.*_WeightStandardizedConv.*overrides Conv2d\.forward"):
+    with pytest.raises(
+        ValueError, match=r"'ws'.*_WeightStandardizedConv.*overrides Conv2d\.forward"
+    ):
         inject_quadratic_adapters(custom, [dict(type='ws')])
     with pytest.raises(ValueError, match=r"'pad'.*Conv2dAdaptivePadding"):
         inject_quadratic_adapters(custom, [dict(type='pad')])

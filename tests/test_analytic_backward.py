@@ -6,6 +6,7 @@ frozen (keep them).
 The full gradcheck matrix (every kernel x every layer kind, memory-efficient on and
 off) is ``test_ops.test_gradcheck``.
 """
+
 import pytest
 import torch
 from torch import nn
@@ -49,7 +50,7 @@ def test_partial_gradients(kind):
     """Only the requested gradients are formed, and they equal plain autograd's: input
     without grad (first layer), frozen A/B (a LoRA-like stage), frozen U."""
     _, layer, x = make_layer(kind, 'rbf', dtype=torch.float64)
-    for frozen in ((), ('quad_a', 'quad_b'), ('quad_u', ), ('weight', 'quad_a')):
+    for frozen in ((), ('quad_a', 'quad_b'), ('quad_u',), ('weight', 'quad_a')):
         grads = {}
         for memory_efficient in (True, False):
             layer.memory_efficient = memory_efficient
@@ -67,8 +68,9 @@ def test_partial_gradients(kind):
 def test_channels_last_conv_matches_plain_backward():
     """Channels-last activations take the conv path of the pointwise U (a GEMM there)."""
     conv = nn.Conv2d(8, 8, 3, padding=1).to(memory_format=torch.channels_last)
-    layer = QuadraticConv2d.from_conv(conv, rank=4, interaction='poly',
-                                      interaction_cfg=dict(degree=3))
+    layer = QuadraticConv2d.from_conv(
+        conv, rank=4, interaction='poly', interaction_cfg=dict(degree=3)
+    )
     nn.init.normal_(layer.quad_u.weight, std=0.1)
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
     grads = {}
@@ -87,8 +89,9 @@ def test_autocast_backward_every_kernel(kernel):
     """bf16 autocast: analytic gradients (weights in their fp32 dtype) agree with plain
     autograd through the same casts to bf16 accuracy."""
     linear = nn.Linear(16, 12)
-    layer = QuadraticLinear.from_linear(linear, rank=4, interaction=kernel,
-                                        interaction_cfg=INTERACTION_CFGS[kernel])
+    layer = QuadraticLinear.from_linear(
+        linear, rank=4, interaction=kernel, interaction_cfg=INTERACTION_CFGS[kernel]
+    )
     nn.init.normal_(layer.quad_u.weight, std=0.3)
     x = torch.randn(4, 16, requires_grad=True)
     grads = {}
@@ -105,8 +108,9 @@ def test_autocast_backward_every_kernel(kernel):
         torch.testing.assert_close(on, off, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize('stride,dilation,size', [
-    (2, 2, (9, 8)), (4, 2, (11, 13)), ((2, 1), 2, (8, 7)), (2, 3, (9, 9))])
+@pytest.mark.parametrize(
+    'stride,dilation,size', [(2, 2, (9, 8)), (4, 2, (11, 13)), ((2, 1), 2, (8, 7)), (2, 3, (9, 9))]
+)
 def test_strided_adapter_on_subsampled_input(stride, dilation, size):
     """A/B read only every gcd(stride, dilation, padding)-th row/column of x; the layer
     convolves those alone and scatters their gradient back. Output and gradients equal
@@ -134,8 +138,9 @@ def freeze_primary(layer: nn.Module, frozen: bool = True) -> None:
 
 
 @pytest.mark.parametrize('frozen', [False, True], ids=['primary_trains', 'primary_frozen'])
-@pytest.mark.parametrize('kind', ['dense_conv', 'depthwise_variant', 'strided_conv',
-                                  'reflect_padded_conv', 'linear'])
+@pytest.mark.parametrize(
+    'kind', ['dense_conv', 'depthwise_variant', 'strided_conv', 'reflect_padded_conv', 'linear']
+)
 def test_chosen_backward_gradcheck(kind, frozen):
     """Default ``memory_efficient=None``: the projections are recomputed while ``L``
     trains and kept while it is frozen; either backward equals the numerical gradient."""

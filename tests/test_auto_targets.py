@@ -1,4 +1,5 @@
 """targets='auto' and the cspnext preset on real mmdet backbones."""
+
 import pytest
 import torch
 from mmdet.models.backbones import CSPNeXt, ResNet, ResNetV1d
@@ -28,6 +29,7 @@ def test_auto_cspnext_adapts_block_depthwise_convs_exactly():
 
 def test_auto_mmdet_swin_adapts_both_mlp_linears_of_every_block():
     from mmdet.models.backbones import SwinTransformer
+
     model = SwinTransformer(embed_dims=32, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
     assert len(inject_quadratic_adapters(model, 'auto')) == 2 * 4
 
@@ -36,25 +38,43 @@ def _small_backbones():
     from mmdet.models.backbones import RegNet, ResNeXt
     from mmdet.models.backbones import SwinTransformer as DetSwin
     from mmpretrain.models import ConvNeXt, SwinTransformer, VisionTransformer
+
     dcn = dict(type='DCNv2', deform_groups=1, fallback_on_stride=False)
     # name -> (builder, preset, number of adapted layers)
     return {
-        'mmdet_resnext50': (lambda: ResNeXt(depth=50, groups=32, base_width=4),
-                            'resnet', 16),
+        'mmdet_resnext50': (lambda: ResNeXt(depth=50, groups=32, base_width=4), 'resnet', 16),
         'mmdet_regnetx_400mf': (lambda: RegNet(arch='regnetx_400mf'), 'resnet', 22),
-        'mmdet_resnet50_dcnv2': (lambda: ResNet(
-            depth=50, dcn=dcn, stage_with_dcn=(False, True, True, True)), 'resnet', 16),
-        'mmdet_swin': (lambda: DetSwin(embed_dims=32, depths=(1, 1, 1, 1),
-                                       num_heads=(1, 1, 1, 1)), 'swin', 8),
-        'mmdet_cspnext': (lambda: CSPNeXt(deepen_factor=0.167, widen_factor=0.125),
-                          'cspnext', 4),
+        'mmdet_resnet50_dcnv2': (
+            lambda: ResNet(depth=50, dcn=dcn, stage_with_dcn=(False, True, True, True)),
+            'resnet',
+            16,
+        ),
+        'mmdet_swin': (
+            lambda: DetSwin(embed_dims=32, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+            'swin',
+            8,
+        ),
+        'mmdet_cspnext': (lambda: CSPNeXt(deepen_factor=0.167, widen_factor=0.125), 'cspnext', 4),
         'mmpretrain_convnext': (lambda: ConvNeXt(arch='atto'), 'convnext', 12),
-        'mmpretrain_swin': (lambda: SwinTransformer(
-            arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]),
-            img_size=64, window_size=4, pad_small_map=True), 'swin', 10),
-        'mmpretrain_vit': (lambda: VisionTransformer(
-            arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
-            img_size=64, patch_size=16), 'vit', 4),
+        'mmpretrain_swin': (
+            lambda: SwinTransformer(
+                arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]),
+                img_size=64,
+                window_size=4,
+                pad_small_map=True,
+            ),
+            'swin',
+            10,
+        ),
+        'mmpretrain_vit': (
+            lambda: VisionTransformer(
+                arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+                img_size=64,
+                patch_size=16,
+            ),
+            'vit',
+            4,
+        ),
     }
 
 
@@ -82,20 +102,50 @@ def test_auto_from_a_config():
 
     import quadra_mm  # noqa: F401
     from quadra_mm.adapters import quadratic_layers
+
     init_default_scope('mmdet')
-    model = MODELS.build(dict(type='QuadraNetV2', targets='auto',
-                              backbone=dict(type='RegNet', arch='regnetx_400mf')))
+    model = MODELS.build(
+        dict(type='QuadraNetV2', targets='auto', backbone=dict(type='RegNet', arch='regnetx_400mf'))
+    )
     names = [name for name, _ in quadratic_layers(model)]
     assert len(names) == 22 and all(n.endswith('.conv2') for n in names)
     with pytest.raises(ValueError, match="no preset for backbone class 'HRNet'"):
-        MODELS.build(dict(type='QuadraNetV2', targets='auto', backbone=dict(
-            type='HRNet', extra=dict(
-                stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK',
-                            num_blocks=(1, ), num_channels=(8, )),
-                stage2=dict(num_modules=1, num_branches=2, block='BASIC',
-                            num_blocks=(1, 1), num_channels=(8, 16)),
-                stage3=dict(num_modules=1, num_branches=3, block='BASIC',
-                            num_blocks=(1, 1, 1), num_channels=(8, 16, 32)),
-                stage4=dict(num_modules=1, num_branches=4, block='BASIC',
+        MODELS.build(
+            dict(
+                type='QuadraNetV2',
+                targets='auto',
+                backbone=dict(
+                    type='HRNet',
+                    extra=dict(
+                        stage1=dict(
+                            num_modules=1,
+                            num_branches=1,
+                            block='BOTTLENECK',
+                            num_blocks=(1,),
+                            num_channels=(8,),
+                        ),
+                        stage2=dict(
+                            num_modules=1,
+                            num_branches=2,
+                            block='BASIC',
+                            num_blocks=(1, 1),
+                            num_channels=(8, 16),
+                        ),
+                        stage3=dict(
+                            num_modules=1,
+                            num_branches=3,
+                            block='BASIC',
+                            num_blocks=(1, 1, 1),
+                            num_channels=(8, 16, 32),
+                        ),
+                        stage4=dict(
+                            num_modules=1,
+                            num_branches=4,
+                            block='BASIC',
                             num_blocks=(1, 1, 1, 1),
-                            num_channels=(8, 16, 32, 64))))))
+                            num_channels=(8, 16, 32, 64),
+                        ),
+                    ),
+                ),
+            )
+        )

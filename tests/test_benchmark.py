@@ -1,5 +1,6 @@
 """tools/benchmarking's frozen regime (issue 31): what trains, LoRA as PEFT writes it, and
 the backward each adapted variant runs."""
+
 import argparse
 import os.path as osp
 import sys
@@ -38,7 +39,13 @@ def test_lora_as_peft_writes_it():
     lora = LoRAConv2d(base, rank=4)
     a = lora.lora_A
     assert (a.in_channels, a.out_channels, a.kernel_size, a.stride, a.padding, a.dilation) == (
-        8, 4, base.kernel_size, base.stride, base.padding, base.dilation)
+        8,
+        4,
+        base.kernel_size,
+        base.stride,
+        base.padding,
+        base.dilation,
+    )
     assert lora.lora_B.kernel_size == (1, 1) and not lora.lora_B.weight.any()
     x = torch.randn(2, 8, 9, 9)
     torch.testing.assert_close(lora(x), base(x))
@@ -48,20 +55,31 @@ def test_frozen_regime_variants():
     """Frozen regime: only adapters (quadratic or LoRA) and norms train; the adapted model
     keeps its projections for backward, the recompute variant does not, and keeping them
     costs saved bytes only beside the recompute's."""
-    args = argparse.Namespace(device='cpu', batch_size=2, image_size=16, repeats=1, warmup=0,
-                              clock_fn=time.process_time)
+    args = argparse.Namespace(
+        device='cpu', batch_size=2, image_size=16, repeats=1, warmup=0, clock_fn=time.process_time
+    )
     bench = Bench(tiny_backbone, TARGETS, args, 'fp32')
     bench.add_frozen_regime()
-    assert {'first_order_frozen', 'adapted_frozen', 'adapted_frozen_recompute',
-            'lora_frozen'} <= set(bench.models)
+    assert {
+        'first_order_frozen',
+        'adapted_frozen',
+        'adapted_frozen_recompute',
+        'lora_frozen',
+    } <= set(bench.models)
     for name in ('first_order_frozen', 'adapted_frozen', 'lora_frozen'):
         trainable = {n for n, p in bench.models[name].named_parameters() if p.requires_grad}
-        assert trainable == {n for n, _ in bench.models[name].named_parameters()
-                             if '.bn.' in n or 'quad_' in n or 'lora_' in n}, name
-    assert all(layer._keeps_projection()
-               for _, layer in quadratic_layers(bench.models['adapted_frozen']))
-    assert not any(layer._keeps_projection()
-                   for _, layer in quadratic_layers(bench.models['adapted_frozen_recompute']))
+        assert trainable == {
+            n
+            for n, _ in bench.models[name].named_parameters()
+            if '.bn.' in n or 'quad_' in n or 'lora_' in n
+        }, name
+    assert all(
+        layer._keeps_projection() for _, layer in quadratic_layers(bench.models['adapted_frozen'])
+    )
+    assert not any(
+        layer._keeps_projection()
+        for _, layer in quadratic_layers(bench.models['adapted_frozen_recompute'])
+    )
     saved = bench.saved_bytes()
     # Per adapted layer, fp32: the (N, 2r, H, W) projection (16x16, then 8x8 after the
     # stride) and its per-image range scale.

@@ -1,4 +1,5 @@
 """The bootstrap's mmcv build progress line, fed a recorded build log."""
+
 import subprocess
 import sys
 import time
@@ -29,10 +30,27 @@ def test_progress_before_the_first_file_and_at_the_end():
 def test_progress_command_line(tmp_path):
     log = tmp_path / 'build.log'
     log.write_bytes(RECORDED)
-    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_progress.py'), str(log),
-                          str(time.time() - 61)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'tools' / 'build_progress.py'),
+            str(log),
+            str(time.time() - 61),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith('mmcv build: 9/77 files compiled (11 %), 1:0')
-    missing = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_progress.py'),
-                              str(tmp_path / 'none.log'), str(time.time())],
-                             capture_output=True, text=True, check=True).stdout
+    missing = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'tools' / 'build_progress.py'),
+            str(tmp_path / 'none.log'),
+            str(time.time()),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert missing.startswith('mmcv build: configuring')

@@ -2,6 +2,7 @@
 arms as config edits, bad input refused before anything trains, the verdict
 rule, and (slow) real comparisons of the demo detector and of an mmpretrain
 classifier, their cache, and one arm under torchrun (2 CPU processes, gloo)."""
+
 import argparse
 import copy
 import functools
@@ -58,7 +59,7 @@ def test_full_ft_is_the_wrapped_first_order_backbone_from_the_same_checkpoint():
 def test_phase1_arms_switch_after_the_last_iteration():
     for name in ('qnv2-adapters', 'lora', 'norms-head', 'qnv2-u-lr'):
         cfg = arm_config(_detector(), BUILTIN_ARMS[name], u_lr_mult=8)
-        (hook, ) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
+        (hook,) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
         assert hook.switch_iter == cfg.train_cfg.max_iters, name
     stages = arm_config(_detector(), BUILTIN_ARMS['qnv2-stages'])
     assert stages.custom_hooks == _detector().custom_hooks
@@ -71,12 +72,13 @@ def test_phase1_arms_switch_after_the_last_iteration():
     assert frozen.custom_hooks[-1] == dict(type='FrozenAdaptersHook')
     # epoch-based configs switch at max_epochs
     cls = arm_config(copy.deepcopy(_parsed(DEMO_CLASSIFIER)), BUILTIN_ARMS['qnv2-adapters'])
-    (hook, ) = [h for h in cls.custom_hooks if h['type'] == 'QuadraticStageHook']
+    (hook,) = [h for h in cls.custom_hooks if h['type'] == 'QuadraticStageHook']
     assert hook.switch_epoch == cls.train_cfg.max_epochs and 'switch_iter' not in hook
 
 
 def test_lora_has_the_placement_and_parameter_count_of_qnv2():
     from mmdet.registry import MODELS
+
     init_default_scope('mmdet')
     counts = {}
     for name in ('lora', 'qnv2-adapters'):
@@ -117,8 +119,7 @@ def test_fingerprint_ignores_run_names_only():
 # ------------------------------------------------------ refused before training
 @pytest.fixture(scope='module')
 def detector_env(tmp_path_factory):
-    return detector_run_env(tmp_path_factory.mktemp('compare'), img=64, num_train=4,
-                            num_val=2)
+    return detector_run_env(tmp_path_factory.mktemp('compare'), img=64, num_train=4, num_val=2)
 
 
 def _options(run_env) -> dict:
@@ -140,25 +141,46 @@ def test_bad_input_is_refused_before_anything_trains(tmp_path, detector_env):
         _prepare(tmp_path, FIRST_ORDER_CLASSIFIER)
     with pytest.raises(ArmError, match="unknown arm 'qnv3'"):
         _prepare(tmp_path, cfg_options=options, arms=['full-ft', 'qnv3'])
-    with pytest.raises(ComparisonError, match=r"--metric coco/keypoints_mAP.*produces "
-                       r"\['coco/bbox_mAP'"):
+    with pytest.raises(
+        ComparisonError,
+        match=r'--metric coco/keypoints_mAP.*produces '
+        r"\['coco/bbox_mAP'",
+    ):
         _prepare(tmp_path, cfg_options=options, metric='coco/keypoints_mAP')
-    with pytest.raises(ComparisonError, match='model.backbone.init_cfg.checkpoint = '
-                       'work_dirs/demo'):
+    with pytest.raises(
+        ComparisonError, match='model.backbone.init_cfg.checkpoint = work_dirs/demo'
+    ):
         _prepare(tmp_path)  # the config's own checkpoint is not there
     without_test = tmp_path / 'no_test.py'
-    without_test.write_text(f'_base_ = {DEMO_DETECTOR!r}\ntest_dataloader = None\n'
-                            'test_evaluator = None\n')
+    without_test.write_text(
+        f'_base_ = {DEMO_DETECTOR!r}\ntest_dataloader = None\ntest_evaluator = None\n'
+    )
     with pytest.raises(ComparisonError, match='no test split'):
-        _prepare(tmp_path, str(without_test), cfg_options={
-            k: v for k, v in options.items() if not k.startswith('test_')})
+        _prepare(
+            tmp_path,
+            str(without_test),
+            cfg_options={k: v for k, v in options.items() if not k.startswith('test_')},
+        )
     with pytest.raises(ComparisonError, match='--reference lora'):
         _prepare(tmp_path, cfg_options=options, reference='lora')
     # the command line: an error message, nothing written
     refused = subprocess.run(
-        [sys.executable, TOOL, DEMO_DETECTOR, '--arms', 'full-ft', 'qnv3', '--work-dir',
-         str(tmp_path / 'cli')], cwd=ROOT, env=detector_env['env'], capture_output=True,
-        text=True, timeout=300)
+        [
+            sys.executable,
+            TOOL,
+            DEMO_DETECTOR,
+            '--arms',
+            'full-ft',
+            'qnv3',
+            '--work-dir',
+            str(tmp_path / 'cli'),
+        ],
+        cwd=ROOT,
+        env=detector_env['env'],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode != 0
     assert "unknown arm 'qnv3'" in refused.stderr and 'Traceback' not in refused.stderr
     assert not (tmp_path / 'cli').exists()
@@ -180,15 +202,21 @@ def test_verdict_rule():
 # ----------------------------------------------------------- real comparisons
 DETECTOR_ITERS = 4
 DETECTOR_SCHEDULE = [
-    f'train_cfg.max_iters={DETECTOR_ITERS}', f'train_cfg.val_interval={DETECTOR_ITERS}',
-    f'default_hooks.checkpoint.interval={DETECTOR_ITERS}', 'param_scheduler.0.end=2',
-    'param_scheduler.1.begin=2', f'param_scheduler.1.end={DETECTOR_ITERS}',
+    f'train_cfg.max_iters={DETECTOR_ITERS}',
+    f'train_cfg.val_interval={DETECTOR_ITERS}',
+    f'default_hooks.checkpoint.interval={DETECTOR_ITERS}',
+    'param_scheduler.0.end=2',
+    'param_scheduler.1.begin=2',
+    f'param_scheduler.1.end={DETECTOR_ITERS}',
     f'custom_hooks.0.switch_iter={DETECTOR_ITERS // 2}',
-    f'custom_hooks.1.interval={DETECTOR_ITERS}', 'optim_wrapper.optimizer.lr=0.002',
+    f'custom_hooks.1.interval={DETECTOR_ITERS}',
+    'optim_wrapper.optimizer.lr=0.002',
     # a few iterations in, no score passes the default 0.05
     'model.test_cfg.rcnn.score_thr=0.0',
     # mmengine pauses 2 s at each epoch end of an iteration-based loop
-    'train_cfg.type=IterBasedTrainLoop', 'train_dataloader.sampler.type=InfiniteSampler']
+    'train_cfg.type=IterBasedTrainLoop',
+    'train_dataloader.sampler.type=InfiniteSampler',
+]
 
 
 def _results(work) -> dict:
@@ -200,9 +228,23 @@ def _results(work) -> dict:
 def test_detector_comparison_reports_and_reuses_every_run(tmp_path, detector_env):
     work = tmp_path / 'detector'
     arms = ['full-ft', 'norms-head', 'qnv2-adapters']
-    command = [sys.executable, TOOL, DEMO_DETECTOR, '--arms', *arms, '--seeds', '0', '1',
-               '--workers', '2', '--work-dir', str(work), '--cfg-options',
-               *detector_env['options'], *DETECTOR_SCHEDULE]
+    command = [
+        sys.executable,
+        TOOL,
+        DEMO_DETECTOR,
+        '--arms',
+        *arms,
+        '--seeds',
+        '0',
+        '1',
+        '--workers',
+        '2',
+        '--work-dir',
+        str(work),
+        '--cfg-options',
+        *detector_env['options'],
+        *DETECTOR_SCHEDULE,
+    ]
     log = run_tool(command, detector_env['env'])
     assert '100.0 % |' in log and 'left 0:00' in log
     first = _results(work)
@@ -223,8 +265,7 @@ def test_detector_comparison_reports_and_reuses_every_run(tmp_path, detector_env
     # qnv2-adapters trains
     assert runs['norms-head'][0]['trained_adapter_params'] == 0
     assert runs['qnv2-adapters'][0]['trained_adapter_params'] > 0
-    assert 0 < runs['norms-head'][0]['trained_params'] < \
-        runs['qnv2-adapters'][0]['trained_params']
+    assert 0 < runs['norms-head'][0]['trained_params'] < runs['qnv2-adapters'][0]['trained_params']
     report = (work / 'report.md').read_text()
     for arm in arms:
         assert f'| {arm} | config |' in report
@@ -244,28 +285,56 @@ def _classifier_env(detector_env, batch: int) -> list:
     (``batch`` each step), 32x32."""
     root = str(detector_env['root'] / 'shapes' / 'crops') + '/'
     ckpt = str(detector_env['root'] / 'first_order.pth')
-    return [f'model.backbone.init_cfg.checkpoint={ckpt}',
-            f'model.head.init_cfg.checkpoint={ckpt}',
-            *(f'{loader}.dataset.data_root={root}'
-              for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')),
-            'train_dataloader.dataset.indices=16', f'train_dataloader.batch_size={batch}',
-            *(f'{loader}.dataset.pipeline.1.scale=(32,32)'
-              for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'))]
+    return [
+        f'model.backbone.init_cfg.checkpoint={ckpt}',
+        f'model.head.init_cfg.checkpoint={ckpt}',
+        *(
+            f'{loader}.dataset.data_root={root}'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        ),
+        'train_dataloader.dataset.indices=16',
+        f'train_dataloader.batch_size={batch}',
+        *(
+            f'{loader}.dataset.pipeline.1.scale=(32,32)'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        ),
+    ]
 
 
 @pytest.mark.slow
 def test_classifier_comparison_sweeps_the_lr_on_val(tmp_path, detector_env):
     work = tmp_path / 'classifier'
-    command = [sys.executable, TOOL, DEMO_CLASSIFIER, '--arms', 'full-ft', 'qnv2-u-lr',
-               '--seeds', '0', '1', '--lrs', '1e-4', '1e-3', '--u-lr-mult', '4',
-               '--workers', '2', '--work-dir', str(work), '--cfg-options',
-               *_classifier_env(detector_env, batch=8)]
+    command = [
+        sys.executable,
+        TOOL,
+        DEMO_CLASSIFIER,
+        '--arms',
+        'full-ft',
+        'qnv2-u-lr',
+        '--seeds',
+        '0',
+        '1',
+        '--lrs',
+        '1e-4',
+        '1e-3',
+        '--u-lr-mult',
+        '4',
+        '--workers',
+        '2',
+        '--work-dir',
+        str(work),
+        '--cfg-options',
+        *_classifier_env(detector_env, batch=8),
+    ]
     log = run_tool(command, detector_env['env'])
     results = _results(work)
     # the sweep's seed-0 run at the chosen lr is that seed's run
     assert (results['trained'], results['cached']) == (2 * (2 + 1), 0)
-    shares = [float(line.split('] ')[1].split(' %')[0]) for line in log.splitlines()
-              if line.startswith('[') and ' % | elapsed' in line]
+    shares = [
+        float(line.split('] ')[1].split(' %')[0])
+        for line in log.splitlines()
+        if line.startswith('[') and ' % | elapsed' in line
+    ]
     assert len(shares) == 6 and shares[-1] == 100.0
     for arm in ('full-ft', 'qnv2-u-lr'):
         out = results['arms'][arm]
@@ -281,16 +350,37 @@ def test_one_arm_under_torchrun_matches_one_process(tmp_path, detector_env):
     """2 processes of batch 4 (DDP averages their gradients) against one of
     batch 8: the same 8 images per step, in the same order (no random flip,
     BN statistics frozen), so the same model, scored on the same test split."""
-    same = ['train_dataloader.dataset.pipeline.2.prob=0.0',
-            'model.backbone.backbone.norm_eval=True']
+    same = [
+        'train_dataloader.dataset.pipeline.2.prob=0.0',
+        'model.backbone.backbone.norm_eval=True',
+    ]
     metrics = {}
     for launcher, nproc, batch in (('none', 1, 8), ('pytorch', 2, 4)):
         work = tmp_path / launcher
-        run_tool([sys.executable, TOOL, DEMO_CLASSIFIER, '--arms', 'qnv2-adapters',
-                  '--seeds', '0', '--launcher', launcher, '--nproc', str(nproc),
-                  '--port', '29641', '--work-dir', str(work), '--cfg-options',
-                  *_classifier_env(detector_env, batch), *same], detector_env['env'])
-        (run, ) = _results(work)['arms']['qnv2-adapters']['runs']
+        run_tool(
+            [
+                sys.executable,
+                TOOL,
+                DEMO_CLASSIFIER,
+                '--arms',
+                'qnv2-adapters',
+                '--seeds',
+                '0',
+                '--launcher',
+                launcher,
+                '--nproc',
+                str(nproc),
+                '--port',
+                '29641',
+                '--work-dir',
+                str(work),
+                '--cfg-options',
+                *_classifier_env(detector_env, batch),
+                *same,
+            ],
+            detector_env['env'],
+        )
+        (run,) = _results(work)['arms']['qnv2-adapters']['runs']
         assert run['world_size'] == nproc
         metrics[launcher] = dict(val=run['val'], test=run['test'])
     # the tolerance of tests/test_e2e.py's 2-process test: equal metrics
@@ -301,6 +391,7 @@ def test_progress_bar_counts_cached_runs_and_estimates_the_time_left():
     import io
 
     from quadra_mm.comparison.executor import Progress
+
     out = io.StringIO()
     progress = Progress(5, workers=2, width=10, stream=out)
     progress.step('a seed 0', reused=True)

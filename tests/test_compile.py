@@ -6,6 +6,7 @@ eval, exported), and compiled forward and gradients equal to eager ones.
 with its forward; a backward that re-enters autograd (``torch.autograd.grad``) breaks
 the graph twice per adapter, which is what these tests would catch.
 """
+
 import copy
 
 import pytest
@@ -21,9 +22,11 @@ from helpers import TINY_CONVNEXT
 
 
 def _vit() -> nn.Module:
-    model = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2,
-                                        feedforward_channels=32),
-                              img_size=32, patch_size=8)
+    model = VisionTransformer(
+        arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+        img_size=32,
+        patch_size=8,
+    )
     # mmpretrain gives each block's DropPath a numpy float (np.linspace), which dynamo
     # traces as a tensor: `drop_prob == 0.` in mmcv's drop_path then breaks the graph
     # of the first-order ViT too. A Python float keeps the test about the adapters.
@@ -35,10 +38,16 @@ def _vit() -> nn.Module:
 
 # name -> (builder, preset, input shape); tiny archs, 32 px, so dynamo traces fast.
 BACKBONES = {
-    'convnext': (lambda: ConvNeXt(arch=TINY_CONVNEXT, drop_path_rate=0.0), 'convnext',
-                 (2, 3, 32, 32)),
-    'resnet': (lambda: ResNet(depth=18, stem_channels=8, base_channels=8), 'resnet',
-               (2, 3, 32, 32)),
+    'convnext': (
+        lambda: ConvNeXt(arch=TINY_CONVNEXT, drop_path_rate=0.0),
+        'convnext',
+        (2, 3, 32, 32),
+    ),
+    'resnet': (
+        lambda: ResNet(depth=18, stem_channels=8, base_channels=8),
+        'resnet',
+        (2, 3, 32, 32),
+    ),
     'vit': (_vit, 'vit', (2, 3, 32, 32)),
 }
 
@@ -74,8 +83,9 @@ def graph_breaks(model: nn.Module, x: torch.Tensor):
 
 
 @pytest.mark.parametrize(
-    'mode', ['train_memory_efficient', 'train_plain_backward', 'train_frozen_primary', 'eval',
-             'exported'])
+    'mode',
+    ['train_memory_efficient', 'train_plain_backward', 'train_frozen_primary', 'eval', 'exported'],
+)
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_no_graph_breaks(name, mode):
     model = adapted(name)
@@ -138,8 +148,12 @@ def test_inductor_matches_eager():
     """The default backend (inductor compiles C++ kernels on CPU: a two-layer model keeps
     that under a minute), fp32, memory-efficient conv and linear adapters."""
     torch._dynamo.reset()
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1),
-                          nn.Flatten(), nn.Linear(8 * 8 * 8, 16))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 16),
+    )
     inject_quadratic_adapters(model, [dict(type='1'), dict(type='3')], rank=4, interaction='rbf')
     for _, layer in quadratic_layers(model):
         nn.init.normal_(layer.quad_u.weight, std=0.1)

@@ -7,6 +7,7 @@ graph-break log must not name any quadra_mm frame: the detector breaks elsewhere
 config is used as it is, ``paramwise_cfg`` included (one ``ConfigDict`` param group
 per parameter from mmengine's constructor, which ``QuadraticStageHook`` turns into
 plain dicts)."""
+
 import re
 import sys
 
@@ -31,16 +32,33 @@ DRIFT_RTOL = 0.1
 
 
 def _train(run_env, work, env, extra):
-    schedule = [f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
-                f'default_hooks.checkpoint.interval={ITERS}',
-                f'custom_hooks.0.switch_iter={ITERS // 2}',
-                'param_scheduler.0.end=2', 'param_scheduler.1.begin=2',
-                f'param_scheduler.1.end={ITERS}', 'train_dataloader.batch_size=2',
-                # every iteration's own loss in the log (no running mean)
-                'default_hooks.logger.interval=1', 'log_processor.window_size=1']
-    log = run_tool([sys.executable, 'tools/train.py', DEMO_DETECTOR,
-                    '--work-dir', str(work / 'train'),
-                    '--cfg-options', *run_env['options'], *schedule, *extra], env)
+    schedule = [
+        f'train_cfg.max_iters={ITERS}',
+        f'train_cfg.val_interval={ITERS}',
+        f'default_hooks.checkpoint.interval={ITERS}',
+        f'custom_hooks.0.switch_iter={ITERS // 2}',
+        'param_scheduler.0.end=2',
+        'param_scheduler.1.begin=2',
+        f'param_scheduler.1.end={ITERS}',
+        'train_dataloader.batch_size=2',
+        # every iteration's own loss in the log (no running mean)
+        'default_hooks.logger.interval=1',
+        'log_processor.window_size=1',
+    ]
+    log = run_tool(
+        [
+            sys.executable,
+            'tools/train.py',
+            DEMO_DETECTOR,
+            '--work-dir',
+            str(work / 'train'),
+            '--cfg-options',
+            *run_env['options'],
+            *schedule,
+            *extra,
+        ],
+        env,
+    )
     losses = training_losses(work / 'train')
     assert sorted(losses) == list(range(1, ITERS + 1)), losses
     return log, losses
@@ -66,8 +84,20 @@ def test_compile_true_trains_and_tests_the_demo_detector(tmp_path):
     # After 4 iterations no score passes the default 0.05 threshold, and the
     # mAP is 0.0, compiled and eager alike (measured): no mAP to compare at this
     # budget, the compiled test must run and score both metrics.
-    run_tool([sys.executable, 'tools/test.py', DEMO_DETECTOR, str(ckpt),
-              '--work-dir', str(work / 'test'), '--cfg-options', *run_env['options'],
-              'model.test_cfg.rcnn.score_thr=0.0', 'compile=True'], env)
+    run_tool(
+        [
+            sys.executable,
+            'tools/test.py',
+            DEMO_DETECTOR,
+            str(ckpt),
+            '--work-dir',
+            str(work / 'test'),
+            '--cfg-options',
+            *run_env['options'],
+            'model.test_cfg.rcnn.score_thr=0.0',
+            'compile=True',
+        ],
+        env,
+    )
     metrics = latest_metrics(str(work / 'test'), 'coco/bbox_mAP')
     assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics), metrics

@@ -1,4 +1,5 @@
 """Every config in configs/ loads and builds offline."""
+
 import glob
 import importlib
 import os.path as osp
@@ -13,8 +14,8 @@ from quadra_mm.models import QuadraNet, QuadraNetV2
 from helpers import CONFIGS, without_pretrained
 
 ALL_CONFIGS = sorted(
-    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
-    if '_base_' not in p)
+    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True) if '_base_' not in p
+)
 
 
 def _pipeline_types(dataset_cfg):
@@ -41,13 +42,19 @@ def test_flagship_earlier_name_is_the_same_config():
     assert flagship.model.backbone.type == 'QuadraNetV2'
 
 
-@pytest.mark.parametrize('name, before, after', [
-    (FLAGSHIP, [], ['QuadraticNonFiniteHook']),
-    ('rtmdet_qnv2-cspnext-tiny_8xb32-300e_coco.py', ['EMAHook', 'PipelineSwitchHook'],
-     ['QuadraticNonFiniteHook']),
-    ('qnv2_convnext-t_in1k.py', ['EMAHook'], []),
-    ('demo/mask-rcnn_qnv2-r18_fpn_shapes.py', [], ['AdapterCheckpointHook']),
-])
+@pytest.mark.parametrize(
+    'name, before, after',
+    [
+        (FLAGSHIP, [], ['QuadraticNonFiniteHook']),
+        (
+            'rtmdet_qnv2-cspnext-tiny_8xb32-300e_coco.py',
+            ['EMAHook', 'PipelineSwitchHook'],
+            ['QuadraticNonFiniteHook'],
+        ),
+        ('qnv2_convnext-t_in1k.py', ['EMAHook'], []),
+        ('demo/mask-rcnn_qnv2-r18_fpn_shapes.py', [], ['AdapterCheckpointHook']),
+    ],
+)
 def test_custom_hooks_built_from_the_base_pieces(name, before, after):
     """``*_base_.qnv2_hooks`` / ``*_base_.qnv2_checkpoint_hooks`` unpack
     into the config's own list (mmengine replaces lists whole): the config's
@@ -55,22 +62,30 @@ def test_custom_hooks_built_from_the_base_pieces(name, before, after):
     the pieces' order, then the config's own again."""
     cfg = Config.fromfile(osp.join(CONFIGS, name))
     types = [hook['type'] for hook in cfg.custom_hooks]
-    assert types == [*before, 'QuadraticStageHook', 'QuadraticStatsHook',
-                     'WeightsOnlyCheckpointHook', 'ExactResumeHook', *after]
+    assert types == [
+        *before,
+        'QuadraticStageHook',
+        'QuadraticStatsHook',
+        'WeightsOnlyCheckpointHook',
+        'ExactResumeHook',
+        *after,
+    ]
     assert all(isinstance(hook, dict) for hook in cfg.custom_hooks)
 
 
 def test_adapter_piece_and_an_override_of_it():
     default = dict(rank=8, kernel_size=3, dilation=2, interaction='quadratic')
-    for name in (FLAGSHIP, 'mask-rcnn_qnv2-r50_fpn_1x_coco.py',
-                 'study/qnv2-resnet18-cifar_fmnist-shift.py'):
+    for name in (
+        FLAGSHIP,
+        'mask-rcnn_qnv2-r50_fpn_1x_coco.py',
+        'study/qnv2-resnet18-cifar_fmnist-shift.py',
+    ):
         assert Config.fromfile(osp.join(CONFIGS, name)).model.backbone.adapter == default
     in21k = Config.fromfile(osp.join(CONFIGS, 'qnv2_convnext-b_in21k.py'))
     assert in21k.model.backbone.adapter == dict(default, rank=16)
 
 
-@pytest.mark.parametrize('path', ALL_CONFIGS,
-                         ids=lambda p: osp.relpath(p, CONFIGS))
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=lambda p: osp.relpath(p, CONFIGS))
 def test_config_loads_and_builds_offline(path):
     cfg = Config.fromfile(path)
     scope = cfg.default_scope
@@ -88,24 +103,19 @@ def test_config_loads_and_builds_offline(path):
         model = registry.MODELS.build(model_cfg)
         assert isinstance(model.backbone, (QuadraNetV2, QuadraNet)) == quadratic
         model.init_weights()
-        expected = ('DetDataPreprocessor' if scope == 'mmdet' else
-                    'ClsDataPreprocessor')
+        expected = 'DetDataPreprocessor' if scope == 'mmdet' else 'ClsDataPreprocessor'
         assert type(model.data_preprocessor).__name__ == expected
         # ImageNet-21k has no validation split in mmpretrain's configs.
-        splits = [s for s in ('train', 'val', 'test')
-                  if cfg.get(f'{s}_dataloader') is not None]
+        splits = [s for s in ('train', 'val', 'test') if cfg.get(f'{s}_dataloader') is not None]
         assert 'train' in splits
         for split in splits:
-            dataset_type, transforms = _pipeline_types(
-                cfg[f'{split}_dataloader']['dataset'])
+            dataset_type, transforms = _pipeline_types(cfg[f'{split}_dataloader']['dataset'])
             assert registry.DATASETS.get(dataset_type) is not None
             for transform in transforms:
-                assert registry.TRANSFORMS.get(transform) is not None, \
-                    transform
+                assert registry.TRANSFORMS.get(transform) is not None, transform
         for split in splits[1:]:
             evaluators = cfg[f'{split}_evaluator']
-            for evaluator in (evaluators if isinstance(evaluators, list)
-                              else [evaluators]):
+            for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
                 assert registry.METRICS.get(evaluator['type']) is not None
         for hook in cfg.get('custom_hooks', []):
             assert registry.HOOKS.get(hook['type']) is not None

@@ -1,4 +1,5 @@
 """Tests of the deterministic demo "shapes" set (quadra_mm/datasets/demo_shapes/)."""
+
 import hashlib
 import importlib.util
 import json
@@ -37,6 +38,7 @@ def tiny_set(tmp_path_factory):
 
 def _coco(path):
     from pycocotools.coco import COCO
+
     return COCO(str(path))
 
 
@@ -45,18 +47,16 @@ def test_crop_folders_and_coco_categories_share_the_labels(tiny_set):
     sorted folder names; they must be the COCO categories in order, and each
     class must hold one crop per annotation of that category."""
     from mmpretrain.datasets import CustomDataset
+
     out, _ = tiny_set
     for split in ('train', 'val'):
         coco = _coco(out / 'annotations' / f'instances_{split}.json')
-        crops = CustomDataset(data_root=str(out / 'crops' / split),
-                              pipeline=[])
-        assert crops.CLASSES == tuple(
-            coco.cats[i]['name'] for i in sorted(coco.cats)) == CLASSES
-        per_label = np.bincount(crops.get_gt_labels(),
-                                minlength=len(CLASSES))
+        crops = CustomDataset(data_root=str(out / 'crops' / split), pipeline=[])
+        assert crops.CLASSES == tuple(coco.cats[i]['name'] for i in sorted(coco.cats)) == CLASSES
+        per_label = np.bincount(crops.get_gt_labels(), minlength=len(CLASSES))
         per_category = np.bincount(
-            [a['category_id'] - 1 for a in coco.dataset['annotations']],
-            minlength=len(CLASSES))
+            [a['category_id'] - 1 for a in coco.dataset['annotations']], minlength=len(CLASSES)
+        )
         assert per_label.tolist() == per_category.tolist()
 
 
@@ -69,8 +69,7 @@ def test_classes_are_balanced():
     placement half of the time falls outside."""
     counts = np.zeros(len(CLASSES), int)
     for i in range(150):
-        _, instances = demo_shapes.generate_image(
-            demo_shapes.image_rng(0, 'train', i), 64)
+        _, instances = demo_shapes.generate_image(demo_shapes.image_rng(0, 'train', i), 64)
         for inst in instances:
             counts[inst['label']] += 1
     mean = counts.mean()
@@ -128,6 +127,7 @@ def test_regenerate_removes_stale_and_refuses_foreign(tmp_path):
 
 def test_coco_annotations_consistent(tiny_set):
     import cv2
+
     out, _ = tiny_set
     for split in ('train', 'val'):
         coco = _coco(out / 'annotations' / f'instances_{split}.json')
@@ -165,7 +165,7 @@ def test_scale_and_overlap_variety():
         per_image.append([int(x['mask'].sum()) for x in inst])
         occluded += sum(int(x['mask'].sum()) < x['full_area'] for x in inst)
     areas = np.array([a for s in per_image for a in s])
-    assert areas.min() < 0.02 * 192 ** 2 and areas.max() > 0.1 * 192 ** 2
+    assert areas.min() < 0.02 * 192**2 and areas.max() > 0.1 * 192**2
     assert max(len(s) for s in per_image) >= 4
     assert occluded >= 5
 
@@ -194,6 +194,7 @@ def test_object_fills_contrast_with_what_they_cover():
 
 def test_crops_readable(tiny_set):
     import cv2
+
     out, _ = tiny_set
     d = out / 'crops' / 'train'
     files = [d / c / f for c in CLASSES for f in sorted(os.listdir(d / c))]
@@ -204,17 +205,36 @@ def test_crops_readable(tiny_set):
 
 def test_cli(tmp_path):
     out = tmp_path / 'cli'
-    r = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_demo_data.py'),
-                        '--out', str(out), '--train', '2', '--val', '1', '--img-size', '64',
-                        '--crop-size', '16', '--seed', '1'],
-                       capture_output=True, text=True, cwd=str(tmp_path), check=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools', 'make_demo_data.py'),
+            '--out',
+            str(out),
+            '--train',
+            '2',
+            '--val',
+            '1',
+            '--img-size',
+            '64',
+            '--crop-size',
+            '16',
+            '--seed',
+            '1',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        check=True,
+    )
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1 and 'train: 2 images' in lines[0] and 'val: 1 images' in lines[0]
     meta = json.loads((out / demo_shapes.META_FILE).read_text())
     assert meta['args']['img_size'] == 64
     # the CLI file is importable by path and exposes the same entry point
     spec = importlib.util.spec_from_file_location(
-        'make_demo_data_cli', osp.join(ROOT, 'tools', 'make_demo_data.py'))
+        'make_demo_data_cli', osp.join(ROOT, 'tools', 'make_demo_data.py')
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.CLASSES == CLASSES
@@ -224,31 +244,38 @@ def test_no_mm_imports_at_import_time():
     """tools/make_demo_data.py loads the generator package by path and pulls
     in neither torch nor OpenMMLab (nor ``quadra_mm`` itself)."""
     tool = osp.join(ROOT, 'tools', 'make_demo_data.py')
-    code = ('import sys, importlib.util; '
-            f'spec = importlib.util.spec_from_file_location("cli", {tool!r}); '
-            'cli = importlib.util.module_from_spec(spec); spec.loader.exec_module(cli); '
-            'assert cli.make_demo_data.__module__ == "quadra_mm_demo_shapes.writer"; '
-            'bad = [m for m in sys.modules if m.split(".")[0] in '
-            '("mmcv", "mmdet", "mmengine", "mmpretrain", "torch", "quadra_mm")]; '
-            'assert not bad, bad')
+    code = (
+        'import sys, importlib.util; '
+        f'spec = importlib.util.spec_from_file_location("cli", {tool!r}); '
+        'cli = importlib.util.module_from_spec(spec); spec.loader.exec_module(cli); '
+        'assert cli.make_demo_data.__module__ == "quadra_mm_demo_shapes.writer"; '
+        'bad = [m for m in sys.modules if m.split(".")[0] in '
+        '("mmcv", "mmdet", "mmengine", "mmpretrain", "torch", "quadra_mm")]; '
+        'assert not bad, bad'
+    )
     subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
 
 
 # ---------------------------------------------------------------- mmdet
 def _register_mmdet():
     from mmdet.utils import register_all_modules
+
     register_all_modules()
 
 
 def test_mmdet_coco_dataset_loads(tiny_set):
     _register_mmdet()
     from mmdet.datasets import CocoDataset
+
     out, res = tiny_set
     coco = _coco(out / 'annotations' / 'instances_train.json')
     ds = CocoDataset(
         **demo_shapes.coco_dataset_kwargs(out, 'train'),
-        pipeline=[dict(type='LoadImageFromFile'),
-                  dict(type='LoadAnnotations', with_bbox=True, with_mask=True)])
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        ],
+    )
     assert len(ds) == TINY['num_train']
     assert tuple(ds.metainfo['classes']) == CLASSES
     total = 0
@@ -260,8 +287,9 @@ def test_mmdet_coco_dataset_loads(tiny_set):
         assert r['img'].shape == (TINY['img_size'], TINY['img_size'], 3)
         assert len(r['gt_bboxes']) == n == len(r['gt_masks']) == len(r['gt_bboxes_labels'])
         masks = r['gt_masks'].to_ndarray().astype(bool)
-        for a, box, lab, m in zip(anns, r['gt_bboxes'].tensor.numpy(),
-                                  r['gt_bboxes_labels'], masks):
+        for a, box, lab, m in zip(
+            anns, r['gt_bboxes'].tensor.numpy(), r['gt_bboxes_labels'], masks
+        ):
             x, y, w, h = a['bbox']
             np.testing.assert_allclose(box, [x, y, x + w, y + h])
             assert int(lab) == a['category_id'] - 1
@@ -274,6 +302,7 @@ def test_mmdet_coco_metric_gt_as_pred(tiny_set):
     _register_mmdet()
     import torch
     from mmdet.evaluation import CocoMetric
+
     out, _ = tiny_set
     ann_file = out / 'annotations' / 'instances_val.json'
     coco = _coco(ann_file)
@@ -283,15 +312,24 @@ def test_mmdet_coco_metric_gt_as_pred(tiny_set):
     for img_id in coco.getImgIds():
         info = coco.imgs[img_id]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
-        boxes = [[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
-                  a['bbox'][1] + a['bbox'][3]] for a in anns]
-        samples.append(dict(
-            img_id=img_id, ori_shape=(info['height'], info['width']),
-            pred_instances=dict(
-                bboxes=torch.tensor(boxes, dtype=torch.float32),
-                scores=torch.ones(len(anns)),
-                labels=torch.tensor([a['category_id'] - 1 for a in anns]),
-                masks=torch.from_numpy(np.stack([coco.annToMask(a) for a in anns]).astype(bool)))))
+        boxes = [
+            [a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
+            for a in anns
+        ]
+        samples.append(
+            dict(
+                img_id=img_id,
+                ori_shape=(info['height'], info['width']),
+                pred_instances=dict(
+                    bboxes=torch.tensor(boxes, dtype=torch.float32),
+                    scores=torch.ones(len(anns)),
+                    labels=torch.tensor([a['category_id'] - 1 for a in anns]),
+                    masks=torch.from_numpy(
+                        np.stack([coco.annToMask(a) for a in anns]).astype(bool)
+                    ),
+                ),
+            )
+        )
     metric.process({}, samples)
     res = metric.evaluate(size=len(samples))
     assert res['coco/bbox_mAP'] == pytest.approx(1.0)

@@ -1,5 +1,6 @@
 """Inference form as a state of the layer: ``fuse()`` / ``unfuse()``, fused A/B
 projection, folded scale, zero adapters skipped, training keys kept."""
+
 import pytest
 import torch
 from mmpretrain.models import ConvNeXt, VisionTransformer
@@ -26,8 +27,10 @@ def max_diff(a, b) -> float:
 def test_export_convnext_matches(kernel):
     model = ConvNeXt(arch='atto', layer_scale_init_value=1.0)
     model.eval()
-    targets = [dict(type=r'stages\.3\.\d+\.depthwise_conv', depthwise=True),
-               dict(type='depthwise_conv')]
+    targets = [
+        dict(type=r'stages\.3\.\d+\.depthwise_conv', depthwise=True),
+        dict(type='depthwise_conv'),
+    ]
     inject_quadratic_adapters(model, targets, rank=4, interaction=kernel)
     randomize_adapters(model, skip_every=3)
     x = torch.randn(2, 3, 64, 64)
@@ -74,9 +77,11 @@ def test_fused_zero_adapter_is_the_plain_layer():
 
 
 def test_export_drop_zero_adapters():
-    model = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2,
-                                        feedforward_channels=32),
-                              img_size=32, patch_size=8)
+    model = VisionTransformer(
+        arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+        img_size=32,
+        patch_size=8,
+    )
     inject_quadratic_adapters(model, 'vit', rank=4)
     randomize_adapters(model, skip_every=2)
     model.eval()

@@ -1,6 +1,7 @@
 """mmengine's complexity analysis (what mmdet's get_flops.py runs) counts the
 quadratic adapters: equal to the hand count on an adapted ResNet-18, the same
 for the exported form, within 5 % of torch's FlopCounterMode."""
+
 import pytest
 import torch
 from mmengine.analysis import get_model_complexity_info
@@ -19,8 +20,12 @@ def _resnet18(adapted: bool) -> torch.nn.Module:
     init_default_scope('mmpretrain')
     cfg = dict(type='ResNet', depth=18)
     if adapted:
-        cfg = dict(type='QuadraNetV2', backbone=cfg, targets='resnet',
-                   adapter=dict(rank=RANK, kernel_size=K, dilation=2))
+        cfg = dict(
+            type='QuadraNetV2',
+            backbone=cfg,
+            targets='resnet',
+            adapter=dict(rank=RANK, kernel_size=K, dilation=2),
+        )
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
@@ -32,18 +37,20 @@ def _resnet18(adapted: bool) -> torch.nn.Module:
 
 def _mmengine_flops(model: torch.nn.Module) -> int:
     # As get_flops.py: grad enabled, parameters requiring grad.
-    inputs = (torch.randn(1, 3, SIZE, SIZE), )
-    return get_model_complexity_info(model, inputs=inputs, show_table=False,
-                                     show_arch=False)['flops']
+    inputs = (torch.randn(1, 3, SIZE, SIZE),)
+    return get_model_complexity_info(model, inputs=inputs, show_table=False, show_arch=False)[
+        'flops'
+    ]
 
 
 def _adapter_hand_count(model: torch.nn.Module) -> int:
     """Multiply-adds of A, B (k x k, in -> r) and U (1x1, r -> out) at each
     quadratic layer's output resolution."""
     sizes = {}
-    hooks = [layer.register_forward_hook(
-        lambda m, i, o, name=name: sizes.__setitem__(name, o.shape))
-        for name, layer in quadratic_layers(model)]
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, o.shape))
+        for name, layer in quadratic_layers(model)
+    ]
     with torch.no_grad():
         model(torch.randn(1, 3, SIZE, SIZE))
     for hook in hooks:
@@ -104,13 +111,21 @@ def test_benchmark_pruned_rows_count_what_they_drop():
     import os.path as osp
     import time
 
-    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
-                    'benchmark_adapters.py')
+    path = osp.join(
+        osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'benchmark_adapters.py'
+    )
     spec = importlib.util.spec_from_file_location('benchmark_adapters', path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    args = argparse.Namespace(device='cpu', batch_size=1, image_size=32, repeats=1, warmup=0,
-                              clock_fn=time.process_time, dtype=['fp32'])
+    args = argparse.Namespace(
+        device='cpu',
+        batch_size=1,
+        image_size=32,
+        repeats=1,
+        warmup=0,
+        clock_fn=time.process_time,
+        dtype=['fp32'],
+    )
     builder, targets = bench.ZOOS['mmpretrain']['ResNet-50']
     rows = {row['pruned']: row for row in bench.pruned_rows('ResNet-50', builder, targets, args)}
     assert list(rows) == ['none'] + [label for label, _ in bench.PRUNED_SETTINGS]
@@ -130,5 +145,5 @@ def test_benchmark_pruned_rows_count_what_they_drop():
         assert ratio(rows[label]) == pytest.approx((f0 + sum(by_cost[off:])) / f0, abs=5e-4)
     budget = rows['<= 1.02x FLOPs']
     off = int(budget['adapters off'].split()[0])
-    assert ratio(budget) <= 1.02 < (f0 + sum(by_cost[off - 1:])) / f0
+    assert ratio(budget) <= 1.02 < (f0 + sum(by_cost[off - 1 :])) / f0
     assert all(row['infer (exported)'].endswith('×') for row in rows.values())

@@ -1,6 +1,7 @@
 """Float16 autocast (mmdet's --amp on CUDA; the CPU autocast reproduces it): the
 quadratic branch stays finite wherever the first-order layer does, at the activation
 sizes pretrained networks have, and a non-finite loss names the layer that made it."""
+
 import pytest
 import torch
 from mmengine.runner import Runner
@@ -74,8 +75,9 @@ def test_plain_quadratic_term_below_the_range_limit_and_bounded_above():
         assert 5 < big[1] / big[0] < 20  # ~10x for 10x the input, not 100x
         with torch.autocast('cpu', dtype=torch.float16):
             half = layer.quadratic_term(x * 1e3)
-        torch.testing.assert_close(half.float(), layer.quadratic_term(x * 1e3), rtol=2e-2,
-                                   atol=0.05 * big[0])
+        torch.testing.assert_close(
+            half.float(), layer.quadratic_term(x * 1e3), rtol=2e-2, atol=0.05 * big[0]
+        )
 
 
 def test_linear_quadratic_term_finite_under_fp16():
@@ -106,10 +108,16 @@ def test_demo_detector_trains_under_fp16_autocast():
         for _, layer in quadratic_layers(model):
             nn.init.normal_(layer.quad_u.weight, std=1e-2)
     model.train()
-    optim = build_optim_wrapper(model, dict(
-        type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3, momentum=0.9)))
-    packed = demo_mm_inputs(2, [[3, 96, 96]] * 2, num_items=[3, 3], with_mask=True,
-                            num_classes=len(cfg.metainfo['classes']) if 'metainfo' in cfg else 6)
+    optim = build_optim_wrapper(
+        model, dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3, momentum=0.9))
+    )
+    packed = demo_mm_inputs(
+        2,
+        [[3, 96, 96]] * 2,
+        num_items=[3, 3],
+        with_mask=True,
+        num_classes=len(cfg.metainfo['classes']) if 'metainfo' in cfg else 6,
+    )
     # mmcv's CPU NMS and RoIAlign have no half kernels (its CUDA ones do): the backbone
     # and neck, where the adapters are, run under fp16 autocast, the heads in fp32.
     extract_feat = model.extract_feat
@@ -153,18 +161,27 @@ def test_nonfinite_loss_names_the_layer(tmp_path):
 
         def forward(self, inputs, targets=None, mode='tensor'):
             out = self.body(inputs * 1e3).mean((1, 2, 3))
-            return dict(loss=((out - targets.flatten())**2).mean()) if mode == 'loss' else out
+            return dict(loss=((out - targets.flatten()) ** 2).mean()) if mode == 'loss' else out
 
-    runner = Runner(model=Model(), work_dir=str(tmp_path), **tiny_training(4),
-                    train_cfg=dict(by_epoch=False, max_iters=2),
-                    custom_hooks=[dict(type='QuadraticNonFiniteHook')], default_scope='mmdet')
+    runner = Runner(
+        model=Model(),
+        work_dir=str(tmp_path),
+        **tiny_training(4),
+        train_cfg=dict(by_epoch=False, max_iters=2),
+        custom_hooks=[dict(type='QuadraticNonFiniteHook')],
+        default_scope='mmdet',
+    )
     with pytest.raises(FloatingPointError, match=r"non-finite training loss .* 'body\.second'"):
         runner.train()
     # Logged instead of raised: training goes on, the step already had the bad loss.
-    runner = Runner(model=Model(), work_dir=str(tmp_path / 'logged'), **tiny_training(4),
-                    train_cfg=dict(by_epoch=False, max_iters=1),
-                    custom_hooks=[dict(type='QuadraticNonFiniteHook', raise_error=False)],
-                    default_scope='mmdet')
+    runner = Runner(
+        model=Model(),
+        work_dir=str(tmp_path / 'logged'),
+        **tiny_training(4),
+        train_cfg=dict(by_epoch=False, max_iters=1),
+        custom_hooks=[dict(type='QuadraticNonFiniteHook', raise_error=False)],
+        default_scope='mmdet',
+    )
     runner.train()
     # (mmengine's logger keeps the file of the first Runner made in the same second.)
     log = ''.join(path.read_text() for path in tmp_path.rglob('*.log'))

@@ -1,5 +1,6 @@
 """The fused inference kernel (phi + U + residual add): Triton's interpreter on CPU,
 and the exported model on CUDA (skipped without a GPU)."""
+
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from helpers import ROOT, TINY_CONVNEXT
 triton = pytest.importorskip('triton')
 
 # Runs in a fresh interpreter: TRITON_INTERPRET must be set before triton is imported.
-INTERPRETED_CHECK = r'''
+INTERPRETED_CHECK = r"""
 import torch
 import torch.nn.functional as F
 from quadra_mm.ops import fused_quadratic_term_add_
@@ -57,13 +58,19 @@ for name, cfg in kernels:
     torch.testing.assert_close(fused_quadratic_term_add_(rows, ab, u, phi, scale), expected,
                                rtol=1e-4, atol=1e-2)
 print('interpreted kernel ok')
-'''
+"""
 
 
 def test_triton_kernel_interpreted_on_cpu():
     env = dict(os.environ, TRITON_INTERPRET='1')
-    result = subprocess.run([sys.executable, '-c', INTERPRETED_CHECK], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, '-c', INTERPRETED_CHECK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert 'interpreted kernel ok' in result.stdout
 
@@ -74,9 +81,15 @@ def test_triton_kernel_interpreted_on_cpu():
 def test_exported_cuda_matches_adapted(kernel, autocast):
     models = {
         'convnext': (ConvNeXt(arch=TINY_CONVNEXT), 'convnext', torch.randn(2, 3, 64, 64)),
-        'vit': (VisionTransformer(arch=dict(embed_dims=32, num_layers=2, num_heads=2,
-                                            feedforward_channels=64), img_size=32, patch_size=8),
-                'vit', torch.randn(2, 3, 32, 32)),
+        'vit': (
+            VisionTransformer(
+                arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+                img_size=32,
+                patch_size=8,
+            ),
+            'vit',
+            torch.randn(2, 3, 32, 32),
+        ),
     }
     for model, preset, x in models.values():
         model = model.cuda().eval()
@@ -84,13 +97,17 @@ def test_exported_cuda_matches_adapted(kernel, autocast):
         for _, layer in quadratic_layers(model):
             nn.init.normal_(layer.quad_u.weight, std=0.1)
         exported = export_for_inference(model)
-        assert all(layer.fused and not layer.quadratic_term_is_zero
-                   for _, layer in quadratic_layers(exported))
+        assert all(
+            layer.fused and not layer.quadratic_term_is_zero
+            for _, layer in quadratic_layers(exported)
+        )
         x = x.cuda()
         for memory_format in (torch.contiguous_format, torch.channels_last):
             x = x.contiguous(memory_format=memory_format)
-            with torch.inference_mode(), torch.autocast('cuda', dtype=torch.bfloat16,
-                                                        enabled=autocast):
+            with (
+                torch.inference_mode(),
+                torch.autocast('cuda', dtype=torch.bfloat16, enabled=autocast),
+            ):
                 expected, out = model(x), exported(x)
             tolerance = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-4, atol=1e-4)
             for e, o in zip(expected, out):

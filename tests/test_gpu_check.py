@@ -1,5 +1,6 @@
 """tools/gpu_check.sh --dry-run: the H200 check's steps on the CPU at tiny sizes, so the
 script that runs unchanged on a lent GPU cannot rot."""
+
 import json
 import math
 import os
@@ -14,8 +15,14 @@ from helpers import ROOT
 @pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
-    result = subprocess.run(['bash', 'tools/gpu_check.sh', '--dry-run', '--out', str(tmp_path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        ['bash', 'tools/gpu_check.sh', '--dry-run', '--out', str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     summary = (tmp_path / 'summary.txt').read_text()
     assert result.returncode == 0, summary + result.stderr[-3000:]
     for step in ('tests', 'amp-export-profile', 'benchmark'):

@@ -1,4 +1,5 @@
 """QuadraticStageHook and QuadraticStatsHook in real mmengine Runners."""
+
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -21,60 +22,68 @@ class TinyDetector(BaseModel):
     def __init__(self):
         super().__init__()
         init_default_scope('mmdet')
-        self.backbone = MODELS.build(qnv2_cfg(convnext_cfg(out_indices=(3, ))))
+        self.backbone = MODELS.build(qnv2_cfg(convnext_cfg(out_indices=(3,))))
         self.head = torch.nn.Linear(TINY_CONVNEXT['channels'][-1], 1)
 
     def forward(self, inputs, targets=None, mode='tensor'):
         feat = self.backbone(inputs)[-1]
         out = self.head(feat.mean((2, 3)))
         if mode == 'loss':
-            return dict(loss=((out - targets)**2).mean())
+            return dict(loss=((out - targets) ** 2).mean())
         return out
 
 
-def _runner(work_dir, max_iters, resume=False, switch_iter=2, stats=None,
-            paramwise_cfg=None, compile_cfg=None):
+def _runner(
+    work_dir,
+    max_iters,
+    resume=False,
+    switch_iter=2,
+    stats=None,
+    paramwise_cfg=None,
+    compile_cfg=None,
+):
     torch.manual_seed(0)
     recorder = RecordChanges()
-    hooks = [dict(type='QuadraticStageHook', switch_iter=switch_iter,
-                  primary_lr_mult=0.5), recorder]
+    hooks = [
+        dict(type='QuadraticStageHook', switch_iter=switch_iter, primary_lr_mult=0.5),
+        recorder,
+    ]
     if stats:
         hooks.append(dict(type='QuadraticStatsHook', interval=stats))
     training = tiny_training(8)
     if paramwise_cfg:
         # A ConfigDict, as `Runner.from_cfg` passes it.
         training['optim_wrapper'] = ConfigDict(
-            training['optim_wrapper'], paramwise_cfg=paramwise_cfg)
+            training['optim_wrapper'], paramwise_cfg=paramwise_cfg
+        )
         training['optim_wrapper'].optimizer.weight_decay = 0.05
     runner = Runner(
         model=TinyDetector(),
         work_dir=str(work_dir),
         **training,
-        param_scheduler=dict(type='CosineAnnealingLR', T_max=8,
-                             by_epoch=False),
+        param_scheduler=dict(type='CosineAnnealingLR', T_max=8, by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=1,
-                            by_epoch=False),
-            logger=dict(type='LoggerHook', interval=1)),
+            checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1),
+        ),
         custom_hooks=hooks,
         resume=resume,
         default_scope='mmdet',
         cfg=dict(compile=compile_cfg) if compile_cfg else None,
-        experiment_name=f'stage_{max_iters}_{resume}_{switch_iter}')
+        experiment_name=f'stage_{max_iters}_{resume}_{switch_iter}',
+    )
     return runner, recorder
 
 
 def _split(model):
     primary = set(phase_one_frozen_parameters(model, 'backbone'))
-    adapters = {n for n, _ in model.named_parameters()
-                if is_adapter_param_name(n)}
+    adapters = {n for n, _ in model.named_parameters() if is_adapter_param_name(n)}
     others = {n for n, _ in model.named_parameters()} - primary - adapters
     return primary, adapters, others
 
 
-def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(
-        tmp_path):
+def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(tmp_path):
     runner, recorder = _runner(tmp_path, 4)
     runner.train()
     primary, adapters, others = _split(runner.model)
@@ -93,8 +102,7 @@ def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(
     primary_groups = [g for g in groups if id(g['params'][0]) in ids]
     other_groups = [g for g in groups if id(g['params'][0]) not in ids]
     assert all(all(id(p) in ids for p in g['params']) for g in primary_groups)
-    assert primary_groups[0]['lr'] == pytest.approx(
-        0.5 * other_groups[0]['lr'])
+    assert primary_groups[0]['lr'] == pytest.approx(0.5 * other_groups[0]['lr'])
 
 
 def test_phase_switch_changes_the_backward(tmp_path):
@@ -103,12 +111,14 @@ def test_phase_switch_changes_the_backward(tmp_path):
     runner, _ = _runner(tmp_path, 4)
     layers = [layer for _, layer in quadratic_layers(runner.model)]
     choices = []
-    handles = [layer.register_forward_pre_hook(
-        lambda layer, _: choices.append(layer._keeps_projection())) for layer in layers]
+    handles = [
+        layer.register_forward_pre_hook(lambda layer, _: choices.append(layer._keeps_projection()))
+        for layer in layers
+    ]
     runner.train()
     for handle in handles:
         handle.remove()
-    per_iteration = [choices[i:i + len(layers)] for i in range(0, len(choices), len(layers))]
+    per_iteration = [choices[i : i + len(layers)] for i in range(0, len(choices), len(layers))]
     assert per_iteration == [[True] * len(layers)] * 2 + [[False] * len(layers)] * 2
 
 
@@ -117,9 +127,12 @@ def test_compiled_train_step_with_paramwise_cfg(tmp_path):
     every param group a ``ConfigDict``, on which dynamo crashed inside
     ``AdamW.step``; the hook leaves plain dicts and the compiled step trains."""
     runner, recorder = _runner(
-        tmp_path, 2, switch_iter=1,
+        tmp_path,
+        2,
+        switch_iter=1,
         paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
-        compile_cfg=dict(backend='eager'))
+        compile_cfg=dict(backend='eager'),
+    )
     runner.train()
     groups = runner.optim_wrapper.optimizer.param_groups
     assert len(groups) > 2 and all(type(g) is dict for g in groups)
@@ -140,8 +153,7 @@ def test_stage_follows_a_resumed_run_across_the_boundary(tmp_path, stop_at):
     assert sorted(recorder.changed) == list(range(stop_at + 1, 5))
     for it, changed in recorder.changed.items():
         assert bool(changed & primary) == (it >= 3), it
-    hook = next(h for h in second.hooks
-                if isinstance(h, QuadraticStageHook))
+    hook = next(h for h in second.hooks if isinstance(h, QuadraticStageHook))
     assert hook.phase == 2
 
 
@@ -172,6 +184,7 @@ def test_stats_hook_logs_per_stage_ratios(tmp_path):
     # the values reach the visualizer backends through the LoggerHook
     import glob
     import json
+
     logged = glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))
     lines = [json.loads(line) for line in open(logged[-1])]
     assert any('qnv2_stage0_ratio' in line for line in lines)

@@ -1,4 +1,5 @@
 """The quadratic neuron: math, initialisation, interactions, memory-efficient backward."""
+
 import pytest
 import torch
 from torch import nn
@@ -17,28 +18,52 @@ from quadra_mm.ops import (
 # name -> (layer factory, adapter options, input shape)
 LAYERS = {
     'dense_conv': (lambda: nn.Conv2d(3, 4, 3, padding=1), {}, (1, 3, 5, 5)),
-    'depthwise_variant': (lambda: nn.Conv2d(3, 6, 3, padding=1, groups=3),
-                          dict(depthwise=True), (1, 3, 5, 5)),
+    'depthwise_variant': (
+        lambda: nn.Conv2d(3, 6, 3, padding=1, groups=3),
+        dict(depthwise=True),
+        (1, 3, 5, 5),
+    ),
     'strided_conv': (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), {}, (1, 3, 6, 5)),
     'dilated_conv': (lambda: nn.Conv2d(3, 4, 3, padding=2, dilation=2), {}, (1, 3, 5, 5)),
     'depthwise_conv': (lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4), {}, (1, 4, 5, 5)),
-    'reflect_padded_conv': (lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode='reflect'), {},
-                            (1, 3, 5, 5)),
+    'reflect_padded_conv': (
+        lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode='reflect'),
+        {},
+        (1, 3, 5, 5),
+    ),
     'linear': (lambda: nn.Linear(5, 4), {}, (1, 3, 5)),
 }
-INTERACTION_CFGS = {'quadratic': {}, 'linear': {}, 'rbf': dict(sigma=1.5),
-                    'poly': dict(degree=2, c=0.5)}
+INTERACTION_CFGS = {
+    'quadratic': {},
+    'linear': {},
+    'rbf': dict(sigma=1.5),
+    'poly': dict(degree=2, c=0.5),
+}
 
 
-def make_layer(kind: str, interaction: str = 'quadratic', memory_efficient: bool = True,
-               dtype: torch.dtype = torch.float32, randomize_u: bool = True):
+def make_layer(
+    kind: str,
+    interaction: str = 'quadratic',
+    memory_efficient: bool = True,
+    dtype: torch.dtype = torch.float32,
+    randomize_u: bool = True,
+):
     factory, options, shape = LAYERS[kind]
     original = factory().to(dtype)
-    wrap = (QuadraticLinear.from_linear if isinstance(original, nn.Linear)
-            else QuadraticConv2d.from_conv)
-    layer = wrap(original, rank=2, interaction=interaction,
-                 interaction_cfg=INTERACTION_CFGS[interaction],
-                 memory_efficient=memory_efficient, name=kind, **options)
+    wrap = (
+        QuadraticLinear.from_linear
+        if isinstance(original, nn.Linear)
+        else QuadraticConv2d.from_conv
+    )
+    layer = wrap(
+        original,
+        rank=2,
+        interaction=interaction,
+        interaction_cfg=INTERACTION_CFGS[interaction],
+        memory_efficient=memory_efficient,
+        name=kind,
+        **options,
+    )
     if randomize_u:
         nn.init.normal_(layer.quad_u.weight)
     return original, layer, torch.randn(shape, dtype=dtype)
@@ -47,9 +72,10 @@ def make_layer(kind: str, interaction: str = 'quadratic', memory_efficient: bool
 def test_interactions():
     a, b = torch.randn(2, 7), torch.randn(2, 7)
     torch.testing.assert_close(build_interaction('quadratic')(a, b), a * b)
-    torch.testing.assert_close(build_interaction('rbf', sigma=2.0)(a, b),
-                               torch.exp(-(a - b)**2 / 8))
-    torch.testing.assert_close(build_interaction('poly', degree=3, c=0.5)(a, b), (a * b + 0.5)**3)
+    torch.testing.assert_close(
+        build_interaction('rbf', sigma=2.0)(a, b), torch.exp(-((a - b) ** 2) / 8)
+    )
+    torch.testing.assert_close(build_interaction('poly', degree=3, c=0.5)(a, b), (a * b + 0.5) ** 3)
     torch.testing.assert_close(build_interaction('linear')(a, b), a + b)
     assert set(INTERACTIONS) == {'quadratic', 'linear', 'rbf', 'poly'}
 
@@ -133,8 +159,10 @@ def test_quadratic_term_math():
         torch.testing.assert_close(layer.quadratic_term(x), layer.scale * u(a(x) * b(x)))
 
 
-@pytest.mark.parametrize('padding,kernel_size,dilation', [
-    ('same', 3, 2), ('valid', 3, 2), ((1, 2), 3, 1), (3, 5, 1), ((1, 2), 3, (2, 1))])
+@pytest.mark.parametrize(
+    'padding,kernel_size,dilation',
+    [('same', 3, 2), ('valid', 3, 2), ((1, 2), 3, 1), (3, 5, 1), ((1, 2), 3, (2, 1))],
+)
 def test_output_shape_kept(padding, kernel_size, dilation):
     conv = nn.Conv2d(3, 4, (3, 5), padding=padding)
     layer = QuadraticConv2d.from_conv(conv, rank=2, kernel_size=kernel_size, dilation=dilation)
@@ -145,13 +173,15 @@ def test_output_shape_kept(padding, kernel_size, dilation):
 
 def test_layer_errors():
     with pytest.raises(ValueError, match=r'backbone\.layer1\.0\.conv2.*kernel_size=\(2, 2\)'):
-        QuadraticConv2d.from_conv(nn.Conv2d(3, 3, 3, padding=1), kernel_size=2, dilation=1,
-                                  name='backbone.layer1.0.conv2')
+        QuadraticConv2d.from_conv(
+            nn.Conv2d(3, 3, 3, padding=1), kernel_size=2, dilation=1, name='backbone.layer1.0.conv2'
+        )
     with pytest.raises(ValueError, match=r'stem\.conv'):
         QuadraticConv2d.from_conv(nn.Conv2d(3, 3, 7), kernel_size=3, dilation=1, name='stem.conv')
     with pytest.raises(ValueError, match=r'odd.*padding=same'):
-        QuadraticConv2d.from_conv(nn.Conv2d(3, 3, 3, padding='same'), kernel_size=2, dilation=1,
-                                  name='odd')
+        QuadraticConv2d.from_conv(
+            nn.Conv2d(3, 3, 3, padding='same'), kernel_size=2, dilation=1, name='odd'
+        )
     with pytest.raises(ValueError, match=r'blocks\.0\.conv.*rank must be > 0'):
         QuadraticConv2d.from_conv(nn.Conv2d(3, 3, 3, padding=1), rank=0, name='blocks.0.conv')
     with pytest.raises(ValueError, match=r'ffn\.fc.*rank'):
@@ -179,7 +209,7 @@ def test_gradcheck(kind, kernel, memory_efficient):
     names = [name for name, _ in layer.named_parameters()]
 
     def fn(x, *params):
-        return functional_call(layer, dict(zip(names, params)), (x, ))
+        return functional_call(layer, dict(zip(names, params)), (x,))
 
     inputs = [t.detach().requires_grad_() for t in _grad_inputs(layer, x)]
     assert torch.autograd.gradcheck(fn, inputs)

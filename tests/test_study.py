@@ -1,6 +1,7 @@
 """The adaptation study: its data (real Fashion-MNIST through mmpretrain), its
 shift, and ``tools/run_study.py --quick`` end to end (every arm trains, the
 report and the plots are written, the numbers are finite)."""
+
 import importlib.util
 import json
 import math
@@ -46,8 +47,14 @@ def data_dir():
 
 def _build(data_dir, **kwargs):
     init_default_scope('mmpretrain')
-    return DATASETS.build(dict(type='FashionMNISTSubset', data_prefix=data_dir,
-                               pipeline=[dict(type='PackInputs')], **kwargs))
+    return DATASETS.build(
+        dict(
+            type='FashionMNISTSubset',
+            data_prefix=data_dir,
+            pipeline=[dict(type='PackInputs')],
+            **kwargs,
+        )
+    )
 
 
 def _images(dataset):
@@ -56,8 +63,9 @@ def _images(dataset):
 
 def test_splits_are_disjoint_and_sized(data_dir):
     classes = [0, 1, 2, 3, 4]
-    parts = {part: _build(data_dir, part=part, class_ids=classes)
-             for part in ('val', 'train', 'source')}
+    parts = {
+        part: _build(data_dir, part=part, class_ids=classes) for part in ('val', 'train', 'source')
+    }
     assert len(parts['val']) == 5 * VAL_PER_CLASS
     assert len(parts['train']) == 5 * (SOURCE_START - VAL_PER_CLASS)
     assert len(parts['source']) == 5 * (6000 - SOURCE_START)
@@ -72,13 +80,18 @@ def test_test_split_reads_the_test_file(data_dir):
     # mmpretrain's FashionMNIST reads the training file unless test_mode=True.
     test = _build(data_dir, part='test', class_ids=list(range(10)))
     assert len(test) == 10000
-    raw = np.fromfile(osp.join(data_dir, 't10k-images-idx3-ubyte'),
-                      dtype=np.uint8, offset=16).reshape(-1, 28, 28)
-    np.testing.assert_array_equal(_images(test)[:5],
-                                  raw[np.argsort(np.fromfile(osp.join(
-                                      data_dir, 't10k-labels-idx1-ubyte'),
-                                      dtype=np.uint8, offset=8),
-                                      kind='stable')][:5])
+    raw = np.fromfile(
+        osp.join(data_dir, 't10k-images-idx3-ubyte'), dtype=np.uint8, offset=16
+    ).reshape(-1, 28, 28)
+    np.testing.assert_array_equal(
+        _images(test)[:5],
+        raw[
+            np.argsort(
+                np.fromfile(osp.join(data_dir, 't10k-labels-idx1-ubyte'), dtype=np.uint8, offset=8),
+                kind='stable',
+            )
+        ][:5],
+    )
 
 
 def test_subset_relabels_and_seeds(data_dir):
@@ -87,8 +100,10 @@ def test_subset_relabels_and_seeds(data_dir):
     c = _build(data_dir, part='train', class_ids=[9, 5], per_class=7, seed=2)
     labels = [int(a.get_data_info(i)['gt_label']) for i in range(len(a))]
     assert labels == [0] * 7 + [1] * 7
-    assert a.metainfo['classes'] == ('Ankle boot', 'Sandal') or \
-        list(a.metainfo['classes']) == ['Ankle boot', 'Sandal']
+    assert a.metainfo['classes'] == ('Ankle boot', 'Sandal') or list(a.metainfo['classes']) == [
+        'Ankle boot',
+        'Sandal',
+    ]
     np.testing.assert_array_equal(_images(a), _images(b))
     assert not np.array_equal(_images(a), _images(c))
     sample = a[0]
@@ -97,10 +112,8 @@ def test_subset_relabels_and_seeds(data_dir):
 
 def test_shift_is_applied_and_nonlinear(data_dir):
     plain = _build(data_dir, part='val', class_ids=[0], per_class=3)
-    shifted = _build(data_dir, part='val', class_ids=[0], per_class=3,
-                     shift='solarise_swirl')
-    np.testing.assert_array_equal(_images(shifted),
-                                  apply_shift(_images(plain), 'solarise_swirl'))
+    shifted = _build(data_dir, part='val', class_ids=[0], per_class=3, shift='solarise_swirl')
+    np.testing.assert_array_equal(_images(shifted), apply_shift(_images(plain), 'solarise_swirl'))
     # Non-monotonic intensity map: white maps below mid-grey.
     ramp = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
     mapped = apply_shift(np.repeat(ramp, 1, 0), 'solarise_swirl')
@@ -110,8 +123,9 @@ def test_shift_is_applied_and_nonlinear(data_dir):
 
 
 def test_missing_data_names_the_files_and_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match='apt-get install -y '
-                       'dataset-fashion-mnist') as error:
+    with pytest.raises(
+        FileNotFoundError, match='apt-get install -y dataset-fashion-mnist'
+    ) as error:
         prepare_fashion_mnist(str(tmp_path / 'fm'), source=str(tmp_path))
     assert 'train-images-idx3-ubyte' in str(error.value)
     with pytest.raises(FileNotFoundError, match='data_prefix'):
@@ -121,12 +135,12 @@ def test_missing_data_names_the_files_and_the_fix(tmp_path):
 def test_prepare_is_idempotent(data_dir):
     sizes = {name: osp.getmtime(osp.join(data_dir, name)) for name in FILES}
     prepare_fashion_mnist(data_dir)
-    assert sizes == {name: osp.getmtime(osp.join(data_dir, name))
-                     for name in FILES}
+    assert sizes == {name: osp.getmtime(osp.join(data_dir, name)) for name in FILES}
 
 
 def test_run_results_are_reused_only_for_the_same_config(tmp_path):
     from mmengine.config import Config
+
     calls = []
 
     def run():
@@ -147,10 +161,24 @@ def test_run_results_are_reused_only_for_the_same_config(tmp_path):
 def test_quick_study_runs_every_arm(tmp_path, data_dir):
     out = tmp_path / 'docs'
     result = subprocess.run(
-        [sys.executable, 'tools/run_study.py', '--quick', '--out', str(out),
-         '--work-dir', str(tmp_path / 'work'), '--data', data_dir,
-         '--workers', '2'],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            'tools/run_study.py',
+            '--quick',
+            '--out',
+            str(out),
+            '--work-dir',
+            str(tmp_path / 'work'),
+            '--data',
+            data_dir,
+            '--workers',
+            '2',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'left ' in result.stdout and '(cached)' not in result.stdout
     with open(out / 'study' / 'results.json') as f:
@@ -165,28 +193,34 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
                 assert run['curve'] and run['trainable'] > 0
     arms = results['tasks']['shift']
     # LoRA and QNv2 adapters: same placement, same parameter count.
-    assert arms['lora']['runs'][0]['adapter_params'] == \
-        arms['qnv2-adapters']['runs'][0]['adapter_params'] > 0
-    assert arms['linear-probe']['runs'][0]['trainable'] < \
-        arms['full-ft']['runs'][0]['trainable']
+    assert (
+        arms['lora']['runs'][0]['adapter_params']
+        == arms['qnv2-adapters']['runs'][0]['adapter_params']
+        > 0
+    )
+    assert arms['linear-probe']['runs'][0]['trainable'] < arms['full-ft']['runs'][0]['trainable']
     assert set(results['ablation']) == {name for name, *_ in ABLATIONS}
-    assert all(math.isfinite(r['test']) for a in results['ablation'].values()
-               for r in a['runs'])
+    assert all(math.isfinite(r['test']) for a in results['ablation'].values() for r in a['runs'])
     assert all(r['curve'] for r in results['efficiency']['runs'])
     for name in ('qnv2', 'first-order'):
         runs = results['detection']['arms'][name]
         assert len(runs) == 2
-        assert all(math.isfinite(r['bbox_mAP']) and math.isfinite(r['segm_mAP'])
-                   for r in runs)
+        assert all(math.isfinite(r['bbox_mAP']) and math.isfinite(r['segm_mAP']) for r in runs)
     same = results['same_task']
     assert set(same['arms']) == {arm.name for arm in SAME_TASK_ARMS}
     assert [r['seed'] for r in same['pretrain']] == [0, 1]
-    for run in [*same['pretrain'], *same['scratch']['runs'],
-                *(r for arm in same['arms'].values() for r in arm['runs'])]:
+    for run in [
+        *same['pretrain'],
+        *same['scratch']['runs'],
+        *(r for arm in same['arms'].values() for r in arm['runs']),
+    ]:
         assert math.isfinite(run['test']) and run['curve'], run
     assert same['scratch']['iters'] == 4 + 2 * 2  # P + 2E at the quick scale
-    assert same['arms']['lora']['runs'][0]['adapter_params'] == \
-        same['arms']['qnv2-adapters']['runs'][0]['adapter_params'] > 0
+    assert (
+        same['arms']['lora']['runs'][0]['adapter_params']
+        == same['arms']['qnv2-adapters']['runs'][0]['adapter_params']
+        > 0
+    )
     assert same['arms']['first-order-continued']['runs'][0]['adapter_params'] == 0
     report = (out / 'study.md').read_text()
     assert '## Verdicts' in report and 'nan' not in report.split('## Set-up')[0]
@@ -204,8 +238,7 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
                 assert [r['pruned'] for r in rows] == [math.ceil(f * n) for f in FRACTIONS]
                 ratios = [r['flops_ratio'] for r in rows]
                 assert ratios == sorted(ratios, reverse=True), (protocol, scorer)
-                assert ratios[0] == pytest.approx(
-                    run['adapted_flops'] / run['first_order_flops'])
+                assert ratios[0] == pytest.approx(run['adapted_flops'] / run['first_order_flops'])
                 assert ratios[-1] == pytest.approx(1.0)
                 assert run['settings'][scorer][BUDGET_SETTING]['flops_ratio'] <= BUDGET
                 assert all(math.isfinite(v) for r in rows for v in r['test'].values())
@@ -221,21 +254,24 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
         assert [run['seed'] for run in runs] == [0, 1]
         for run in runs:
             trained = after[run['seed']]
-            assert run['pruned'] == len(run['adapters']) == \
-                trained['settings']['ablation'][setting]['pruned']
+            assert (
+                run['pruned']
+                == len(run['adapters'])
+                == trained['settings']['ablation'][setting]['pruned']
+            )
             assert math.isfinite(run['test'])
             # the hook's FLOPs count: the first-order model plus the kept adapters
             f0 = trained['first_order_flops']
-            kept = sum(a['flops'] for a in trained['adapters']
-                       if a['adapter'] not in run['adapters'])
+            kept = sum(
+                a['flops'] for a in trained['adapters'] if a['adapter'] not in run['adapters']
+            )
             assert run['flops_ratio'] == pytest.approx((f0 + kept) / f0)
     assert list(in_training['settings']) == list(IN_TRAINING)
     pruning_section = report.split('## Pruning adapters')[1].split('## Limits')[0]
     assert 'nan' not in pruning_section
     assert pruning_section.count('pruning to <= 1.02x') == 2 * len(SCORERS) + 1
     assert 'pruned in training' in pruning_section
-    for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency',
-                'same_task', 'pruning'):
+    for png in ('shift_examples', 'curves', 'final_accuracy', 'efficiency', 'same_task', 'pruning'):
         with open(out / 'study' / f'{png}.png', 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
@@ -243,11 +279,11 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
 def test_pipeline_steps_are_found_by_type_not_position():
     from study.configs import load, pipeline_step
     from study.scale import DEMO
+
     cfg = load(osp.join(DEMO, 'mask-rcnn_qnv2-r18_fpn_shapes.py'))
     resize = pipeline_step(cfg, 'train_dataloader', 'Resize')
     assert resize.type == 'Resize'
-    assert resize is [s for s in cfg.train_dataloader.dataset.pipeline
-                      if s.type == 'Resize'][0]
+    assert resize is [s for s in cfg.train_dataloader.dataset.pipeline if s.type == 'Resize'][0]
     with pytest.raises(KeyError, match="val_dataloader.*'RandomFlip'"):
         pipeline_step(cfg, 'val_dataloader', 'RandomFlip')
 
@@ -257,6 +293,7 @@ def test_report_renders_the_committed_study_from_its_template():
     results (what `tools/run_study.py --report-only docs/study/results.json`
     writes); a missing placeholder value is a KeyError naming it."""
     from study.report import render_report, template_parts
+
     with open(osp.join(ROOT, 'docs', 'study', 'results.json')) as f:
         results = json.load(f)
     with open(osp.join(ROOT, 'docs', 'study.md'), encoding='utf-8') as f:
@@ -274,13 +311,13 @@ def test_same_task_adapters_are_low_rank_in_every_layer():
     from study.scale import STUDY
 
     from quadra_mm.ops import QuadraticConv2d
+
     init_default_scope('mmpretrain')
     cfg = load(osp.join(STUDY, 'qnv2-resnet18-w32-cifar_fmnist-10cls.py'))
     assert cfg.model.backbone.backbone.base_channels == FULL.same_task.width
     cfg.model.backbone.init_cfg = None
     backbone = MODELS.build(cfg.model.backbone)
-    adapted = {name: m for name, m in backbone.named_modules()
-               if isinstance(m, QuadraticConv2d)}
+    adapted = {name: m for name, m in backbone.named_modules() if isinstance(m, QuadraticConv2d)}
     assert len(adapted) == 8  # conv2 of the 8 BasicBlocks of a ResNet-18
     for name, layer in adapted.items():
         rank = cfg.model.backbone.adapter.rank
@@ -290,47 +327,69 @@ def test_same_task_adapters_are_low_rank_in_every_layer():
 
 def test_merge_keeps_the_earlier_parts_and_adds_the_invocation():
     spec = importlib.util.spec_from_file_location(
-        'study_cli', osp.join(ROOT, 'tools', 'run_study.py'))
+        'study_cli', osp.join(ROOT, 'tools', 'run_study.py')
+    )
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    earlier = dict(scale=dict(name='full'), tasks=dict(shift=1, heldout=2),
-                   detection=dict(arms=3), seconds=60.0, finished='then',
-                   workers=2)
-    new = dict(scale=dict(name='full'), tasks={}, detection={},
-               same_task=dict(arms=4), seconds=30.0, finished='now', workers=2)
-    merged = cli.merge_results(earlier, dict(new, pruning=dict(shift=5)),
-                               ['same-task', 'pruning'])
+    earlier = dict(
+        scale=dict(name='full'),
+        tasks=dict(shift=1, heldout=2),
+        detection=dict(arms=3),
+        seconds=60.0,
+        finished='then',
+        workers=2,
+    )
+    new = dict(
+        scale=dict(name='full'),
+        tasks={},
+        detection={},
+        same_task=dict(arms=4),
+        seconds=30.0,
+        finished='now',
+        workers=2,
+    )
+    merged = cli.merge_results(earlier, dict(new, pruning=dict(shift=5)), ['same-task', 'pruning'])
     assert merged['tasks'] == earlier['tasks'] and merged['detection'] == dict(arms=3)
     assert merged['same_task'] == dict(arms=4) and merged['pruning'] == dict(shift=5)
     assert [run['seconds'] for run in merged['invocations']] == [60.0, 30.0]
     with pytest.raises(SystemExit, match='quick run cannot join a full'):
-        cli.merge_results(earlier, dict(new, scale=dict(name='quick')),
-                          ['same-task'])
+        cli.merge_results(earlier, dict(new, scale=dict(name='quick')), ['same-task'])
     with pytest.raises(SystemExit, match="not 'rbf'"):
         cli.merge_results(earlier, new, ['rbf'])
 
 
 def _adapter(name: str, flops: int, drop: float, norm: float) -> dict:
-    return dict(adapter=name, stage=0, flops=flops, flop_share_pct=flops / 10,
-                norm_ratio=norm, metric_drop=drop, importance=drop)
+    return dict(
+        adapter=name,
+        stage=0,
+        flops=flops,
+        flop_share_pct=flops / 10,
+        norm_ratio=norm,
+        metric_drop=drop,
+        importance=drop,
+    )
 
 
 def test_pruned_sets_follow_each_scorer_per_flop_and_the_budget():
     """Part 6's orders: ablation drop and norm ratio, each per FLOP share,
     least important first; random reproducible per seed; the budget takes
     the shortest prefix that meets it."""
-    rows = [_adapter('a', 10, drop=5.0, norm=0.01),   # matters, small branch
-            _adapter('b', 10, drop=0.0, norm=0.50),   # big branch, no effect
-            _adapter('c', 40, drop=1.0, norm=0.10),
-            _adapter('d', 20, drop=0.1, norm=0.05)]
+    rows = [
+        _adapter('a', 10, drop=5.0, norm=0.01),  # matters, small branch
+        _adapter('b', 10, drop=0.0, norm=0.50),  # big branch, no effect
+        _adapter('c', 40, drop=1.0, norm=0.10),
+        _adapter('d', 20, drop=0.1, norm=0.05),
+    ]
     sets = pruned_sets(rows, first_order_flops=1000, seed=0)
     assert sets['ablation']['25 %'] == ['b'] and 'a' not in sets['ablation']['75 %']
     assert sets['norm']['25 %'] == ['a'] and 'b' not in sets['norm']['75 %']
     assert all(sorted(sets[s]['100 %']) == ['a', 'b', 'c', 'd'] for s in SCORERS)
     assert all(sets[s]['0 %'] == [] for s in SCORERS)
     assert sets['random'] == pruned_sets(rows, 1000, seed=0)['random']
-    assert any(pruned_sets(rows, 1000, seed=k)['random']['50 %'] !=
-               sets['random']['50 %'] for k in range(1, 6))
+    assert any(
+        pruned_sets(rows, 1000, seed=k)['random']['50 %'] != sets['random']['50 %']
+        for k in range(1, 6)
+    )
     # 1080 FLOPs adapted: <= 1020 needs 60 off; ablation order b, d, c: b+d = 30 < 60
     assert sets['ablation'][BUDGET_SETTING] == ['b', 'd', 'c']
 

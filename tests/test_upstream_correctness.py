@@ -1,6 +1,7 @@
 """QNv2 models under the upstream tools' assumptions: frozen stages stay frozen
 across a stage switch, mmcv's fuse_conv_bn, adapted classes of two ResNets in
 one process, checkpoint file modes, the mm-free pure-torch packages."""
+
 import copy
 import os
 import pickle
@@ -26,10 +27,15 @@ from helpers import ROOT, tiny_training
 
 
 def _qnv2_resnet(scope='mmdet', stages=None, depth=18, **backbone):
-    return DET_MODELS.build(dict(
-        type='QuadraNetV2',
-        backbone=dict(type=f'{scope}.ResNet', depth=depth, **backbone),
-        targets='resnet', stages=stages, adapter=dict(rank=4)))
+    return DET_MODELS.build(
+        dict(
+            type='QuadraNetV2',
+            backbone=dict(type=f'{scope}.ResNet', depth=depth, **backbone),
+            targets='resnet',
+            stages=stages,
+            adapter=dict(rank=4),
+        )
+    )
 
 
 def _perturb(model: nn.Module) -> None:
@@ -51,11 +57,8 @@ class _Snapshot(Hook):
     """The backbone's parameters when training starts (after init)."""
 
     def before_train(self, runner) -> None:
-        self.params = {n: p.detach().clone() for n, p in
-                       runner.model.backbone.named_parameters()}
-        self.trainable = {n for n, p in
-                          runner.model.backbone.named_parameters()
-                          if p.requires_grad}
+        self.params = {n: p.detach().clone() for n, p in runner.model.backbone.named_parameters()}
+        self.trainable = {n for n, p in runner.model.backbone.named_parameters() if p.requires_grad}
 
 
 class _Detector(BaseModel):
@@ -67,14 +70,14 @@ class _Detector(BaseModel):
         super().__init__()
         init_default_scope('mmdet')
         self.backbone = _qnv2_resnet(
-            depth=50, stages=(1, 2, 3), frozen_stages=1, out_indices=(3, ),
-            norm_eval=True)
+            depth=50, stages=(1, 2, 3), frozen_stages=1, out_indices=(3,), norm_eval=True
+        )
         self.head = nn.Linear(2048, 1)
 
     def forward(self, inputs, targets=None, mode='tensor'):
         out = self.head(self.backbone(inputs)[-1].mean((2, 3)))
         if mode == 'loss':
-            return dict(loss=((out - targets)**2).mean())
+            return dict(loss=((out - targets) ** 2).mean())
         return out
 
 
@@ -88,22 +91,25 @@ def test_frozen_stages_stay_frozen_across_the_stage_switch(tmp_path):
     old_umask = os.umask(0o022)
     try:
         runner = Runner(
-            model=_Detector(), work_dir=str(tmp_path), **tiny_training(6),
+            model=_Detector(),
+            work_dir=str(tmp_path),
+            **tiny_training(6),
             train_cfg=dict(by_epoch=False, max_iters=3),
-            default_hooks=dict(checkpoint=dict(
-                type='CheckpointHook', interval=3, by_epoch=False,
-                save_optimizer=False)),
-            custom_hooks=[dict(type='QuadraticStageHook', switch_iter=1),
-                          snapshot],
-            default_scope='mmdet')
+            default_hooks=dict(
+                checkpoint=dict(
+                    type='CheckpointHook', interval=3, by_epoch=False, save_optimizer=False
+                )
+            ),
+            custom_hooks=[dict(type='QuadraticStageHook', switch_iter=1), snapshot],
+            default_scope='mmdet',
+        )
         runner.train()
         reference = tmp_path / 'created_next_to_it'
         reference.write_bytes(b'')
     finally:
         os.umask(old_umask)
 
-    hook = next(h for h in runner.hooks if type(h).__name__ ==
-                'QuadraticStageHook')
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'QuadraticStageHook')
     assert hook.phase == 2
     params = dict(runner.model.backbone.named_parameters())
     frozen = [n for n in params if n.startswith(('conv1.', 'bn1.', 'layer1.'))]
@@ -133,8 +139,7 @@ def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_term():
         expected = model(x)
         for form in (copy.deepcopy(model), export_for_inference(model)):
             fused = fuse_conv_bn(form)
-            assert not any(isinstance(m, nn.BatchNorm2d)
-                           for m in fused.modules())
+            assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
             before = {k: v.clone() for k, v in fused.state_dict().items()}
             outputs = fused(x)
             for key, value in fused.state_dict().items():
@@ -143,7 +148,7 @@ def test_fuse_conv_bn_applies_the_norm_to_the_quadratic_term():
                 torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-_UNPICKLE = textwrap.dedent('''
+_UNPICKLE = textwrap.dedent("""
     import pickle, sys, torch
     with open(sys.argv[1], 'rb') as f:
         models, x, expected = pickle.load(f)
@@ -152,7 +157,7 @@ _UNPICKLE = textwrap.dedent('''
             out = model(x)
         assert torch.equal(out[-1], ref[-1]), type(model).__qualname__
         print(type(model).__qualname__)
-''')
+""")
 
 
 def test_mmdet_and_mmpretrain_resnets_adapted_in_one_process(tmp_path):
@@ -179,16 +184,20 @@ def test_mmdet_and_mmpretrain_resnets_adapted_in_one_process(tmp_path):
         expected = [model(x) for model in models]
     path = tmp_path / 'models.pkl'
     path.write_bytes(pickle.dumps((models, x, expected)))
-    result = subprocess.run([sys.executable, '-c', _UNPICKLE, str(path)],
-                            cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, '-c', _UNPICKLE, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     names = result.stdout.split()
     assert names == [type(det).__qualname__, type(cls).__qualname__]
     assert 'mmdet.models' in names[0] and 'mmpretrain.models' in names[1]
 
 
-_WITHOUT_OPENMMLAB = textwrap.dedent('''
+_WITHOUT_OPENMMLAB = textwrap.dedent("""
     import importlib.abc, sys
 
     HIDDEN = ('mmengine', 'mmcv', 'mmdet', 'mmpretrain')
@@ -220,15 +229,19 @@ _WITHOUT_OPENMMLAB = textwrap.dedent('''
     except SystemExit as stop:
         assert stop.code == 0, stop.code
     print('pure torch ok')
-''')
+""")
 
 
 def test_pure_torch_packages_import_without_openmmlab():
     """`import quadra_mm.ops, quadra_mm.adapters, quadra_mm.deploy` and the
     adapter benchmark tool with mmengine, mmcv, mmdet and mmpretrain
     hidden, as on a machine without OpenMMLab."""
-    result = subprocess.run([sys.executable, '-c', _WITHOUT_OPENMMLAB],
-                            cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, '-c', _WITHOUT_OPENMMLAB],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'pure torch ok' in result.stdout

@@ -6,6 +6,7 @@ method and lists the modules).
     python tools/benchmark_adapters.py --device cuda --batch-size 128 --append
     python tools/benchmark_adapters.py --threads 1 --frozen --batch-size 4 --image-size 128
 """
+
 import os.path as osp
 import sys
 

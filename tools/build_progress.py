@@ -6,6 +6,7 @@ since START_EPOCH. ``tools/bootstrap.sh`` calls it once a minute while mmcv
 compiles, so a 20-minute build shows it is moving. Standard library only: it
 runs before the venv has anything in it.
 """
+
 import re
 import sys
 import time

@@ -23,6 +23,7 @@ Steps:
    the most device time, and whether the step is host-bound (device busy less than
    half of its wall time) or kernel-bound.
 """
+
 import argparse
 import json
 import os.path as osp
@@ -59,7 +60,8 @@ def adapted_model(name: str, device: torch.device) -> nn.Module:
 def last_stage_input_max(model: nn.Module, name: str, x: torch.Tensor) -> float:
     seen = []
     handle = model.get_submodule(LAST_STAGE[name]).register_forward_pre_hook(
-        lambda _, args: seen.append(args[0].detach().abs().max().item()))
+        lambda _, args: seen.append(args[0].detach().abs().max().item())
+    )
     with torch.no_grad():
         model(x)
     handle.remove()
@@ -72,18 +74,21 @@ def amp_training(name: str, dtype: torch.dtype, stage_max: float, args, device) 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     # The dry run starts the scaler lower, so that it settles within its few steps.
     init_scale = 2.0**16 if device.type == 'cuda' else 2.0**8
-    scaler = torch.amp.GradScaler(device.type, init_scale=init_scale,
-                                  enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(
+        device.type, init_scale=init_scale, enabled=dtype == torch.float16
+    )
     generator = torch.Generator(device).manual_seed(0)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device,
-                    generator=generator).contiguous(memory_format=torch.channels_last)
-    target = torch.randint(0, 1000, (args.batch_size, ), device=device, generator=generator)
+    x = torch.randn(
+        args.batch_size, 3, args.image_size, args.image_size, device=device, generator=generator
+    ).contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 1000, (args.batch_size,), device=device, generator=generator)
     input_scale = 1.0
     if stage_max:
         # The stems normalise (LayerNorm / BN): scaling the images would change nothing.
         input_scale = stage_max / last_stage_input_max(model, name, x)
         model.get_submodule(LAST_STAGE[name]).register_forward_pre_hook(
-            lambda _, inputs: (inputs[0] * input_scale, ))
+            lambda _, inputs: (inputs[0] * input_scale,)
+        )
     stage_input = last_stage_input_max(model, name, x)
     losses, skipped, late_skips = [], 0, 0
     for iteration in range(args.iterations):
@@ -100,32 +105,47 @@ def amp_training(name: str, dtype: torch.dtype, stage_max: float, args, device) 
         late_skips += skip and iteration >= args.iterations // 2
         losses.append(loss.item())
     finite = all(map(lambda v: v == v and abs(v) != float('inf'), losses))
-    return dict(model=name, dtype=str(dtype).split('.')[-1], last_stage_scale=input_scale,
-                last_stage_input_max=stage_input, iterations=args.iterations,
-                losses_finite=finite, skipped_steps=int(skipped),
-                late_skipped_steps=int(late_skips),
-                final_loss_scale=scaler.get_scale() if scaler.is_enabled() else None,
-                first_loss=losses[0], last_loss=losses[-1],
-                # In the dry run ResNet-50's layer4 is 1x1 (32² inputs): its BatchNorm
-                # normalises 2 values per channel and the CPU fp16 gradients overflow at
-                # every loss scale, the first-order model's too (6 of 6 steps skipped,
-                # measured): skips are judged on the GPU only.
-                ok=finite and (not late_skips or args.dry_run))
+    return dict(
+        model=name,
+        dtype=str(dtype).split('.')[-1],
+        last_stage_scale=input_scale,
+        last_stage_input_max=stage_input,
+        iterations=args.iterations,
+        losses_finite=finite,
+        skipped_steps=int(skipped),
+        late_skipped_steps=int(late_skips),
+        final_loss_scale=scaler.get_scale() if scaler.is_enabled() else None,
+        first_loss=losses[0],
+        last_loss=losses[-1],
+        # In the dry run ResNet-50's layer4 is 1x1 (32² inputs): its BatchNorm
+        # normalises 2 values per channel and the CPU fp16 gradients overflow at
+        # every loss scale, the first-order model's too (6 of 6 steps skipped,
+        # measured): skips are judged on the GPU only.
+        ok=finite and (not late_skips or args.dry_run),
+    )
 
 
 def export_check(name: str, dtype, args, device) -> Dict:
     model = adapted_model(name, device).eval()
     x = torch.randn(2, 3, args.image_size, args.image_size, device=device).contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     exported = export_for_inference(model)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
-                                                enabled=dtype is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
         expected, out = model(x).float(), exported(x).float()
     diff = (out - expected).abs().max().item()
     tolerance = 5e-2 * expected.abs().max().item() if dtype else 1e-3
-    return dict(model=name, dtype=str(dtype or torch.float32).split('.')[-1],
-                triton=device.type == 'cuda', max_abs_diff=diff, tolerance=tolerance,
-                ok=diff <= tolerance)
+    return dict(
+        model=name,
+        dtype=str(dtype or torch.float32).split('.')[-1],
+        triton=device.type == 'cuda',
+        max_abs_diff=diff,
+        tolerance=tolerance,
+        ok=diff <= tolerance,
+    )
 
 
 def profile_step(args, device, out_dir: str) -> Dict:
@@ -133,8 +153,9 @@ def profile_step(args, device, out_dir: str) -> Dict:
 
     model = adapted_model('ConvNeXt-T', device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size,
-                    device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -164,8 +185,13 @@ def profile_step(args, device, out_dir: str) -> Dict:
     else:
         device_s = sum(e.self_cpu_time_total for e in events) / 1e6
     busy = device_s / wall_s
-    return dict(wall_ms=wall_s * 1e3, device_busy_ms=device_s * 1e3, busy_fraction=busy,
-                verdict='kernel-bound' if busy >= 0.5 else 'host-bound', ok=True)
+    return dict(
+        wall_ms=wall_s * 1e3,
+        device_busy_ms=device_s * 1e3,
+        busy_fraction=busy,
+        verdict='kernel-bound' if busy >= 0.5 else 'host-bound',
+        ok=True,
+    )
 
 
 def main() -> int:
@@ -181,8 +207,13 @@ def main() -> int:
             raise SystemExit('gpu_check.py: no CUDA device (use --dry-run on a CPU machine)')
         device = torch.device('cuda')
         args.batch_size, args.image_size, args.iterations = 32, 224, 50
-    results: Dict = dict(device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu',
-                         torch=torch.__version__, dry_run=args.dry_run, amp=[], export=[])
+    results: Dict = dict(
+        device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu',
+        torch=torch.__version__,
+        dry_run=args.dry_run,
+        amp=[],
+        export=[],
+    )
     for name in LAST_STAGE:
         for dtype in (torch.float16, torch.bfloat16):
             for stage_max in (0, 512):

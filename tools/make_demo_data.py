@@ -6,13 +6,15 @@
 
 The generator is the package quadra_mm/datasets/demo_shapes/ (no mm imports).
 """
+
 import argparse
 import importlib.util
 import os.path as osp
 import sys
 
-GENERATOR_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                         'quadra_mm', 'datasets', 'demo_shapes')
+GENERATOR_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'quadra_mm', 'datasets', 'demo_shapes'
+)
 
 
 def load_generator():
@@ -24,8 +26,8 @@ def load_generator():
     name = 'quadra_mm_demo_shapes'
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            name, osp.join(GENERATOR_DIR, '__init__.py'),
-            submodule_search_locations=[GENERATOR_DIR])
+            name, osp.join(GENERATOR_DIR, '__init__.py'), submodule_search_locations=[GENERATOR_DIR]
+        )
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
@@ -47,18 +49,29 @@ def parse_args(argv=None):
     p.add_argument('--img-size', type=int, default=DEFAULTS['img_size'])
     p.add_argument('--crop-size', type=int, default=DEFAULTS['crop_size'])
     p.add_argument('--seed', type=int, default=DEFAULTS['seed'])
-    p.add_argument('--min-area', type=int, default=30,
-                   help='drop instances with fewer visible pixels')
-    p.add_argument('--skip-existing', action='store_true',
-                   help='reuse a set already generated with the same arguments')
+    p.add_argument(
+        '--min-area', type=int, default=30, help='drop instances with fewer visible pixels'
+    )
+    p.add_argument(
+        '--skip-existing',
+        action='store_true',
+        help='reuse a set already generated with the same arguments',
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None):
     a = parse_args(argv)
-    result = make_demo_data(a.out, num_train=a.train, num_val=a.val, img_size=a.img_size,
-                            crop_size=a.crop_size, seed=a.seed, min_area=a.min_area,
-                            skip_existing=a.skip_existing)
+    result = make_demo_data(
+        a.out,
+        num_train=a.train,
+        num_val=a.val,
+        img_size=a.img_size,
+        crop_size=a.crop_size,
+        seed=a.seed,
+        min_area=a.min_area,
+        skip_existing=a.skip_existing,
+    )
     print(summary_line(result))
     return result
 

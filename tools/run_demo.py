@@ -12,6 +12,7 @@ project's own configs and the mm tools, on generated data.
 Each step is a subprocess running exactly what a user would type; the
 summary (times, accuracy, mAP) goes to <work-root>/summary.json.
 """
+
 import argparse
 import glob
 import json
@@ -47,16 +48,20 @@ def machine() -> str:
     differently on another, so the summary says where it was measured."""
     import mmcv
     import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f
-                        if line.startswith('model name')), cpu)
+            cpu = next(
+                (line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu
+            )
     except OSError:
         pass
-    return (f'{cpu} ({torch.backends.cpu.get_cpu_capability()}), '
-            f'{os.cpu_count()} cores, torch {torch.__version__}, '
-            f'mmcv {mmcv.__version__}, {torch.get_num_threads()} threads')
+    return (
+        f'{cpu} ({torch.backends.cpu.get_cpu_capability()}), '
+        f'{os.cpu_count()} cores, torch {torch.__version__}, '
+        f'mmcv {mmcv.__version__}, {torch.get_num_threads()} threads'
+    )
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -67,35 +72,77 @@ def last_checkpoint(work_dir: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-root', default='work_dirs/demo')
-    parser.add_argument('--seed', type=int, default=None,
-                        help="every training step's randomness.seed (default: "
-                        "the configs' own, 0); the data stays the same")
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=None,
+        help="every training step's randomness.seed (default: "
+        "the configs' own, 0); the data stays the same",
+    )
     args = parser.parse_args()
     seed = [] if args.seed is None else [f'randomness.seed={args.seed}']
-    work = {name: osp.join(args.work_root, name) for name in (
-        'classifier', 'adapted', 'detector', 'test')}
+    work = {
+        name: osp.join(args.work_root, name)
+        for name in ('classifier', 'adapted', 'detector', 'test')
+    }
     times: Dict[str, float] = {}
     start = time.time()
 
-    run('data', ['tools/make_demo_data.py', '--out', 'data/shapes',
-                 '--skip-existing'], times)
-    run('first-order classifier',
-        ['tools/train.py', CLASSIFIER, '--work-dir', work['classifier'],
-         *(['--cfg-options', *seed] if seed else [])], times)
+    run('data', ['tools/make_demo_data.py', '--out', 'data/shapes', '--skip-existing'], times)
+    run(
+        'first-order classifier',
+        [
+            'tools/train.py',
+            CLASSIFIER,
+            '--work-dir',
+            work['classifier'],
+            *(['--cfg-options', *seed] if seed else []),
+        ],
+        times,
+    )
     first_order = last_checkpoint(work['classifier'])
-    run('QNv2 adaptation (mmpretrain)',
-        ['tools/train.py', ADAPTED, '--work-dir', work['adapted'],
-         '--cfg-options', f'model.backbone.init_cfg.checkpoint={first_order}',
-         f'model.head.init_cfg.checkpoint={first_order}', *seed], times)
+    run(
+        'QNv2 adaptation (mmpretrain)',
+        [
+            'tools/train.py',
+            ADAPTED,
+            '--work-dir',
+            work['adapted'],
+            '--cfg-options',
+            f'model.backbone.init_cfg.checkpoint={first_order}',
+            f'model.head.init_cfg.checkpoint={first_order}',
+            *seed,
+        ],
+        times,
+    )
     adapted = last_checkpoint(work['adapted'])
-    run('Mask R-CNN training (mmdet)',
-        ['tools/train.py', DETECTOR, '--work-dir', work['detector'],
-         '--cfg-options', f'model.backbone.init_cfg.checkpoint={adapted}',
-         *seed], times)
+    run(
+        'Mask R-CNN training (mmdet)',
+        [
+            'tools/train.py',
+            DETECTOR,
+            '--work-dir',
+            work['detector'],
+            '--cfg-options',
+            f'model.backbone.init_cfg.checkpoint={adapted}',
+            *seed,
+        ],
+        times,
+    )
     detector = last_checkpoint(work['detector'])
-    run('COCO evaluation (mmdet)',
-        ['tools/test.py', DETECTOR, detector, '--work-dir', work['test'],
-         '--show-dir', 'predictions'], times)
+    run(
+        'COCO evaluation (mmdet)',
+        [
+            'tools/test.py',
+            DETECTOR,
+            detector,
+            '--work-dir',
+            work['test'],
+            '--show-dir',
+            'predictions',
+        ],
+        times,
+    )
 
     classifier = latest_metrics(osp.join(ROOT, work['classifier']), 'accuracy/top1')
     adapted_acc = latest_metrics(osp.join(ROOT, work['adapted']), 'accuracy/top1')
@@ -111,8 +158,8 @@ def main() -> None:
         segm_mAP_50=coco['coco/segm_mAP_50'],
         seconds=times,
         total_seconds=round(time.time() - start, 1),
-        predictions=sorted(glob.glob(osp.join(
-            ROOT, work['test'], '*', 'predictions')))[-1:])
+        predictions=sorted(glob.glob(osp.join(ROOT, work['test'], '*', 'predictions')))[-1:],
+    )
     os.makedirs(osp.join(ROOT, args.work_root), exist_ok=True)
     with open(osp.join(ROOT, args.work_root, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)

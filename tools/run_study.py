@@ -33,6 +33,7 @@ seeded, so its result does not depend on which worker ran it). The protocol
 A part can run on its own and join an earlier run's results:
 ``tools/run_study.py --parts same-task --merge docs/study/results.json``.
 """
+
 import argparse
 import json
 import os
@@ -62,8 +63,10 @@ def merge_results(earlier: dict, new: dict, parts: list) -> dict:
     """``earlier`` with the results of ``parts`` taken from ``new``, and
     ``new``'s invocation (parts, wall time) added to ``earlier``'s list."""
     if earlier['scale']['name'] != new['scale']['name']:
-        raise SystemExit(f'tools/run_study.py: --merge: a {new["scale"]["name"]} '
-                         f'run cannot join a {earlier["scale"]["name"]} one')
+        raise SystemExit(
+            f'tools/run_study.py: --merge: a {new["scale"]["name"]} '
+            f'run cannot join a {earlier["scale"]["name"]} one'
+        )
     merged = dict(earlier)
     for part in parts:
         if part in TASKS:
@@ -72,47 +75,88 @@ def merge_results(earlier: dict, new: dict, parts: list) -> dict:
             key = part.replace('-', '_')
             merged[key] = new[key]
         elif part != 'source':
-            raise SystemExit(f'tools/run_study.py: --merge takes the parts '
-                             f'{TASKS + MERGED_PARTS}, not {part!r}')
-    merged['invocations'] = earlier.get('invocations', [dict(
-        parts='every other part', seconds=earlier['seconds'],
-        finished=earlier['finished'], workers=earlier.get('workers', 1))]) + [
-        dict(parts=list(parts), seconds=new['seconds'],
-             finished=new['finished'], workers=new['workers'])]
+            raise SystemExit(
+                f'tools/run_study.py: --merge takes the parts {TASKS + MERGED_PARTS}, not {part!r}'
+            )
+    merged['invocations'] = earlier.get(
+        'invocations',
+        [
+            dict(
+                parts='every other part',
+                seconds=earlier['seconds'],
+                finished=earlier['finished'],
+                workers=earlier.get('workers', 1),
+            )
+        ],
+    ) + [
+        dict(
+            parts=list(parts),
+            seconds=new['seconds'],
+            finished=new['finished'],
+            workers=new['workers'],
+        )
+    ]
     return merged
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--quick', action='store_true',
-                        help='every arm on a tiny subset (a test, not a result)')
-    parser.add_argument('--out', default=osp.join(ROOT, 'docs'),
-                        help='writes <out>/study.md and <out>/study/*.png')
-    parser.add_argument('--work-dir', default=None,
-                        help='runs and checkpoints (default work_dirs/study[-quick])')
-    parser.add_argument('--data', default=osp.join(ROOT, 'data', 'fashion_mnist'),
-                        help='where the un-gzipped Fashion-MNIST idx files go')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
-                        help='processes that train in parallel (default: one '
-                        'per CPU core)')
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads per worker; 1 was faster than 2 on the shared '
-                        '2-core machine the study was run on')
-    parser.add_argument('--parts', nargs='+', choices=PARTS, default=PARTS,
-                        help='run only these parts (their results are kept '
-                        'in --work-dir; the report needs all of them)')
-    parser.add_argument('--seeds', type=int, nargs='+',
-                        help='run only these seeds (with --parts, to split a '
-                        'study over processes)')
-    parser.add_argument('--merge', metavar='RESULTS_JSON',
-                        help="add this invocation's parts to the results.json "
-                        'of an earlier run (its other parts kept, the parts '
-                        'run now replacing theirs) and write the report')
-    parser.add_argument('--report-only', metavar='RESULTS_JSON',
-                        help='only (re)write the report from a results.json '
-                        'of an earlier run')
-    parser.add_argument('--prepare-data', action='store_true',
-                        help='only locate and un-gzip Fashion-MNIST')
+    parser.add_argument(
+        '--quick', action='store_true', help='every arm on a tiny subset (a test, not a result)'
+    )
+    parser.add_argument(
+        '--out', default=osp.join(ROOT, 'docs'), help='writes <out>/study.md and <out>/study/*.png'
+    )
+    parser.add_argument(
+        '--work-dir', default=None, help='runs and checkpoints (default work_dirs/study[-quick])'
+    )
+    parser.add_argument(
+        '--data',
+        default=osp.join(ROOT, 'data', 'fashion_mnist'),
+        help='where the un-gzipped Fashion-MNIST idx files go',
+    )
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=os.cpu_count() or 1,
+        help='processes that train in parallel (default: one per CPU core)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads per worker; 1 was faster than 2 on the shared '
+        '2-core machine the study was run on',
+    )
+    parser.add_argument(
+        '--parts',
+        nargs='+',
+        choices=PARTS,
+        default=PARTS,
+        help='run only these parts (their results are kept '
+        'in --work-dir; the report needs all of them)',
+    )
+    parser.add_argument(
+        '--seeds',
+        type=int,
+        nargs='+',
+        help='run only these seeds (with --parts, to split a study over processes)',
+    )
+    parser.add_argument(
+        '--merge',
+        metavar='RESULTS_JSON',
+        help="add this invocation's parts to the results.json "
+        'of an earlier run (its other parts kept, the parts '
+        'run now replacing theirs) and write the report',
+    )
+    parser.add_argument(
+        '--report-only',
+        metavar='RESULTS_JSON',
+        help='only (re)write the report from a results.json of an earlier run',
+    )
+    parser.add_argument(
+        '--prepare-data', action='store_true', help='only locate and un-gzip Fashion-MNIST'
+    )
     args = parser.parse_args()
     try:
         prepare_fashion_mnist(args.data)
@@ -125,34 +169,41 @@ def main() -> None:
     if args.seeds:
         scale = replace(scale, seeds=tuple(args.seeds))
     torch.set_num_threads(args.threads)
-    work = args.work_dir or osp.join(
-        ROOT, 'work_dirs', 'study' + ('-quick' if args.quick else ''))
+    work = args.work_dir or osp.join(ROOT, 'work_dirs', 'study' + ('-quick' if args.quick else ''))
     os.chdir(ROOT)
     if args.report_only:
         with open(args.report_only) as f:
             results = json.load(f)
     else:
-        results = Study(scale, osp.abspath(work), osp.abspath(args.data),
-                        args.parts, workers=args.workers,
-                        threads=args.threads).run(args.parts)
+        results = Study(
+            scale,
+            osp.abspath(work),
+            osp.abspath(args.data),
+            args.parts,
+            workers=args.workers,
+            threads=args.threads,
+        ).run(args.parts)
         seconds = results['seconds']
         if args.merge:
             with open(args.merge) as f:
                 results = merge_results(json.load(f), results, args.parts)
         elif not set(TASKS) <= set(args.parts):
-            print(f'parts {args.parts} done; the report needs both tasks '
-                  f'{TASKS} (finished runs are reused)')
+            print(
+                f'parts {args.parts} done; the report needs both tasks '
+                f'{TASKS} (finished runs are reused)'
+            )
             return
         if 'detection' not in args.parts and not args.merge:
-            results['detection']['note'] = (
-                'It was left out of this invocation\'s `--parts`.')
+            results['detection']['note'] = "It was left out of this invocation's `--parts`."
         with open(osp.join(work, 'results.json'), 'w') as f:
             json.dump(results, f, indent=1)
     os.makedirs(args.out, exist_ok=True)
     report = write_report(results, args.out, data_dir=args.data)
     if not args.report_only:
-        print(f'\nstudy ({scale.name}, parts {" ".join(args.parts)}) done in '
-              f'{mmss(seconds)}: {report}')
+        print(
+            f'\nstudy ({scale.name}, parts {" ".join(args.parts)}) done in '
+            f'{mmss(seconds)}: {report}'
+        )
     else:
         print(f'report written: {report}')
 

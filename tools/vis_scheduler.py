@@ -13,6 +13,7 @@ curves: the other parameters, and the primary terms (a gap while frozen).
     python tools/vis_scheduler.py configs/qnv2_convnext-t_in1k.py -d 1281167 \\
         --not-show -s lr.png
 """
+
 import importlib.util
 import math
 import os.path as osp
@@ -30,14 +31,14 @@ import quadra_mm  # noqa: E402,F401  (registers the hooks)
 from quadra_mm.hooks import QuadraticStageHook  # noqa: E402
 from quadra_mm.ops import QuadraticConv2d  # noqa: E402
 
-UPSTREAM = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools',
-                    'visualization', 'vis_scheduler.py')
+UPSTREAM = osp.join(
+    osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'visualization', 'vis_scheduler.py'
+)
 
 
 def load_upstream() -> ModuleType:
     """mmpretrain's tool as a module (it ships inside the package)."""
-    spec = importlib.util.spec_from_file_location('mmpretrain_vis_scheduler',
-                                                  UPSTREAM)
+    spec = importlib.util.spec_from_file_location('mmpretrain_vis_scheduler', UPSTREAM)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -71,24 +72,22 @@ def patch(upstream: ModuleType) -> None:
 
         def after_train_iter(self, runner, batch_idx, data_batch, outputs):
             super().after_train_iter(runner, batch_idx, data_batch, outputs)
-            stage_hook = next((h for h in runner.hooks
-                               if isinstance(h, QuadraticStageHook)), None)
+            stage_hook = next((h for h in runner.hooks if isinstance(h, QuadraticStageHook)), None)
             if stage_hook is None:
                 return
             wrapper = runner.optim_wrapper
             primary = {id(p) for p in stage_hook.frozen_in_phase_one.values()}
-            holds_primary = [any(id(p) in primary for p in group['params'])
-                             for group in wrapper.param_groups]
+            holds_primary = [
+                any(id(p) in primary for p in group['params']) for group in wrapper.param_groups
+            ]
             other, prim = holds_primary.index(False), holds_primary.index(True)
-            frozen = not any(p.requires_grad
-                             for p in wrapper.param_groups[prim]['params'])
+            frozen = not any(p.requires_grad for p in wrapper.param_groups[prim]['params'])
             for values, per_group in (
-                    (self.lr_list, wrapper.get_lr()['lr']),
-                    (self.momentum_list, wrapper.get_momentum()['momentum']),
-                    (self.wd_list, [g['weight_decay']
-                                    for g in wrapper.param_groups])):
-                values[-1] = [per_group[other],
-                              math.nan if frozen else per_group[prim]]
+                (self.lr_list, wrapper.get_lr()['lr']),
+                (self.momentum_list, wrapper.get_momentum()['momentum']),
+                (self.wd_list, [g['weight_decay'] for g in wrapper.param_groups]),
+            ):
+                values[-1] = [per_group[other], math.nan if frozen else per_group[prim]]
 
     plot_curve = upstream.plot_curve
 

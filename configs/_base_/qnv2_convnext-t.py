@@ -13,7 +13,8 @@ qnv2_backbone = dict(
         out_indices=[0, 1, 2, 3],
         drop_path_rate=0.4,
         layer_scale_init_value=1.0,
-        gap_before_final_norm=False),
+        gap_before_final_norm=False,
+    ),
     targets='convnext',
     adapter={{_base_.qnv2_adapter}},
     init_cfg=dict(
@@ -21,7 +22,9 @@ qnv2_backbone = dict(
         checkpoint=qnv2_checkpoint,
         prefix='backbone.',
         # The classifier has only the last stage's output norm.
-        allow_missing=[r'norm[0-2]\..*']))
+        allow_missing=[r'norm[0-2]\..*'],
+    ),
+)
 
 # Stage training: phase 1 trains adapters, norms, neck and heads on the frozen
 # pretrained backbone; phase 2 fine-tunes everything, the primary terms at

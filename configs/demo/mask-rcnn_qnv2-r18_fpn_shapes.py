@@ -22,38 +22,29 @@ model = dict(
         _delete_=True,
         type='QuadraNetV2',
         backbone=dict(
-            type='ResNet',
-            depth=18,
-            out_indices=(0, 1, 2, 3),
-            frozen_stages=-1,
-            norm_eval=True),
+            type='ResNet', depth=18, out_indices=(0, 1, 2, 3), frozen_stages=-1, norm_eval=True
+        ),
         targets='resnet',
         adapter={{_base_.qnv2_adapter}},
-        init_cfg=dict(
-            type='Pretrained', checkpoint=adapted_checkpoint,
-            prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=adapted_checkpoint, prefix='backbone.'),
+    ),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=channels),
-    rpn_head=dict(
-        in_channels=channels,
-        feat_channels=channels,
-        anchor_generator=dict(scales=[4])),
+    rpn_head=dict(in_channels=channels, feat_channels=channels, anchor_generator=dict(scales=[4])),
     roi_head=dict(
         # A fixed 2x2 sampling grid per RoI bin instead of the adaptive one:
         # mmcv's CPU RoIAlign backward was a third of the iteration time.
-        bbox_roi_extractor=dict(
-            roi_layer=dict(sampling_ratio=2), out_channels=channels),
-        bbox_head=dict(
-            in_channels=channels, fc_out_channels=256,
-            num_classes=len(classes)),
-        mask_roi_extractor=dict(
-            roi_layer=dict(sampling_ratio=2), out_channels=channels),
+        bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2), out_channels=channels),
+        bbox_head=dict(in_channels=channels, fc_out_channels=256, num_classes=len(classes)),
+        mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2), out_channels=channels),
         mask_head=dict(
-            num_convs=2, in_channels=channels, conv_out_channels=channels,
-            num_classes=len(classes))),
+            num_convs=2, in_channels=channels, conv_out_channels=channels, num_classes=len(classes)
+        ),
+    ),
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=500, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
+        rpn_proposal=dict(nms_pre=500, max_per_img=300), rcnn=dict(sampler=dict(num=128))
+    ),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)),
+)
 
 metainfo = dict(classes=classes)
 train_pipeline = [
@@ -67,9 +58,10 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
+    ),
 ]
 train_dataloader = dict(
     batch_size=4,
@@ -81,7 +73,9 @@ train_dataloader = dict(
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
     batch_size=4,
     num_workers=0,
@@ -91,22 +85,24 @@ val_dataloader = dict(
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 max_iters = 800
 train_cfg = dict(
-    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
-    val_interval=max_iters)
+    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters
+)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters,
-         eta_min=1e-5),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
 ]
 custom_hooks = [
     dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5),
@@ -118,8 +114,8 @@ custom_hooks = [
 find_unused_parameters = True
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                    interval=max_iters))
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters),
+)
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 # deterministic: torch.use_deterministic_algorithms, so an op without a

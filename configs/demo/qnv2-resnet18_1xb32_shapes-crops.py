@@ -16,11 +16,10 @@ model = dict(
         backbone=dict(type='ResNet', depth=18),
         targets='resnet',
         adapter={{_base_.qnv2_adapter}},
-        init_cfg=dict(type='Pretrained', checkpoint=first_order_checkpoint,
-                      prefix='backbone.')),
-    head=dict(init_cfg=dict(type='Pretrained',
-                            checkpoint=first_order_checkpoint,
-                            prefix='head.')))
+        init_cfg=dict(type='Pretrained', checkpoint=first_order_checkpoint, prefix='backbone.'),
+    ),
+    head=dict(init_cfg=dict(type='Pretrained', checkpoint=first_order_checkpoint, prefix='head.')),
+)
 
 max_epochs = 2
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -15,13 +15,13 @@ model = dict(
         type='LinearClsHead',
         num_classes=num_classes,
         in_channels=512,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+    ),
+)
 
 data_preprocessor = dict(
-    num_classes=num_classes,
-    mean=[127.5, 127.5, 127.5],
-    std=[64.0, 64.0, 64.0],
-    to_rgb=True)
+    num_classes=num_classes, mean=[127.5, 127.5, 127.5], std=[64.0, 64.0, 64.0], to_rgb=True
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -39,26 +39,30 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=0,
-    dataset=dict(type='CustomDataset', data_root=data_root,
-                 data_prefix='train', pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='train', pipeline=train_pipeline
+    ),
+    sampler=dict(type='DefaultSampler', shuffle=True),
+)
 val_dataloader = dict(
     batch_size=64,
     num_workers=0,
-    dataset=dict(type='CustomDataset', data_root=data_root,
-                 data_prefix='val', pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-val_evaluator = dict(type='Accuracy', topk=(1, ))
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='val', pipeline=test_pipeline
+    ),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+)
+val_evaluator = dict(type='Accuracy', topk=(1,))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 max_epochs = 6
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=True, end=1,
-         convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, end=1, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-4, by_epoch=True, begin=1),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
@@ -67,7 +71,8 @@ test_cfg = dict()
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs))
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs),
+)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 # deterministic: torch.use_deterministic_algorithms, so an op without a
 # deterministic CPU kernel fails loudly instead of changing the mAP per run.

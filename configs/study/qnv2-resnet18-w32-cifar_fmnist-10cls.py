@@ -15,11 +15,14 @@ model = dict(
         backbone={{_base_.model.backbone}},
         targets='resnet',
         adapter={{_base_.qnv2_adapter}},
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint,
-                      prefix='backbone.')),
-    head=dict(init_cfg=dict(type='Pretrained',
-                            checkpoint=pretrained_checkpoint, prefix='head.')))
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint, prefix='backbone.'),
+    ),
+    head=dict(init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint, prefix='head.')),
+)
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_iter=25,  # half of the extra steps
-         primary_lr_mult=0.1),
+    dict(
+        type='QuadraticStageHook',
+        switch_iter=25,  # half of the extra steps
+        primary_lr_mult=0.1,
+    ),
 ]

@@ -9,9 +9,11 @@ _base_ = './resnet18-cifar_fmnist-heldout.py'
 target_classes = [0, 1, 2, 3, 4]
 shift = 'solarise_swirl'
 
-model = dict(head=dict(init_cfg=dict(
-    type='Pretrained', checkpoint={{_base_.source_checkpoint}},
-    prefix='head.')))
+model = dict(
+    head=dict(
+        init_cfg=dict(type='Pretrained', checkpoint={{_base_.source_checkpoint}}, prefix='head.')
+    )
+)
 train_dataloader = dict(dataset=dict(class_ids=target_classes, shift=shift))
 val_dataloader = dict(dataset=dict(class_ids=target_classes, shift=shift))
 test_dataloader = dict(dataset=dict(class_ids=target_classes, shift=shift))

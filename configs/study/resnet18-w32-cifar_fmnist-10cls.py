@@ -13,11 +13,12 @@ width = 32
 
 model = dict(
     backbone=dict(stem_channels=width, base_channels=width),
-    head=dict(num_classes=num_classes, in_channels=8 * width))
+    head=dict(num_classes=num_classes, in_channels=8 * width),
+)
 data_preprocessor = dict(num_classes=num_classes)
 train_dataloader = dict(
-    batch_size=32,
-    dataset=dict(class_ids=all_classes, part='source', per_class=3000))
+    batch_size=32, dataset=dict(class_ids=all_classes, part='source', per_class=3000)
+)
 val_dataloader = dict(dataset=dict(class_ids=all_classes))
 test_dataloader = dict(dataset=dict(class_ids=all_classes))
 work_dir = 'work_dirs/study/same-task/pretrain'

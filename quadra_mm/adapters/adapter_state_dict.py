@@ -1,6 +1,7 @@
 """Adapter-only state dicts: the adapter weights saved apart from the model, as
 PEFT's ``get_peft_model_state_dict``, and loaded back into a model with the same
 adapters."""
+
 from typing import Dict, List, Mapping, Tuple
 
 from torch import Tensor, nn
@@ -15,8 +16,9 @@ def adapter_state_dict(model: nn.Module) -> Dict[str, Tensor]:
     return {k: v for k, v in model.state_dict().items() if is_adapter_param_name(k)}
 
 
-def load_adapter_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor],
-                            strict: bool = True) -> Tuple[List[str], List[str]]:
+def load_adapter_state_dict(
+    model: nn.Module, state_dict: Mapping[str, Tensor], strict: bool = True
+) -> Tuple[List[str], List[str]]:
     """Load adapter weights saved by :func:`adapter_state_dict`.
 
     Args:
@@ -35,7 +37,9 @@ def load_adapter_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor],
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if strict and (missing or unexpected):
-        raise RuntimeError(f'adapter state dict does not fit the model: missing keys {missing}, '
-                           f'unexpected keys {unexpected}')
+        raise RuntimeError(
+            f'adapter state dict does not fit the model: missing keys {missing}, '
+            f'unexpected keys {unexpected}'
+        )
     model.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
     return missing, unexpected

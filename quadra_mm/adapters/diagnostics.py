@@ -1,4 +1,5 @@
 """Which quadratic layer made a non-finite value first (pure PyTorch)."""
+
 from typing import Callable, List, Optional, Tuple
 
 import torch
@@ -28,8 +29,14 @@ def first_nonfinite_layer(model: nn.Module, run: Callable[[], object]) -> Option
             bad = (~torch.isfinite(output)).sum().item()
             if bad:
                 peak = x.detach().abs().max().item()
-                found.append((name, f'input {x.dtype} max |x| = {peak:.4g}, output '
-                                    f'{output.dtype} with {bad} non-finite of {output.numel()}'))
+                found.append(
+                    (
+                        name,
+                        f'input {x.dtype} max |x| = {peak:.4g}, output '
+                        f'{output.dtype} with {bad} non-finite of {output.numel()}',
+                    )
+                )
+
         return hook
 
     handles = [layer.register_forward_hook(check(name)) for name, layer in quadratic_layers(model)]

@@ -1,5 +1,6 @@
 """Parameter accounting of an adapted model: all, trainable and adapter
 parameters."""
+
 from dataclasses import dataclass
 
 from torch import nn
@@ -28,8 +29,10 @@ class ParameterReport:
         return 100.0 * self.trainable / self.total if self.total else 0.0
 
     def __str__(self) -> str:
-        return (f'trainable params: {self.trainable:,} || all params: {self.total:,} || '
-                f'trainable%: {self.trainable_percent:.4f} || adapter params: {self.adapter:,}')
+        return (
+            f'trainable params: {self.trainable:,} || all params: {self.total:,} || '
+            f'trainable%: {self.trainable_percent:.4f} || adapter params: {self.adapter:,}'
+        )
 
 
 def parameter_report(model: nn.Module) -> ParameterReport:

@@ -7,6 +7,7 @@ caller (least important first): switching off adapter ``i`` saves its FLOPs ``f_
 independently of the others, so the forward FLOPs ratio after switching off a set
 ``P`` is ``(F_0 + sum_{i not in P} f_i) / F_0`` with ``F_0`` the first-order FLOPs.
 """
+
 import contextlib
 import math
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
@@ -46,8 +47,9 @@ def switched_off(layers: Iterable[QuadraticNeuron]) -> Iterator[None]:
                     layer.fuse()
 
 
-def adapter_flops(exported: nn.Module, count: Callable[[nn.Module], Dict[str, int]]
-                  ) -> Tuple[Dict[str, int], int, int]:
+def adapter_flops(
+    exported: nn.Module, count: Callable[[nn.Module], Dict[str, int]]
+) -> Tuple[Dict[str, int], int, int]:
     """Forward FLOPs ``f_i`` of each adapter of an exported model, with the counter
     ``count`` (FLOPs per module name, ``''`` for the whole model: mmengine's
     ``FlopAnalyzer.by_module()`` on the caller's input).
@@ -66,8 +68,9 @@ def adapter_flops(exported: nn.Module, count: Callable[[nn.Module], Dict[str, in
     return {name: on.get(name, 0) - off.get(name, 0) for name in layers}, on[''], off['']
 
 
-def prune_to_flops(order: Sequence[str], adapter_flops: Dict[str, int], first_order_flops: int,
-                   max_ratio: float) -> List[str]:
+def prune_to_flops(
+    order: Sequence[str], adapter_flops: Dict[str, int], first_order_flops: int, max_ratio: float
+) -> List[str]:
     """The shortest prefix of ``order`` whose switching off brings the forward FLOPs
     ratio ``(F_0 + sum of the remaining adapters' f_i) / F_0`` to at most ``max_ratio``.
 
@@ -81,8 +84,10 @@ def prune_to_flops(order: Sequence[str], adapter_flops: Dict[str, int], first_or
         ValueError: ``max_ratio`` below 1 (no pruning reaches it).
     """
     if not max_ratio >= 1.0:
-        raise ValueError(f'FLOPs budget {max_ratio} is below 1.0: even with every adapter '
-                         'off the model costs the first-order FLOPs')
+        raise ValueError(
+            f'FLOPs budget {max_ratio} is below 1.0: even with every adapter '
+            'off the model costs the first-order FLOPs'
+        )
     total = first_order_flops + sum(adapter_flops[name] for name in order)
     pruned: List[str] = []
     for name in order:
@@ -102,4 +107,4 @@ def prune_fraction(order: Sequence[str], fraction: float) -> List[str]:
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f'fraction of adapters to prune must be in [0, 1], got {fraction}')
     # round() first: 0.3 * 10 is 3.0000000000000004, which must not become 4.
-    return list(order[:math.ceil(round(fraction * len(order), 9))])
+    return list(order[: math.ceil(round(fraction * len(order), 9))])

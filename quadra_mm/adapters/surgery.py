@@ -1,4 +1,5 @@
 """Model surgery: put quadratic adapters on the layers of a pretrained model."""
+
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -23,8 +24,12 @@ from ..ops import QuadraticConv2d, QuadraticLinear, QuadraticNeuron
 from .presets import PRESETS, auto_preset
 
 __all__ = [
-    'inject_quadratic_adapters', 'quadratic_layers', 'reset_adapters', 'mark_trainable',
-    'replace_module', 'register_adaptable'
+    'inject_quadratic_adapters',
+    'quadratic_layers',
+    'reset_adapters',
+    'mark_trainable',
+    'replace_module',
+    'register_adaptable',
 ]
 
 TargetSpec = Union[str, Sequence[Dict[str, Any]]]
@@ -109,8 +114,9 @@ def _parse_targets(targets: TargetSpec) -> List[_Target]:
     return parsed
 
 
-def _check_replaceable(model: nn.Module, name: str, module: nn.Module,
-                       pattern: str) -> Type[nn.Module]:
+def _check_replaceable(
+    model: nn.Module, name: str, module: nn.Module, pattern: str
+) -> Type[nn.Module]:
     """The adaptable base class of ``module`` (a key of ``_ADAPTABLE``).
 
     Raises:
@@ -121,15 +127,21 @@ def _check_replaceable(model: nn.Module, name: str, module: nn.Module,
         raise ValueError(f'{where} already has a quadratic adapter')
     base = next((cls for cls in type(module).__mro__ if cls in _ADAPTABLE), None)
     if base is None:
-        raise ValueError(f'{where} is a {type(module).__name__}, not one of the layer types '
-                         f'that take an adapter: {", ".join(map(_type_name, _ADAPTABLE))}')
+        raise ValueError(
+            f'{where} is a {type(module).__name__}, not one of the layer types '
+            f'that take an adapter: {", ".join(map(_type_name, _ADAPTABLE))}'
+        )
     if type(module).forward is not base.forward and type(module).__module__ != _MMCV_WRAPPERS:
-        raise ValueError(f'{where} is a {type(module).__qualname__}, which overrides '
-                         f'{base.__name__}.forward; its behaviour would be lost')
+        raise ValueError(
+            f'{where} is a {type(module).__qualname__}, which overrides '
+            f'{base.__name__}.forward; its behaviour would be lost'
+        )
     parent = model.get_submodule(name.rpartition('.')[0])
     if isinstance(parent, nn.MultiheadAttention):
-        raise ValueError(f'{where} belongs to an nn.MultiheadAttention, which reads its '
-                         'weight directly and never calls it')
+        raise ValueError(
+            f'{where} belongs to an nn.MultiheadAttention, which reads its '
+            'weight directly and never calls it'
+        )
     return base
 
 
@@ -139,20 +151,24 @@ def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name), child, module)
 
 
-def _build(name: str, module: nn.Module, base: Type[nn.Module], target: _Target,
-           defaults: Dict[str, Any]) -> QuadraticNeuron:
+def _build(
+    name: str, module: nn.Module, base: Type[nn.Module], target: _Target, defaults: Dict[str, Any]
+) -> QuadraticNeuron:
     factory = _ADAPTABLE[base]
     accepted = _option_names(factory)
     not_applicable = sorted(set(target.options) - accepted)
     if not_applicable:
-        raise ValueError(f'target {target.pattern!r}: option(s) {not_applicable} do not apply '
-                         f'to the {_type_name(base)} {name!r}')
+        raise ValueError(
+            f'target {target.pattern!r}: option(s) {not_applicable} do not apply '
+            f'to the {_type_name(base)} {name!r}'
+        )
     options = {**defaults, **target.options}
     return factory(module, name=name, **{k: v for k, v in options.items() if k in accepted})
 
 
-def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
-                              stages: Optional[Iterable[int]] = None, **defaults: Any) -> List[str]:
+def inject_quadratic_adapters(
+    model: nn.Module, targets: TargetSpec, stages: Optional[Iterable[int]] = None, **defaults: Any
+) -> List[str]:
     """Replace matching ``nn.Conv2d`` / ``nn.Linear`` layers (and the types given to
     :func:`register_adaptable`: mmcv's deformable convs) by quadratic layers, in place.
 
@@ -205,8 +221,10 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
         base = _check_replaceable(model, name, module, target.pattern)
         if wanted_stages is not None:
             if stage is None:
-                raise ValueError(f'cannot restrict {name!r} to stages: pattern {target.pattern!r} '
-                                 'has no (?P<stage>\\d+) group matching it')
+                raise ValueError(
+                    f'cannot restrict {name!r} to stages: pattern {target.pattern!r} '
+                    'has no (?P<stage>\\d+) group matching it'
+                )
             if stage not in wanted_stages:
                 continue
         plan.append((name, module, base, target, stage))
@@ -219,8 +237,10 @@ def inject_quadratic_adapters(model: nn.Module, targets: TargetSpec,
             patterns = [t.pattern for t in parsed]
             raise ValueError(f'stage(s) {empty} contain no module matching {patterns}')
     # Build everything before touching the model, so that an error leaves it unchanged.
-    built = [(name, _build(name, module, base, target, defaults), stage)
-             for name, module, base, target, stage in plan]
+    built = [
+        (name, _build(name, module, base, target, defaults), stage)
+        for name, module, base, target, stage in plan
+    ]
     for name, layer, stage in built:
         layer.stage = stage
         replace_module(model, name, layer)

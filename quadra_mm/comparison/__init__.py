@@ -15,6 +15,7 @@ One module per idea:
 - :mod:`.statistics`: mean ± std, the paired difference, the verdict rule;
 - :mod:`.report`: ``report.md``, ``results.json`` and the plot.
 """
+
 from .arms import BUILTIN_ARMS, DEFAULT_ARMS, Arm, ArmError, parse_arm, parse_arms
 from .checks import ComparisonError
 from .executor import Launch, RunFailed
@@ -22,7 +23,24 @@ from .protocol import Comparison, prepare, run_comparison
 from .report import render_report, write_outputs
 from .statistics import VERDICT_RULE, fmt, mean_std, paired_difference, verdict
 
-__all__ = ['BUILTIN_ARMS', 'DEFAULT_ARMS', 'Arm', 'ArmError', 'parse_arm', 'parse_arms',
-           'ComparisonError', 'Launch', 'RunFailed', 'Comparison', 'prepare',
-           'run_comparison', 'render_report', 'write_outputs', 'VERDICT_RULE', 'fmt',
-           'mean_std', 'paired_difference', 'verdict']
+__all__ = [
+    'BUILTIN_ARMS',
+    'DEFAULT_ARMS',
+    'Arm',
+    'ArmError',
+    'parse_arm',
+    'parse_arms',
+    'ComparisonError',
+    'Launch',
+    'RunFailed',
+    'Comparison',
+    'prepare',
+    'run_comparison',
+    'render_report',
+    'write_outputs',
+    'VERDICT_RULE',
+    'fmt',
+    'mean_std',
+    'paired_difference',
+    'verdict',
+]

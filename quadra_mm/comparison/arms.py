@@ -25,6 +25,7 @@ A user arm ``name:key=value,key=value`` is the config with those
 ``--cfg-options``-style overrides merged (values parsed as mmengine's
 ``DictAction`` parses them).
 """
+
 import argparse
 import copy
 from dataclasses import dataclass, field
@@ -32,8 +33,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-__all__ = ['Arm', 'BUILTIN_ARMS', 'DEFAULT_ARMS', 'parse_arm', 'parse_arms',
-           'ArmError', 'arm_config', 'schedule_length', 'backbone_type']
+__all__ = [
+    'Arm',
+    'BUILTIN_ARMS',
+    'DEFAULT_ARMS',
+    'parse_arm',
+    'parse_arms',
+    'ArmError',
+    'arm_config',
+    'schedule_length',
+    'backbone_type',
+]
 
 DEFAULT_ARMS = ('full-ft', 'lora', 'qnv2-adapters', 'qnv2-stages')
 # quadra-mm hooks that need quadratic layers (dropped by the full-ft arm).
@@ -47,6 +57,7 @@ class ArmError(ValueError):
 @dataclass(frozen=True)
 class Arm:
     """A recipe: ``name``, what it is, and the edit of a loaded config."""
+
     name: str
     describe: str
     edit: Callable[[Config, float], None]  # (config, U lr multiplier)
@@ -77,13 +88,18 @@ def schedule_length(cfg: Config) -> Dict[str, int]:
         return dict(switch_iter=int(train_cfg['max_iters']))
     if train_cfg.get('max_epochs') is not None:
         return dict(switch_epoch=int(train_cfg['max_epochs']))
-    raise ArmError('train_cfg has neither max_iters nor max_epochs: the phase-1 '
-                   'arms need the length of the schedule')
+    raise ArmError(
+        'train_cfg has neither max_iters nor max_epochs: the phase-1 '
+        'arms need the length of the schedule'
+    )
 
 
 def _stage_hooks(cfg: Config) -> List[dict]:
-    return [h for h in cfg.get('custom_hooks', [])
-            if str(h.get('type', '')).split('.')[-1] == 'QuadraticStageHook']
+    return [
+        h
+        for h in cfg.get('custom_hooks', [])
+        if str(h.get('type', '')).split('.')[-1] == 'QuadraticStageHook'
+    ]
 
 
 def _phase1_only(cfg: Config) -> None:
@@ -91,7 +107,8 @@ def _phase1_only(cfg: Config) -> None:
     hooks = _stage_hooks(cfg)
     if not hooks:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='QuadraticStageHook', **schedule_length(cfg))]
+            dict(type='QuadraticStageHook', **schedule_length(cfg))
+        ]
         return
     for hook in hooks:
         hook.pop('switch_iter', None)
@@ -117,9 +134,11 @@ def _full_ft(cfg: Config, u_lr_mult: float) -> None:
         # and prefix load into the first-order backbone
         first_order['init_cfg'] = copy.deepcopy(wrapper.init_cfg)
     cfg.model.backbone = first_order
-    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', [])
-                        if not str(h.get('type', '')).split('.')[-1].startswith(
-                            _QUADRATIC_HOOK_PREFIXES)]
+    cfg.custom_hooks = [
+        h
+        for h in cfg.get('custom_hooks', [])
+        if not str(h.get('type', '')).split('.')[-1].startswith(_QUADRATIC_HOOK_PREFIXES)
+    ]
 
 
 def _norms_head(cfg: Config, u_lr_mult: float) -> None:
@@ -133,8 +152,7 @@ def _set_interaction(cfg: Config, interaction: str) -> None:
     adapter = cfg.model.backbone.setdefault('adapter', {})
     # the public key is `interaction`; configs written with the older
     # `kernel` keep it
-    key = 'kernel' if 'kernel' in adapter and 'interaction' not in adapter \
-        else 'interaction'
+    key = 'kernel' if 'kernel' in adapter and 'interaction' not in adapter else 'interaction'
     adapter[key] = interaction
 
 
@@ -156,20 +174,39 @@ def _qnv2_u_lr(cfg: Config, u_lr_mult: float) -> None:
     _custom_keys(cfg, 'quad_u', lr_mult=u_lr_mult)
 
 
-BUILTIN_ARMS: Dict[str, Arm] = {arm.name: arm for arm in (
-    Arm('full-ft', 'the wrapped first-order backbone, same checkpoint, every '
-        'parameter trains', _full_ft),
-    Arm('norms-head', 'QNv2 with adapters frozen at U = 0 and primary terms '
-        'frozen: norms, neck and heads train', _norms_head),
-    Arm('lora', "interaction 'linear' (U((A+B)(x))), same placement and "
-        'parameter count, phase 1 only', _lora),
-    Arm('qnv2-adapters', 'QNv2 phase 1 only: adapters, norms, neck and heads '
-        'train, primary terms frozen', _qnv2_adapters),
-    Arm('qnv2-stages', "the config's own schedule (its QuadraticStageHook)",
-        _qnv2_stages),
-    Arm('qnv2-u-lr', 'qnv2-adapters with U at a higher lr multiplier '
-        "(paramwise_cfg.custom_keys={'quad_u': dict(lr_mult=M)})", _qnv2_u_lr),
-)}
+BUILTIN_ARMS: Dict[str, Arm] = {
+    arm.name: arm
+    for arm in (
+        Arm(
+            'full-ft',
+            'the wrapped first-order backbone, same checkpoint, every parameter trains',
+            _full_ft,
+        ),
+        Arm(
+            'norms-head',
+            'QNv2 with adapters frozen at U = 0 and primary terms '
+            'frozen: norms, neck and heads train',
+            _norms_head,
+        ),
+        Arm(
+            'lora',
+            "interaction 'linear' (U((A+B)(x))), same placement and parameter count, phase 1 only",
+            _lora,
+        ),
+        Arm(
+            'qnv2-adapters',
+            'QNv2 phase 1 only: adapters, norms, neck and heads train, primary terms frozen',
+            _qnv2_adapters,
+        ),
+        Arm('qnv2-stages', "the config's own schedule (its QuadraticStageHook)", _qnv2_stages),
+        Arm(
+            'qnv2-u-lr',
+            'qnv2-adapters with U at a higher lr multiplier '
+            "(paramwise_cfg.custom_keys={'quad_u': dict(lr_mult=M)})",
+            _qnv2_u_lr,
+        ),
+    )
+}
 
 
 def parse_arm(text: str) -> Arm:
@@ -180,21 +217,21 @@ def parse_arm(text: str) -> Arm:
     """
     if ':' not in text:
         if text not in BUILTIN_ARMS:
-            raise ArmError(f'unknown arm {text!r}: the built-in arms are '
-                           f'{sorted(BUILTIN_ARMS)}; a user arm is written '
-                           'name:key=value,key=value')
+            raise ArmError(
+                f'unknown arm {text!r}: the built-in arms are '
+                f'{sorted(BUILTIN_ARMS)}; a user arm is written '
+                'name:key=value,key=value'
+            )
         return BUILTIN_ARMS[text]
     name, _, spec = text.partition(':')
     pairs = [p for p in _split_top_level(spec) if p]
     if not name or not pairs or any('=' not in p for p in pairs):
         raise ArmError(f'user arm {text!r}: write name:key=value[,key=value...]')
     if name in BUILTIN_ARMS:
-        raise ArmError(f'user arm {text!r}: {name!r} is a built-in arm; '
-                       'give yours another name')
+        raise ArmError(f'user arm {text!r}: {name!r} is a built-in arm; give yours another name')
     namespace = argparse.Namespace()
     DictAction(option_strings=[], dest='overrides')(None, namespace, pairs)
-    return Arm(name, 'the config with ' + ', '.join(pairs), _qnv2_stages,
-               dict(namespace.overrides))
+    return Arm(name, 'the config with ' + ', '.join(pairs), _qnv2_stages, dict(namespace.overrides))
 
 
 def _split_top_level(spec: str) -> List[str]:
@@ -235,5 +272,7 @@ def arm_config(cfg: Config, arm: Arm, u_lr_mult: float = 16.0) -> Config:
     except ArmError as error:
         raise ArmError(f'arm {arm.name}: {error}') from None
     except (KeyError, AttributeError, TypeError) as error:
-        raise ArmError(f'arm {arm.name}: the config has no {error} '
-                       f'(model.backbone: {cfg.model.get("backbone")})') from None
+        raise ArmError(
+            f'arm {arm.name}: the config has no {error} '
+            f'(model.backbone: {cfg.model.get("backbone")})'
+        ) from None

@@ -2,6 +2,7 @@
 the fingerprint of the config it ran (and how it was launched), so that an
 interrupted comparison resumes, one more seed reuses the others, and a
 changed config (an edited file, another lr) runs again."""
+
 import hashlib
 import json
 import os
@@ -24,8 +25,7 @@ def fingerprint(cfg: Config, **launch: Any) -> str:
         content.pop(key, None)
     if isinstance(content.get('visualizer'), dict):
         content['visualizer'].pop('name', None)
-    text = json.dumps(dict(config=content, launch=launch), sort_keys=True,
-                      default=str)
+    text = json.dumps(dict(config=content, launch=launch), sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 
 

@@ -1,6 +1,7 @@
 """Checks of a comparison's input, all made before anything trains: each
 failure is a :class:`ComparisonError` naming the config key (or the file, or
 the option) at fault."""
+
 import os.path as osp
 import shutil
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -9,13 +10,19 @@ from mmengine.config import Config
 
 from .arms import ArmError, backbone_type
 
-__all__ = ['ComparisonError', 'check_backbone', 'produced_metrics',
-           'check_metric', 'check_test_split', 'check_files', 'check_launcher']
+__all__ = [
+    'ComparisonError',
+    'check_backbone',
+    'produced_metrics',
+    'check_metric',
+    'check_test_split',
+    'check_files',
+    'check_launcher',
+]
 
 # mmdet's CocoMetric defaults (mmdet 3.3.0)
 _COCO_ITEMS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
-_COCO_PROPOSAL_ITEMS = ('AR@100', 'AR@300', 'AR@1000', 'AR_s@1000',
-                        'AR_m@1000', 'AR_l@1000')
+_COCO_PROPOSAL_ITEMS = ('AR@100', 'AR@300', 'AR@1000', 'AR_s@1000', 'AR_m@1000', 'AR_l@1000')
 
 
 class ComparisonError(ArmError):
@@ -30,7 +37,8 @@ def check_backbone(cfg: Config) -> None:
             f'{cfg.filename}: model.backbone.type is {found!r}, not '
             "'QuadraNetV2': the arms are edits of a QuadraNetV2 backbone "
             "(wrap the first-order one: backbone=dict(type='QuadraNetV2', "
-            'backbone=<yours>, targets=...))')
+            'backbone=<yours>, targets=...))'
+        )
 
 
 def _evaluators(evaluator) -> List[dict]:
@@ -54,11 +62,11 @@ def produced_metrics(evaluator) -> Tuple[List[str], List[str]]:
         kind = str(one.get('type', '')).split('.')[-1]
         if kind == 'Accuracy':
             prefix = one.get('prefix') or 'accuracy'
-            topk = _as_list(one.get('topk'), (1, ))
+            topk = _as_list(one.get('topk'), (1,))
             metrics += [f'{prefix}/top{k}' for k in topk]
         elif kind == 'CocoMetric':
             prefix = one.get('prefix') or 'coco'
-            for metric in _as_list(one.get('metric'), ('bbox', )):
+            for metric in _as_list(one.get('metric'), ('bbox',)):
                 items = _COCO_PROPOSAL_ITEMS if metric == 'proposal' else _COCO_ITEMS
                 items = _as_list(one.get('metric_items'), items)
                 metrics += [f'{prefix}/{metric}_{item}' for item in items]
@@ -75,41 +83,46 @@ def check_metric(cfg: Config, metric: Optional[str]) -> str:
             not produce ``metric`` (the message lists what it produces).
     """
     evaluator = cfg.get('val_evaluator')
-    if not evaluator or cfg.get('val_dataloader') is None or \
-            cfg.get('val_cfg', {}) is None:
-        raise ComparisonError(f'{cfg.filename}: no val split (val_dataloader, '
-                              'val_evaluator, val_cfg): the lr sweep and the '
-                              'metric need one')
+    if not evaluator or cfg.get('val_dataloader') is None or cfg.get('val_cfg', {}) is None:
+        raise ComparisonError(
+            f'{cfg.filename}: no val split (val_dataloader, '
+            'val_evaluator, val_cfg): the lr sweep and the '
+            'metric need one'
+        )
     metrics, unknown = produced_metrics(evaluator)
     if metric is None:
         if not metrics:
             raise ComparisonError(
                 f'{cfg.filename}: give --metric: the val evaluator '
-                f'({unknown}) is not one whose metric keys are known here')
+                f'({unknown}) is not one whose metric keys are known here'
+            )
         return metrics[0]
     if metric not in metrics and not unknown:
         raise ComparisonError(
             f'--metric {metric}: the val evaluator of {cfg.filename} does not '
-            f'produce it; it produces {metrics}')
+            f'produce it; it produces {metrics}'
+        )
     return metric
 
 
 def check_test_split(cfg: Config) -> None:
     """The config must have a test split: ``test_dataloader``,
     ``test_evaluator`` and ``test_cfg`` (each seed is tested once)."""
-    missing = [key for key in ('test_dataloader', 'test_evaluator', 'test_cfg')
-               if cfg.get(key) is None]
+    missing = [
+        key for key in ('test_dataloader', 'test_evaluator', 'test_cfg') if cfg.get(key) is None
+    ]
     if missing:
-        raise ComparisonError(f'{cfg.filename}: no test split ({", ".join(missing)} '
-                              'missing): every seed is scored once on it')
+        raise ComparisonError(
+            f'{cfg.filename}: no test split ({", ".join(missing)} '
+            'missing): every seed is scored once on it'
+        )
 
 
 def _pretrained(node, where: str = '') -> Iterator[Tuple[str, str]]:
     if isinstance(node, dict):
         init = node.get('init_cfg')
         for one in init if isinstance(init, list) else [init]:
-            if isinstance(one, dict) and one.get('type') == 'Pretrained' and \
-                    one.get('checkpoint'):
+            if isinstance(one, dict) and one.get('type') == 'Pretrained' and one.get('checkpoint'):
                 yield f'{where}init_cfg.checkpoint', str(one['checkpoint'])
         for key, value in node.items():
             yield from _pretrained(value, f'{where}{key}.')
@@ -125,10 +138,10 @@ def _dataset_files(cfg: Config, loader: str) -> Iterator[Tuple[str, str]]:
     if ann:
         yield f'{loader}.dataset.ann_file', osp.join(root, ann)
     prefix = dataset.get('data_prefix')
-    for key, value in (prefix.items() if isinstance(prefix, dict)
-                       else [('', prefix)] if prefix else []):
-        yield f'{loader}.dataset.data_prefix{"." + key if key else ""}', \
-            osp.join(root, value)
+    for key, value in (
+        prefix.items() if isinstance(prefix, dict) else [('', prefix)] if prefix else []
+    ):
+        yield f'{loader}.dataset.data_prefix{"." + key if key else ""}', osp.join(root, value)
 
 
 def check_files(cfg: Config) -> None:
@@ -142,11 +155,12 @@ def check_files(cfg: Config) -> None:
         for one in _evaluators(cfg.get(key) or []):
             if isinstance(one, dict) and one.get('ann_file'):
                 wanted.append((f'{key}.ann_file', one['ann_file']))
-    missing = [(key, path) for key, path in wanted
-               if '://' not in path and not osp.exists(path)]
+    missing = [(key, path) for key, path in wanted if '://' not in path and not osp.exists(path)]
     if missing:
-        raise ComparisonError(f'{cfg.filename}: files not found: ' + '; '.join(
-            f'{key} = {path}' for key, path in missing))
+        raise ComparisonError(
+            f'{cfg.filename}: files not found: '
+            + '; '.join(f'{key} = {path}' for key, path in missing)
+        )
 
 
 def check_launcher(launcher: str, nproc: int, partition: Optional[str]) -> None:

@@ -5,6 +5,7 @@ quadra_mm.comparison.worker``, under ``torch.distributed.run`` for
 each result cached by the fingerprint of its config, and a progress bar with
 the time left; and, for the study, a pool of worker processes that run Python
 functions (:func:`process_pool`) and a thread fan-out (:func:`concurrently`)."""
+
 import math
 import multiprocessing
 import os
@@ -24,8 +25,16 @@ from mmengine.config import Config
 
 from .cache import fingerprint, load_cached
 
-__all__ = ['Launch', 'Run', 'Progress', 'Executor', 'RunFailed', 'mmss', 'concurrently',
-           'process_pool']
+__all__ = [
+    'Launch',
+    'Run',
+    'Progress',
+    'Executor',
+    'RunFailed',
+    'mmss',
+    'concurrently',
+    'process_pool',
+]
 
 WORKER = 'quadra_mm.comparison.worker'
 
@@ -53,8 +62,12 @@ def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh (spawned) processes with ``threads`` torch
     threads each, for callers that run Python functions in workers (the
     study) rather than one command per run (:class:`Executor`)."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'),
-                               initializer=_set_threads, initargs=(threads, ))
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context('spawn'),
+        initializer=_set_threads,
+        initargs=(threads,),
+    )
 
 
 class RunFailed(RuntimeError):
@@ -74,6 +87,7 @@ class Launch:
         partition: the slurm partition.
         port: first master port of ``pytorch`` runs (concurrent runs count up).
     """
+
     launcher: str = 'none'
     nproc: int = 1
     partition: Optional[str] = None
@@ -81,33 +95,50 @@ class Launch:
 
     def key(self) -> Dict[str, object]:
         """What of the launch changes a run's result (part of its fingerprint)."""
-        return dict(launcher=self.launcher,
-                    nproc=1 if self.launcher == 'none' else self.nproc)
+        return dict(launcher=self.launcher, nproc=1 if self.launcher == 'none' else self.nproc)
 
-    def command(self, config: str, result: str, key: str, slot: int,
-                job: str) -> List[str]:
+    def command(self, config: str, result: str, key: str, slot: int, job: str) -> List[str]:
         worker = [config, result, '--fingerprint', key, '--launcher', self.launcher]
         if self.launcher == 'pytorch':
-            return [sys.executable, '-m', 'torch.distributed.run',
-                    f'--nnodes={os.environ.get("NNODES", 1)}',
-                    f'--node_rank={os.environ.get("NODE_RANK", 0)}',
-                    f'--master_addr={os.environ.get("MASTER_ADDR", "127.0.0.1")}',
-                    f'--nproc_per_node={self.nproc}',
-                    f'--master_port={self.port + slot}', '-m', WORKER, *worker]
+            return [
+                sys.executable,
+                '-m',
+                'torch.distributed.run',
+                f'--nnodes={os.environ.get("NNODES", 1)}',
+                f'--node_rank={os.environ.get("NODE_RANK", 0)}',
+                f'--master_addr={os.environ.get("MASTER_ADDR", "127.0.0.1")}',
+                f'--nproc_per_node={self.nproc}',
+                f'--master_port={self.port + slot}',
+                '-m',
+                WORKER,
+                *worker,
+            ]
         if self.launcher == 'slurm':
             per_node = os.environ.get('GPUS_PER_NODE', str(min(self.nproc, 8)))
-            return ['srun', '-p', str(self.partition), f'--job-name={job}',
-                    f'--gres=gpu:{per_node}', f'--ntasks={self.nproc}',
-                    f'--ntasks-per-node={per_node}',
-                    f'--cpus-per-task={os.environ.get("CPUS_PER_TASK", 5)}',
-                    '--kill-on-bad-exit=1', *shlex.split(os.environ.get('SRUN_ARGS', '')),
-                    sys.executable, '-u', '-m', WORKER, *worker]
+            return [
+                'srun',
+                '-p',
+                str(self.partition),
+                f'--job-name={job}',
+                f'--gres=gpu:{per_node}',
+                f'--ntasks={self.nproc}',
+                f'--ntasks-per-node={per_node}',
+                f'--cpus-per-task={os.environ.get("CPUS_PER_TASK", 5)}',
+                '--kill-on-bad-exit=1',
+                *shlex.split(os.environ.get('SRUN_ARGS', '')),
+                sys.executable,
+                '-u',
+                '-m',
+                WORKER,
+                *worker,
+            ]
         return [sys.executable, '-m', WORKER, *worker]
 
 
 @dataclass
 class Run:
     """One training + test: ``cfg`` (its ``work_dir`` set) and a label."""
+
     label: str
     cfg: Config
 
@@ -130,8 +161,9 @@ class Progress:
         stream: where the lines go (stdout).
     """
 
-    def __init__(self, total: float, workers: Optional[int] = None, width: int = 24,
-                 stream=None) -> None:
+    def __init__(
+        self, total: float, workers: Optional[int] = None, width: int = 24, stream=None
+    ) -> None:
         self.total, self.workers, self.width = total, workers, width
         self.done = self.reused = 0.0
         self.busy = 0.0  # seconds of the units done here
@@ -148,8 +180,9 @@ class Progress:
             return f'~{mmss(self.busy / self.done * math.ceil(left / self.workers))}'
         return f'~{mmss(elapsed / self.done * left)}'
 
-    def step(self, label: str, reused: bool = False, units: float = 1.0,
-             seconds: float = 0.0) -> None:
+    def step(
+        self, label: str, reused: bool = False, units: float = 1.0, seconds: float = 0.0
+    ) -> None:
         """``units`` of work finished in ``seconds`` (``reused``: from a cache)."""
         with self.lock:
             if reused:
@@ -163,9 +196,12 @@ class Progress:
             share = finished / self.total if self.total else 1.0
             filled = min(round(self.width * share), self.width)
             bar = '#' * filled + '.' * (self.width - filled)
-            print(f'[{bar}] {100 * share:5.1f} % | elapsed {mmss(elapsed)} | '
-                  f'left {self._left(elapsed, left)} | {label}'
-                  + (' (cached)' if reused else ''), file=self.stream, flush=True)
+            print(
+                f'[{bar}] {100 * share:5.1f} % | elapsed {mmss(elapsed)} | '
+                f'left {self._left(elapsed, left)} | {label}' + (' (cached)' if reused else ''),
+                file=self.stream,
+                flush=True,
+            )
 
 
 class Executor:
@@ -198,8 +234,9 @@ class Executor:
         slot = self._slots.get()
         start = time.time()
         try:
-            command = self.launch.command(config, run.result_path, key, slot,
-                                          job=run.label.replace(' ', '_'))
+            command = self.launch.command(
+                config, run.result_path, key, slot, job=run.label.replace(' ', '_')
+            )
             with open(log, 'w') as out:
                 out.write(shlex.join(command) + '\n')
                 out.flush()
@@ -210,10 +247,12 @@ class Executor:
         if code != 0 or saved is None:
             with open(log) as f:
                 tail = f.read()[-3000:]
-            raise RunFailed(f'{run.label}: the run failed (exit code {code}); '
-                            f'its log {log} ends:\n{tail}')
-        self.progress.step(f'{run.label}{describe(saved)}', reused=False,
-                           seconds=time.time() - start)
+            raise RunFailed(
+                f'{run.label}: the run failed (exit code {code}); its log {log} ends:\n{tail}'
+            )
+        self.progress.step(
+            f'{run.label}{describe(saved)}', reused=False, seconds=time.time() - start
+        )
         return saved
 
     def map(self, runs: Sequence[Run], describe=lambda result: '') -> List[dict]:

@@ -3,6 +3,7 @@ seeds; per arm an optional lr sweep on the first seed, the lr with the best
 last val metric kept (the choice recorded), then every seed trained at it and
 tested once on the test split. Everything the protocol needs is checked before
 the first run starts."""
+
 import copy
 import os
 import os.path as osp
@@ -32,6 +33,7 @@ __all__ = ['Comparison', 'prepare', 'run_comparison', 'reported_metrics']
 @dataclass
 class Comparison:
     """A checked comparison: the base config and each arm's config."""
+
     config: str
     base: Config
     arms: List[Arm]
@@ -62,18 +64,27 @@ def _load(path: str, options: Optional[dict]) -> Config:
         raise ComparisonError(f'config file not found: {path}')
     parsed = Config.fromfile(path)
     # without yapf: the Runner formats its config several times (seconds each)
-    cfg = Config(parsed.to_dict(), cfg_text=parsed.text, filename=parsed.filename,
-                 format_python_code=False)
+    cfg = Config(
+        parsed.to_dict(), cfg_text=parsed.text, filename=parsed.filename, format_python_code=False
+    )
     if options:
         cfg.merge_from_dict(options)
     return cfg
 
 
-def prepare(config: str, arms: Sequence[str], seeds: Sequence[int],
-            work_dir: str, lrs: Optional[Sequence[float]] = None,
-            metric: Optional[str] = None, reference: Optional[str] = None,
-            cfg_options: Optional[dict] = None, launch: Launch = Launch(),
-            u_lr_mult: float = 16.0, workers: int = 1) -> Comparison:
+def prepare(
+    config: str,
+    arms: Sequence[str],
+    seeds: Sequence[int],
+    work_dir: str,
+    lrs: Optional[Sequence[float]] = None,
+    metric: Optional[str] = None,
+    reference: Optional[str] = None,
+    cfg_options: Optional[dict] = None,
+    launch: Launch = Launch(),
+    u_lr_mult: float = 16.0,
+    workers: int = 1,
+) -> Comparison:
     """Load ``config`` (``cfg_options`` merged), check it and the options,
     and make every arm's config.
 
@@ -100,11 +111,22 @@ def prepare(config: str, arms: Sequence[str], seeds: Sequence[int],
     if reference not in names:
         raise ComparisonError(f'--reference {reference}: not among the arms {names}')
     arm_cfgs = {arm.name: arm_config(cfg, arm, u_lr_mult) for arm in parsed}
-    return Comparison(config=config, base=cfg, arms=parsed, arm_cfgs=arm_cfgs,
-                      seeds=list(seeds), lrs=list(lrs) if lrs else None, metric=metric,
-                      reported=reported_metrics(cfg, metric), reference=reference,
-                      work_dir=work_dir, launch=launch, u_lr_mult=u_lr_mult,
-                      workers=workers, options=dict(cfg_options or {}))
+    return Comparison(
+        config=config,
+        base=cfg,
+        arms=parsed,
+        arm_cfgs=arm_cfgs,
+        seeds=list(seeds),
+        lrs=list(lrs) if lrs else None,
+        metric=metric,
+        reported=reported_metrics(cfg, metric),
+        reference=reference,
+        work_dir=work_dir,
+        launch=launch,
+        u_lr_mult=u_lr_mult,
+        workers=workers,
+        options=dict(cfg_options or {}),
+    )
 
 
 def _run(comparison: Comparison, arm: str, seed: int, lr: Optional[float]) -> Run:
@@ -122,8 +144,10 @@ def _check_metric_produced(comparison: Comparison, result: dict, label: str) -> 
     for split, keys in (('val', [comparison.metric]), ('test', comparison.reported)):
         missing = [k for k in keys if k not in result[split]]
         if missing:
-            raise ComparisonError(f'{label}: the {split} evaluator returned no '
-                                  f'{missing} (it returned {sorted(result[split])})')
+            raise ComparisonError(
+                f'{label}: the {split} evaluator returned no '
+                f'{missing} (it returned {sorted(result[split])})'
+            )
 
 
 def run_comparison(comparison: Comparison) -> dict:
@@ -148,13 +172,17 @@ def run_comparison(comparison: Comparison) -> dict:
         for run, result in zip(runs, results):
             _check_metric_produced(c, result, run.label)
         for index, arm in enumerate(c.arms):
-            swept = results[index * len(lrs):(index + 1) * len(lrs)]
+            swept = results[index * len(lrs) : (index + 1) * len(lrs)]
             values = [r['val'][c.metric] for r in swept]
             best = max(range(len(lrs)), key=values.__getitem__)
             sweeps[arm.name] = {f'{lr:g}': v for lr, v in zip(lrs, values)}
             chosen[arm.name], kept[arm.name] = lrs[best], swept[best]
-    todo = [(arm.name, seed) for arm in c.arms for seed in seeds
-            if not (arm.name in kept and seed == seeds[0])]
+    todo = [
+        (arm.name, seed)
+        for arm in c.arms
+        for seed in seeds
+        if not (arm.name in kept and seed == seeds[0])
+    ]
     runs = [_run(c, arm, seed, chosen[arm]) for arm, seed in todo]
     results = executor.map(runs, describe)
     for run, result in zip(runs, results):
@@ -164,22 +192,38 @@ def run_comparison(comparison: Comparison) -> dict:
     arms = {}
     for arm in c.arms:
         arms[arm.name] = dict(
-            describe=arm.describe, overrides={k: str(v) for k, v in arm.overrides.items()},
-            lr=chosen[arm.name], sweep=sweeps.get(arm.name),
-            runs=[dict(by_run[arm.name, seed], seed=seed) for seed in seeds])
+            describe=arm.describe,
+            overrides={k: str(v) for k, v in arm.overrides.items()},
+            lr=chosen[arm.name],
+            sweep=sweeps.get(arm.name),
+            runs=[dict(by_run[arm.name, seed], seed=seed) for seed in seeds],
+        )
     seconds = time.time() - start
-    print(f'comparison: {total} runs ({int(progress.reused)} cached) in {mmss(seconds)}',
-          flush=True)
+    print(
+        f'comparison: {total} runs ({int(progress.reused)} cached) in {mmss(seconds)}', flush=True
+    )
     train_cfg = c.base.get('train_cfg') or {}
     return dict(
-        config=c.config, command=c.command, cfg_options={k: str(v) for k, v in c.options.items()},
-        metric=c.metric, reported=c.reported, reference=c.reference, seeds=seeds,
-        lrs=lrs, u_lr_mult=c.u_lr_mult,
-        schedule={k: train_cfg[k] for k in ('max_iters', 'max_epochs', 'val_interval')
-                  if k in train_cfg},
-        launch=c.launch.key(), workers=c.workers, arms=arms, seconds=round(seconds, 1),
-        trained=int(progress.done), cached=int(progress.reused),
+        config=c.config,
+        command=c.command,
+        cfg_options={k: str(v) for k, v in c.options.items()},
+        metric=c.metric,
+        reported=c.reported,
+        reference=c.reference,
+        seeds=seeds,
+        lrs=lrs,
+        u_lr_mult=c.u_lr_mult,
+        schedule={
+            k: train_cfg[k] for k in ('max_iters', 'max_epochs', 'val_interval') if k in train_cfg
+        },
+        launch=c.launch.key(),
+        workers=c.workers,
+        arms=arms,
+        seconds=round(seconds, 1),
+        trained=int(progress.done),
+        cached=int(progress.reused),
         finished=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
         machine=f'{platform.machine()}, {os.cpu_count()} CPU cores, '
         f'torch {torch.__version__}, '
-        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'))
+        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'),
+    )

@@ -2,6 +2,7 @@
 metric mean ± std over seeds, paired difference against the reference arm with
 its standard error and verdict, parameters, FLOPs and training time) and one
 plot (the main metric against training time)."""
+
 import math
 import os
 import os.path as osp
@@ -23,8 +24,12 @@ PLOT = 'comparison.png'
 
 def _digits(results: dict) -> int:
     """3 decimals for metrics in [0, 1] (mAP), 1 for percentages."""
-    values = [abs(run['test'][m]) for arm in results['arms'].values()
-              for run in arm['runs'] for m in results['reported']]
+    values = [
+        abs(run['test'][m])
+        for arm in results['arms'].values()
+        for run in arm['runs']
+        for m in results['reported']
+    ]
     return 3 if values and max(values) <= 1.0 else 1
 
 
@@ -60,16 +65,22 @@ def render_report(results: dict) -> str:
         f'Config `{results["config"]}`; arms {", ".join(f"`{a}`" for a in arms)}; seeds '
         f'{results["seeds"]} (each arm the same data, schedule '
         f'{results["schedule"]} and seeds); lr '
-        + (f'chosen per arm from {results["lrs"]} by the last val `{metric}` of seed '
-           f'{results["seeds"][0]}' if results['lrs'] and len(results['lrs']) > 1
-           else 'the config\'s' if not results['lrs'] else f'{results["lrs"][0]:g}')
+        + (
+            f'chosen per arm from {results["lrs"]} by the last val `{metric}` of seed '
+            f'{results["seeds"][0]}'
+            if results['lrs'] and len(results['lrs']) > 1
+            else "the config's"
+            if not results['lrs']
+            else f'{results["lrs"][0]:g}'
+        )
         + f'; every seed tested once on the test split; launcher '
         f'{results["launch"]["launcher"]} ({results["launch"]["nproc"]} process(es) per run), '
         f'{results["workers"]} run(s) at a time; {results["machine"]}; finished '
         f'{results["finished"]} in {mmss(results["seconds"])} ({results["trained"]} runs '
         f'trained, {results["cached"]} from the cache). Mean ± sample std over seeds.',
         '',
-        '| arm | lr | ' + ' | '.join(f'test `{m}`' for m in results['reported'])
+        '| arm | lr | '
+        + ' | '.join(f'test `{m}`' for m in results['reported'])
         + ' | params | trained params | FLOPs | training time | step |',
         '|---' * (len(results['reported']) + 7) + '|',
     ]
@@ -84,18 +95,25 @@ def render_report(results: dict) -> str:
             f' | {runs[0]["trained_params"] / 1e6:.2f} M'
             f' | {_ratio(runs[0]["flops"], ref_flops)}'
             f' | {seconds:.0f} s ({_ratio(seconds, ref_seconds)})'
-            f' | {1000 * mean_std([r["step_time"] for r in runs])[0]:.0f} ms |')
-    lines += ['', f'Ratios are against the reference arm `{reference}`; FLOPs: the forward '
-              'of the trained model on the first test image (mmengine\'s counter, as '
-              '`get_flops.py`); trained params: those training changed; training time: '
-              'the Runner\'s `train()` per run (validation included); step: one training '
-              'step (forward, backward, optimizer).', '',
-              f'## Against `{reference}`', '',
-              f'Verdict rule ({", ".join(f"`{m}`" for m in results["reported"])}): '
-              + VERDICT_RULE + '.', '',
-              '| arm | ' + ' | '.join(f'`{m}` d (SE)' for m in results['reported'])
-              + f' | verdict on `{metric}` |',
-              '|---' * (len(results['reported']) + 2) + '|']
+            f' | {1000 * mean_std([r["step_time"] for r in runs])[0]:.0f} ms |'
+        )
+    lines += [
+        '',
+        f'Ratios are against the reference arm `{reference}`; FLOPs: the forward '
+        "of the trained model on the first test image (mmengine's counter, as "
+        '`get_flops.py`); trained params: those training changed; training time: '
+        "the Runner's `train()` per run (validation included); step: one training "
+        'step (forward, backward, optimizer).',
+        '',
+        f'## Against `{reference}`',
+        '',
+        f'Verdict rule ({", ".join(f"`{m}`" for m in results["reported"])}): ' + VERDICT_RULE + '.',
+        '',
+        '| arm | '
+        + ' | '.join(f'`{m}` d (SE)' for m in results['reported'])
+        + f' | verdict on `{metric}` |',
+        '|---' * (len(results['reported']) + 2) + '|',
+    ]
     for name, arm in arms.items():
         if name == reference:
             continue
@@ -103,17 +121,28 @@ def render_report(results: dict) -> str:
         for m in results['reported']:
             d = paired_difference(_per_seed(arm, m), _per_seed(arms[reference], m), 'v')
             cells.append(f'{d["mean"]:+.{digits}f} ({d["se"]:.{digits}f})')
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' | ' + verdict(
-            _per_seed(arm, metric), _per_seed(arms[reference], metric), 'v', digits) + ' |')
+        lines.append(
+            f'| {name} | '
+            + ' | '.join(cells)
+            + ' | '
+            + verdict(_per_seed(arm, metric), _per_seed(arms[reference], metric), 'v', digits)
+            + ' |'
+        )
     if any(arm.get('sweep') for arm in arms.values()):
         lrs = results['lrs']
-        lines += ['', f'## lr sweep (val `{metric}`, seed {results["seeds"][0]})', '',
-                  '| arm | ' + ' | '.join(f'{lr:g}' for lr in lrs) + ' | chosen |',
-                  '|---' * (len(lrs) + 2) + '|']
+        lines += [
+            '',
+            f'## lr sweep (val `{metric}`, seed {results["seeds"][0]})',
+            '',
+            '| arm | ' + ' | '.join(f'{lr:g}' for lr in lrs) + ' | chosen |',
+            '|---' * (len(lrs) + 2) + '|',
+        ]
         for name, arm in arms.items():
-            lines.append(f'| {name} | ' + ' | '.join(
-                f'{arm["sweep"][f"{lr:g}"]:.{digits}f}' for lr in lrs)
-                + f' | {arm["lr"]:g} |')
+            lines.append(
+                f'| {name} | '
+                + ' | '.join(f'{arm["sweep"][f"{lr:g}"]:.{digits}f}' for lr in lrs)
+                + f' | {arm["lr"]:g} |'
+            )
     lines += ['', '## Arms', '']
     lines += [f'- `{name}`: {arm["describe"]}' for name, arm in arms.items()]
     lines += ['', f'![{metric} against training time]({PLOT})', '']
@@ -129,8 +158,14 @@ def plot_metric_vs_time(results: dict, path: str) -> None:
         values = [r['test'][metric] for r in arm['runs']]
         seconds = [r['seconds'] for r in arm['runs']]
         mean, std = mean_std(values)
-        ax.errorbar(mean_std(seconds)[0], mean, yerr=0 if math.isnan(std) else std,
-                    fmt='o', capsize=3, label=name)
+        ax.errorbar(
+            mean_std(seconds)[0],
+            mean,
+            yerr=0 if math.isnan(std) else std,
+            fmt='o',
+            capsize=3,
+            label=name,
+        )
     ax.set_xlabel('training time per run (s)')
     ax.set_ylabel(f'test {metric}')
     ax.set_title(f'{len(results["seeds"])} seeds, mean ± std')

@@ -12,6 +12,7 @@ seed: the same data order, initialisation and pretrained start for both),
 
 A screen for a few seeds, not a significance test. Higher is better.
 """
+
 import math
 import statistics
 from typing import Dict, List, Sequence, Tuple
@@ -22,7 +23,8 @@ VERDICT_RULE = (
     'paired by seed, d = arm - reference: **supported** if mean(d) > 2 SE, '
     '**not supported** if mean(d) <= 0 ("clearly" if mean(d) < -2 SE), '
     '**inconclusive at this scale** otherwise (SE = std(d) / sqrt(n); a screen '
-    'for a few seeds, not a significance test; higher is better)')
+    'for a few seeds, not a significance test; higher is better)'
+)
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -38,23 +40,22 @@ def fmt(values: Sequence[float], digits: int = 1) -> str:
     return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
-def paired_difference(runs: List[dict], control: List[dict],
-                      key: str = 'test') -> Dict[str, float]:
+def paired_difference(runs: List[dict], control: List[dict], key: str = 'test') -> Dict[str, float]:
     """``mean``, standard error ``se`` and count ``n`` of the per-seed
     differences ``run[key] - control[key]`` over the seeds both have (each
     run a dict with ``seed`` and ``key``); ``se`` is nan for one pair."""
     by_seed = {r['seed']: r[key] for r in control}
     diffs = [r[key] - by_seed[r['seed']] for r in runs if r['seed'] in by_seed]
     if not diffs:
-        raise ValueError(f'no seed in common: {[r["seed"] for r in runs]} vs '
-                         f'{[r["seed"] for r in control]}')
+        raise ValueError(
+            f'no seed in common: {[r["seed"] for r in runs]} vs {[r["seed"] for r in control]}'
+        )
     mean, std = mean_std(diffs)
     se = std / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
     return dict(mean=mean, se=se, n=len(diffs))
 
 
-def verdict(runs: List[dict], control: List[dict], key: str = 'test',
-            digits: int = 2) -> str:
+def verdict(runs: List[dict], control: List[dict], key: str = 'test', digits: int = 2) -> str:
     """Whether ``runs`` beat ``control`` on ``key``, seed by seed, by the
     rule of this module (:data:`VERDICT_RULE`), with the paired difference:
     e.g. ``**supported**: +1.20 (SE 0.30, n=3)``."""

@@ -10,6 +10,7 @@ the result atomically (rank 0).
 
 as ``tools/train.py`` runs under ``tools/dist_train.sh`` / ``slurm_train.sh``.
 """
+
 import argparse
 import os
 import time
@@ -51,22 +52,24 @@ class RunRecorder(Hook):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def before_train(self, runner) -> None:
-        self._initial = {name: p.detach().clone()
-                         for name, p in self._model(runner).named_parameters()}
+        self._initial = {
+            name: p.detach().clone() for name, p in self._model(runner).named_parameters()
+        }
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._start = time.perf_counter()
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs=None) -> None:
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self.step_seconds.append(time.perf_counter() - self._start)
 
     def after_train(self, runner) -> None:
-        changed = {name: p.numel() for name, p in self._model(runner).named_parameters()
-                   if not torch.equal(p.detach(), self._initial[name])}
+        changed = {
+            name: p.numel()
+            for name, p in self._model(runner).named_parameters()
+            if not torch.equal(p.detach(), self._initial[name])
+        }
         self.trained = sum(changed.values())
-        self.trained_adapter = sum(n for name, n in changed.items()
-                                   if is_adapter_param_name(name))
+        self.trained_adapter = sum(n for name, n in changed.items() if is_adapter_param_name(name))
         self._initial = {}
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
@@ -85,8 +88,10 @@ def run(cfg: Config) -> Optional[dict]:
     seconds = time.time() - start
     print(f'comparison worker: trained in {seconds:.1f} s', flush=True)
     if recorder.val is None:
-        raise RuntimeError(f'{cfg.filename}: training never validated; the '
-                           'comparison chooses on the val metric (train_cfg.val_interval)')
+        raise RuntimeError(
+            f'{cfg.filename}: training never validated; the '
+            'comparison chooses on the val metric (train_cfg.val_interval)'
+        )
     test = {k: float(v) for k, v in runner.test().items()}
     if get_rank() != 0:
         return None
@@ -96,24 +101,28 @@ def run(cfg: Config) -> Optional[dict]:
         flops = count_flops(model, *flop_input(model, runner.test_dataloader))['']
     steps = recorder.step_seconds[1:] or recorder.step_seconds  # first: warm-up
     return dict(
-        val=recorder.val, test=test, seconds=round(seconds, 2),
+        val=recorder.val,
+        test=test,
+        seconds=round(seconds, 2),
         step_time=sum(steps) / len(steps) if steps else float('nan'),
         params=sum(p.numel() for p in model.parameters()),
-        adapter_params=sum(p.numel() for name, p in model.named_parameters()
-                           if is_adapter_param_name(name)),
-        trained_params=recorder.trained, trained_adapter_params=recorder.trained_adapter,
+        adapter_params=sum(
+            p.numel() for name, p in model.named_parameters() if is_adapter_param_name(name)
+        ),
+        trained_params=recorder.trained,
+        trained_adapter_params=recorder.trained_adapter,
         flops=int(flops),
-        world_size=get_world_size(), test_images=len(runner.test_dataloader.dataset))
+        world_size=get_world_size(),
+        test_images=len(runner.test_dataloader.dataset),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='the run config (written by the comparison)')
     parser.add_argument('result', help='where the result JSON goes (rank 0)')
-    parser.add_argument('--fingerprint', required=True,
-                        help='the cache key stored with the result')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm'])
+    parser.add_argument('--fingerprint', required=True, help='the cache key stored with the result')
+    parser.add_argument('--launcher', default='none', choices=['none', 'pytorch', 'slurm'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))

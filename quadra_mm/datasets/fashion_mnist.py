@@ -5,6 +5,7 @@ Importing this module registers the dataset in mmpretrain's ``DATASETS``
 'quadra_mm.datasets.fashion_mnist'])``); ``import quadra_mm.datasets`` alone
 stays free of OpenMMLab imports.
 """
+
 import functools
 import os.path as osp
 from typing import Optional, Sequence, Tuple
@@ -65,33 +66,42 @@ class FashionMNISTSubset(FashionMNIST):
             (``pipeline``, ``data_root``, ...).
     """
 
-    def __init__(self,
-                 data_prefix: str,
-                 part: str,
-                 class_ids: Sequence[int],
-                 per_class: Optional[int] = None,
-                 seed: int = 0,
-                 shift: Optional[str] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        data_prefix: str,
+        part: str,
+        class_ids: Sequence[int],
+        per_class: Optional[int] = None,
+        seed: int = 0,
+        shift: Optional[str] = None,
+        **kwargs,
+    ) -> None:
         if part not in PARTS:
-            raise ValueError(f'FashionMNISTSubset: part must be one of '
-                             f'{PARTS}, got {part!r}')
+            raise ValueError(f'FashionMNISTSubset: part must be one of {PARTS}, got {part!r}')
         class_ids = [int(c) for c in class_ids]
-        if not class_ids or len(set(class_ids)) != len(class_ids) or \
-                not all(0 <= c < 10 for c in class_ids):
-            raise ValueError('FashionMNISTSubset: class_ids must be distinct '
-                             f'labels in 0..9, got {class_ids}')
+        if (
+            not class_ids
+            or len(set(class_ids)) != len(class_ids)
+            or not all(0 <= c < 10 for c in class_ids)
+        ):
+            raise ValueError(
+                f'FashionMNISTSubset: class_ids must be distinct labels in 0..9, got {class_ids}'
+            )
         if per_class is not None and per_class < 1:
-            raise ValueError('FashionMNISTSubset: per_class must be >= 1, '
-                             f'got {per_class}')
+            raise ValueError(f'FashionMNISTSubset: per_class must be >= 1, got {per_class}')
         self.part, self.class_ids = part, class_ids
         self.per_class, self.seed, self.shift = per_class, seed, shift
-        kwargs.setdefault('metainfo', dict(
-            classes=[FASHIONMNIST_CATEGORITES[c] for c in class_ids]))
+        kwargs.setdefault(
+            'metainfo', dict(classes=[FASHIONMNIST_CATEGORITES[c] for c in class_ids])
+        )
         test = part == 'test'
-        super().__init__(data_prefix=data_prefix,
-                         split='test' if test else 'train', test_mode=test,
-                         download=False, **kwargs)
+        super().__init__(
+            data_prefix=data_prefix,
+            split='test' if test else 'train',
+            test_mode=test,
+            download=False,
+            **kwargs,
+        )
 
     def _part(self, order: np.ndarray) -> np.ndarray:
         if self.part == 'val':
@@ -107,8 +117,8 @@ class FashionMNISTSubset(FashionMNIST):
         missing = missing_files(root)
         if missing:
             raise FileNotFoundError(
-                f'FashionMNISTSubset: {missing} not found in data_prefix '
-                f'{root!r}; {INSTALL_HINT}')
+                f'FashionMNISTSubset: {missing} not found in data_prefix {root!r}; {INSTALL_HINT}'
+            )
         images, labels = _read(osp.abspath(root), self.part == 'test')
         rng = np.random.default_rng(self.seed)
         chosen = []
@@ -122,12 +132,15 @@ class FashionMNISTSubset(FashionMNIST):
                     raise ValueError(
                         f'FashionMNISTSubset: per_class={self.per_class} but '
                         f'part {self.part!r} has {len(part)} images of '
-                        f'class {label}')
+                        f'class {label}'
+                    )
                 part = np.sort(rng.choice(part, self.per_class, replace=False))
             chosen += [(index, new_label) for index in part]
         indices = np.array([index for index, _ in chosen], dtype=np.int64)
         selected = images[indices]
         if self.shift is not None:
             selected = apply_shift(selected, self.shift)
-        return [dict(img=img, gt_label=np.array(new_label, dtype=np.int64))
-                for img, (_, new_label) in zip(selected, chosen)]
+        return [
+            dict(img=img, gt_label=np.array(new_label, dtype=np.int64))
+            for img, (_, new_label) in zip(selected, chosen)
+        ]

@@ -17,6 +17,7 @@ For an image with intensities ``v`` in [0, 1]:
 The same map is applied to every image (a fixed domain shift, not an
 augmentation).
 """
+
 from typing import Tuple
 
 import cv2
@@ -36,8 +37,9 @@ def solarise(images: np.ndarray, freq: float = SOLARISE_FREQ) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def swirl_maps(height: int, width: int, strength: float = SWIRL_STRENGTH,
-               radius: float = SWIRL_RADIUS) -> Tuple[np.ndarray, np.ndarray]:
+def swirl_maps(
+    height: int, width: int, strength: float = SWIRL_STRENGTH, radius: float = SWIRL_RADIUS
+) -> Tuple[np.ndarray, np.ndarray]:
     """``cv2.remap`` source coordinates of the swirl (output pixel -> input)."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
@@ -52,13 +54,21 @@ def swirl_maps(height: int, width: int, strength: float = SWIRL_STRENGTH,
 def solarise_swirl(images: np.ndarray) -> np.ndarray:
     """The study's shift of a ``(N, H, W)`` uint8 array: swirl, then solarise."""
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError('solarise_swirl expects an (N, H, W) uint8 array, got '
-                         f'{images.dtype} of shape {images.shape}')
+        raise ValueError(
+            'solarise_swirl expects an (N, H, W) uint8 array, got '
+            f'{images.dtype} of shape {images.shape}'
+        )
     map_x, map_y = swirl_maps(*images.shape[1:])
-    warped = np.stack([
-        cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR,
-                  borderMode=cv2.BORDER_REPLICATE) for img in images
-    ]) if len(images) else images
+    warped = (
+        np.stack(
+            [
+                cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                for img in images
+            ]
+        )
+        if len(images)
+        else images
+    )
     return solarise(warped)
 
 

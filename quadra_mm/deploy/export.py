@@ -1,4 +1,5 @@
 """Export of an adapted model for inference."""
+
 import copy
 
 import torch
@@ -16,8 +17,9 @@ def plain_layer(layer: QuadraticNeuron) -> nn.Module:
     return share_parameters(plain(**layer_config(layer), device='meta'), layer)
 
 
-def export_for_inference(model: nn.Module, inplace: bool = False, compile: bool = False,
-                         drop_zero_adapters: bool = False) -> nn.Module:
+def export_for_inference(
+    model: nn.Module, inplace: bool = False, compile: bool = False, drop_zero_adapters: bool = False
+) -> nn.Module:
     """The inference form of ``model``: every quadratic layer :meth:`fused
     <quadra_mm.ops.QuadraticNeuron.fuse>`.
 
@@ -40,8 +42,11 @@ def export_for_inference(model: nn.Module, inplace: bool = False, compile: bool 
         model = copy.deepcopy(model)
     for name, layer in list(quadratic_layers(model)):
         layer.fuse()
-        if (drop_zero_adapters and layer.quadratic_term_is_zero
-                and isinstance(layer, (nn.Conv2d, nn.Linear))):
+        if (
+            drop_zero_adapters
+            and layer.quadratic_term_is_zero
+            and isinstance(layer, (nn.Conv2d, nn.Linear))
+        ):
             if name:
                 replace_module(model, name, plain_layer(layer))
             else:

@@ -8,7 +8,13 @@ from .stats_hook import QuadraticStatsHook
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = [
-    'AdapterCheckpointHook', 'AdapterPruningHook', 'ExactResumeHook', 'FrozenAdaptersHook',
-    'QuadraticNonFiniteHook', 'QuadraticStageHook', 'QuadraticStatsHook',
-    'WeightsOnlyCheckpointHook', 'phase_one_frozen_parameters'
+    'AdapterCheckpointHook',
+    'AdapterPruningHook',
+    'ExactResumeHook',
+    'FrozenAdaptersHook',
+    'QuadraticNonFiniteHook',
+    'QuadraticStageHook',
+    'QuadraticStatsHook',
+    'WeightsOnlyCheckpointHook',
+    'phase_one_frozen_parameters',
 ]

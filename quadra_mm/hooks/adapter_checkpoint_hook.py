@@ -1,4 +1,5 @@
 """Checkpoints of only what training changed, as PEFT users expect."""
+
 import os.path as osp
 from typing import Optional, Set
 
@@ -56,8 +57,13 @@ class AdapterCheckpointHook(Hook):
 
     priority = 'VERY_LOW'
 
-    def __init__(self, interval: Optional[int] = None, by_epoch: bool = False,
-                 save_last: bool = True, out_dir: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        interval: Optional[int] = None,
+        by_epoch: bool = False,
+        save_last: bool = True,
+        out_dir: Optional[str] = None,
+    ) -> None:
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_last = save_last
@@ -66,22 +72,23 @@ class AdapterCheckpointHook(Hook):
 
     def _record_trainable(self, runner) -> None:
         self._trained.update(
-            name for name, p in _unwrap(runner.model).named_parameters()
-            if p.requires_grad)
+            name for name, p in _unwrap(runner.model).named_parameters() if p.requires_grad
+        )
 
     def _base(self, runner) -> dict:
-        init = [dict(module=name, checkpoint=cfg.get('checkpoint'),
-                     prefix=cfg.get('prefix'))
-                for name, module in _unwrap(runner.model).named_modules()
-                for cfg in [getattr(module, 'qnv2_pretrained', None)] if cfg]
+        init = [
+            dict(module=name, checkpoint=cfg.get('checkpoint'), prefix=cfg.get('prefix'))
+            for name, module in _unwrap(runner.model).named_modules()
+            for cfg in [getattr(module, 'qnv2_pretrained', None)]
+            if cfg
+        ]
         load_from = None if runner._resume else runner._load_from
         return dict(init=init, load_from=load_from)
 
     def _save(self, runner, name: str) -> None:
         if not is_main_process():
             return
-        checkpoint = trained_checkpoint(_unwrap(runner.model), self._trained,
-                                        self._base(runner))
+        checkpoint = trained_checkpoint(_unwrap(runner.model), self._trained, self._base(runner))
         checkpoint['meta'].update(epoch=runner.epoch, iter=runner.iter)
         dataset = getattr(runner.train_dataloader, 'dataset', None)
         if getattr(dataset, 'metainfo', None) is not None:
@@ -90,7 +97,8 @@ class AdapterCheckpointHook(Hook):
         save_checkpoint(checkpoint, path)
         runner.logger.info(
             f'AdapterCheckpointHook: {len(checkpoint["state_dict"])} trained '
-            f'tensors saved to {path}')
+            f'tensors saved to {path}'
+        )
 
     def _due(self, runner, by_epoch: bool) -> bool:
         if self.interval is None:
@@ -99,12 +107,13 @@ class AdapterCheckpointHook(Hook):
             return False
         if by_epoch:
             return self.every_n_epochs(runner, self.interval) or (
-                self.save_last and self.is_last_train_epoch(runner))
+                self.save_last and self.is_last_train_epoch(runner)
+            )
         return self.every_n_train_iters(runner, self.interval) or (
-            self.save_last and self.is_last_train_iter(runner))
+            self.save_last and self.is_last_train_iter(runner)
+        )
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs=None) -> None:
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._record_trainable(runner)
         if self._due(runner, by_epoch=False):
             self._save(runner, f'adapter_iter_{runner.iter + 1}.pth')
@@ -119,5 +128,4 @@ class AdapterCheckpointHook(Hook):
         if is_trained_checkpoint(checkpoint):
             model = _unwrap(runner.model)
             load_base(model, checkpoint)
-            complete_trained_checkpoint(model, checkpoint,
-                                        'the loaded checkpoint')
+            complete_trained_checkpoint(model, checkpoint, 'the loaded checkpoint')

@@ -1,5 +1,6 @@
 """Exact resume: the random generators and the data-stream position travel
 inside the checkpoint, so ``--resume`` continues an interrupted run exactly."""
+
 import random
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -10,9 +11,7 @@ from mmengine.hooks import CheckpointHook, Hook
 
 from quadra_mm.registry import register_hook
 
-__all__ = [
-    'ExactResumeHook', 'capture_rng_state', 'checkpoint_due', 'restore_rng_state'
-]
+__all__ = ['ExactResumeHook', 'capture_rng_state', 'checkpoint_due', 'restore_rng_state']
 
 STATE_KEY = 'exact_resume'
 
@@ -24,16 +23,19 @@ def capture_rng_state() -> Dict[str, Any]:
     py_version, py_state, py_gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     return dict(
-        python=dict(version=py_version,
-                    state=torch.tensor(py_state, dtype=torch.int64),
-                    gauss=py_gauss),
-        numpy=dict(kind=str(np_kind),
-                   keys=torch.from_numpy(np_keys.astype(np.int64)),
-                   pos=int(np_pos), has_gauss=int(np_has_gauss),
-                   gauss=float(np_gauss)),
+        python=dict(
+            version=py_version, state=torch.tensor(py_state, dtype=torch.int64), gauss=py_gauss
+        ),
+        numpy=dict(
+            kind=str(np_kind),
+            keys=torch.from_numpy(np_keys.astype(np.int64)),
+            pos=int(np_pos),
+            has_gauss=int(np_has_gauss),
+            gauss=float(np_gauss),
+        ),
         torch=torch.get_rng_state(),
-        cuda=(torch.cuda.get_rng_state_all()
-              if torch.cuda.is_available() else []))
+        cuda=(torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []),
+    )
 
 
 def restore_rng_state(state: Dict[str, Any]) -> None:
@@ -47,13 +49,21 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     cuda = state['cuda']
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if cuda and len(cuda) != visible:
-        raise ValueError(f'ExactResumeHook: the checkpoint holds the RNG '
-                         f'state of {len(cuda)} CUDA devices, this process '
-                         f'sees {visible}')
-    random.setstate((py['version'], tuple(py['state'].tolist()),
-                     py['gauss']))
-    np.random.set_state((npy['kind'], npy['keys'].numpy().astype(np.uint32),
-                         npy['pos'], npy['has_gauss'], npy['gauss']))
+        raise ValueError(
+            f'ExactResumeHook: the checkpoint holds the RNG '
+            f'state of {len(cuda)} CUDA devices, this process '
+            f'sees {visible}'
+        )
+    random.setstate((py['version'], tuple(py['state'].tolist()), py['gauss']))
+    np.random.set_state(
+        (
+            npy['kind'],
+            npy['keys'].numpy().astype(np.uint32),
+            npy['pos'],
+            npy['has_gauss'],
+            npy['gauss'],
+        )
+    )
     torch.set_rng_state(state['torch'])
     if cuda:
         torch.cuda.set_rng_state_all(cuda)
@@ -62,8 +72,7 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
 def _index_sampler(dataloader) -> Any:
     """The sampler that orders the data (a batch sampler's inner one)."""
     batch_sampler = getattr(dataloader, 'batch_sampler', None)
-    return getattr(batch_sampler, 'sampler', None) or getattr(
-        dataloader, 'sampler', None)
+    return getattr(batch_sampler, 'sampler', None) or getattr(dataloader, 'sampler', None)
 
 
 class _ResumedIterator:
@@ -160,12 +169,14 @@ class ExactResumeHook(Hook):
             ranks = [rng]
         sampler = _index_sampler(runner.train_loop.dataloader)
         self._captured = dict(
-            iter=consumed, epoch=runner.epoch, rng=ranks,
+            iter=consumed,
+            epoch=runner.epoch,
+            rng=ranks,
             sampler_seed=getattr(sampler, 'seed', None),
-            sampler_epoch=getattr(sampler, 'epoch', None))
+            sampler_epoch=getattr(sampler, 'epoch', None),
+        )
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs=None) -> None:
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._capture(runner, runner.iter + 1, by_epoch=False)
 
     def after_train_epoch(self, runner) -> None:
@@ -196,8 +207,8 @@ class ExactResumeHook(Hook):
             runner.logger.warning(
                 'ExactResumeHook: the resumed checkpoint holds no generator '
                 'state for iteration {}; the run continues with re-seeded '
-                'generators and will differ from an uninterrupted one'.format(
-                    runner.iter))
+                'generators and will differ from an uninterrupted one'.format(runner.iter)
+            )
             return
         loop = runner.train_loop
         sampler = _index_sampler(loop.dataloader)
@@ -211,7 +222,8 @@ class ExactResumeHook(Hook):
             runner.logger.warning(
                 f'ExactResumeHook: the checkpoint holds the generator state '
                 f'of {len(state["rng"])} ranks, this run has {world}: the '
-                'data order is restored, the random draws are not')
+                'data order is restored, the random draws are not'
+            )
 
         def on_resume() -> None:
             if rng is not None:
@@ -219,11 +231,9 @@ class ExactResumeHook(Hook):
 
         if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop
             if seed_changed:  # worker prefetch may have drawn with the old seed
-                loop.dataloader_iterator = type(loop.dataloader_iterator)(
-                    loop.dataloader)
+                loop.dataloader_iterator = type(loop.dataloader_iterator)(loop.dataloader)
             # The loop itself replays the `runner.iter` consumed batches.
-            loop.dataloader_iterator = _ResumedIterator(loop, runner.iter,
-                                                        on_resume)
+            loop.dataloader_iterator = _ResumedIterator(loop, runner.iter, on_resume)
         else:
             skip = runner.iter - runner.epoch * len(loop.dataloader)
             loop.dataloader = _ResumedEpoch(loop, skip, on_resume)
@@ -231,7 +241,8 @@ class ExactResumeHook(Hook):
             f'ExactResumeHook: continuing the data stream after '
             f'{runner.iter} batches (sampler seed {state["sampler_seed"]}) '
             'with the checkpointed generator state'
-            + ('' if rng is not None else ' (generators not restored)'))
+            + ('' if rng is not None else ' (generators not restored)')
+        )
 
 
 def checkpoint_due(runner, by_epoch: bool) -> bool:
@@ -241,12 +252,13 @@ def checkpoint_due(runner, by_epoch: bool) -> bool:
         if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
             continue
         if by_epoch:
-            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) \
-                or (hook.save_last and hook.is_last_train_epoch(runner))
+            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_epoch(runner)
+            )
         else:
-            due = hook.every_n_train_iters(
-                runner, hook.interval, hook.save_begin) or (
-                    hook.save_last and hook.is_last_train_iter(runner))
+            due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_iter(runner)
+            )
         if due:
             return True
     return False

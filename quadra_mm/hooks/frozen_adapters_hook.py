@@ -1,4 +1,5 @@
 """Quadratic adapters kept at their initial value for a whole run."""
+
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -32,6 +33,8 @@ class FrozenAdaptersHook(Hook):
                 param.grad = None
                 frozen += 1
         if not frozen:
-            raise ValueError('FrozenAdaptersHook: the model has no quadratic adapter '
-                             'parameters; use a QuadraNetV2 backbone')
+            raise ValueError(
+                'FrozenAdaptersHook: the model has no quadratic adapter '
+                'parameters; use a QuadraNetV2 backbone'
+            )
         runner.logger.info(f'FrozenAdaptersHook: {frozen} adapter parameters frozen')

@@ -1,4 +1,5 @@
 """Name the adapted layer behind a non-finite loss."""
+
 import math
 from typing import Optional
 
@@ -56,9 +57,12 @@ class QuadraticNonFiniteHook(Hook):
                 model._run_forward(model.data_preprocessor(self._batch, True), mode='loss')
 
         culprit = first_nonfinite_layer(model, forward)
-        where = (f'first quadratic layer with a non-finite output: {culprit[0]!r} ({culprit[1]})'
-                 if culprit else 'no quadratic layer made a non-finite output on this batch; '
-                 'the first non-finite value comes from elsewhere in the model')
+        where = (
+            f'first quadratic layer with a non-finite output: {culprit[0]!r} ({culprit[1]})'
+            if culprit
+            else 'no quadratic layer made a non-finite output on this batch; '
+            'the first non-finite value comes from elsewhere in the model'
+        )
         message = f'non-finite training loss ({loss}) at iteration {runner.iter + 1}: {where}'
         if self.raise_error:
             raise FloatingPointError(message)

@@ -1,4 +1,5 @@
 """Pruning of the quadratic adapters during training, then training on."""
+
 import json
 import os
 import os.path as osp
@@ -72,32 +73,40 @@ class AdapterPruningHook(Hook):
 
     priority = 'HIGH'  # before QuadraticStatsHook sets up its iteration
 
-    def __init__(self,
-                 prune_iter: Optional[int] = None,
-                 prune_epoch: Optional[int] = None,
-                 prune_to_flops: Optional[float] = None,
-                 prune_fraction: Optional[float] = None,
-                 scorer: str = 'ablation',
-                 metric: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        prune_iter: Optional[int] = None,
+        prune_epoch: Optional[int] = None,
+        prune_to_flops: Optional[float] = None,
+        prune_fraction: Optional[float] = None,
+        scorer: str = 'ablation',
+        metric: Optional[str] = None,
+    ) -> None:
         if (prune_iter is None) == (prune_epoch is None):
-            raise ValueError('AdapterPruningHook: give exactly one of `prune_iter` and '
-                             '`prune_epoch`')
+            raise ValueError(
+                'AdapterPruningHook: give exactly one of `prune_iter` and `prune_epoch`'
+            )
         when = prune_iter if prune_iter is not None else prune_epoch
         if not isinstance(when, int) or isinstance(when, bool) or when < 0:
-            raise ValueError('AdapterPruningHook: `prune_iter` / `prune_epoch` must be a '
-                             f'non-negative int, got {when!r}')
+            raise ValueError(
+                'AdapterPruningHook: `prune_iter` / `prune_epoch` must be a '
+                f'non-negative int, got {when!r}'
+            )
         if (prune_to_flops is None) == (prune_fraction is None):
-            raise ValueError('AdapterPruningHook: give exactly one of `prune_to_flops` and '
-                             '`prune_fraction`')
+            raise ValueError(
+                'AdapterPruningHook: give exactly one of `prune_to_flops` and `prune_fraction`'
+            )
         if prune_to_flops is not None and not prune_to_flops >= 1.0:
-            raise ValueError(f'AdapterPruningHook: `prune_to_flops` {prune_to_flops} is a '
-                             'ratio to the first-order FLOPs and must be >= 1.0')
+            raise ValueError(
+                f'AdapterPruningHook: `prune_to_flops` {prune_to_flops} is a '
+                'ratio to the first-order FLOPs and must be >= 1.0'
+            )
         if prune_fraction is not None and not 0.0 <= prune_fraction <= 1.0:
-            raise ValueError(f'AdapterPruningHook: `prune_fraction` {prune_fraction} must '
-                             'be in [0, 1]')
+            raise ValueError(
+                f'AdapterPruningHook: `prune_fraction` {prune_fraction} must be in [0, 1]'
+            )
         if scorer not in SCORERS:
-            raise ValueError(f'AdapterPruningHook: `scorer` {scorer!r} is not one of '
-                             f'{SCORERS}')
+            raise ValueError(f'AdapterPruningHook: `scorer` {scorer!r} is not one of {SCORERS}')
         self.prune_iter, self.prune_epoch = prune_iter, prune_epoch
         self.prune_to_flops, self.prune_fraction = prune_to_flops, prune_fraction
         self.scorer, self.metric = scorer, metric
@@ -111,25 +120,34 @@ class AdapterPruningHook(Hook):
     def _layers(self, runner) -> Dict[str, QuadraticNeuron]:
         layers = dict(quadratic_layers(self._model(runner)))
         if not layers:
-            raise ValueError(f'AdapterPruningHook: the model ({type(self._model(runner)).__name__})'
-                             ' has no quadratic layers; use a QuadraNetV2 backbone')
+            raise ValueError(
+                f'AdapterPruningHook: the model ({type(self._model(runner)).__name__})'
+                ' has no quadratic layers; use a QuadraNetV2 backbone'
+            )
         return layers
 
     def before_train(self, runner) -> None:
         layers = self._layers(runner)
         if runner.val_loop is None:
-            raise ValueError('AdapterPruningHook: the adapters are scored on the val set, but '
-                             'the config has no val_dataloader / val_evaluator / val_cfg')
+            raise ValueError(
+                'AdapterPruningHook: the adapters are scored on the val set, but '
+                'the config has no val_dataloader / val_evaluator / val_cfg'
+            )
         if is_model_wrapper(runner.model) and not getattr(
-                runner.model, 'find_unused_parameters', True):
-            raise ValueError('AdapterPruningHook: the pruned adapters get no gradients; set '
-                             '`find_unused_parameters = True` in the config for distributed '
-                             'training')
+            runner.model, 'find_unused_parameters', True
+        ):
+            raise ValueError(
+                'AdapterPruningHook: the pruned adapters get no gradients; set '
+                '`find_unused_parameters = True` in the config for distributed '
+                'training'
+            )
         if self.pruned is not None:  # from a loaded checkpoint
             unknown = sorted(set(self.pruned) - set(layers))
             if unknown:
-                raise ValueError(f'AdapterPruningHook: the checkpoint\'s meta[{META_KEY!r}] '
-                                 f'names adapters this model lacks: {unknown}')
+                raise ValueError(
+                    f"AdapterPruningHook: the checkpoint's meta[{META_KEY!r}] "
+                    f'names adapters this model lacks: {unknown}'
+                )
             self._switch_off_and_freeze(layers, self.pruned)
 
     def _due(self, runner) -> bool:
@@ -154,8 +172,9 @@ class AdapterPruningHook(Hook):
         model = self._model(runner)
         training = model.training
         try:
-            scores = score_adapters(Evaluation(runner.val_loop, model), layers,
-                                    self.scorer, self.metric)
+            scores = score_adapters(
+                Evaluation(runner.val_loop, model), layers, self.scorer, self.metric
+            )
         except KeyError as error:  # the evaluator has no such metric
             raise ValueError(f'AdapterPruningHook (`metric`): {error.args[0]}') from None
         finally:
@@ -169,11 +188,19 @@ class AdapterPruningHook(Hook):
 
         f0 = scores.first_order_flops
         rule = pruning_rule(self.prune_to_flops, self.prune_fraction)
-        summary = dict(iter=runner.iter, epoch=runner.epoch, rule=rule, scorer=self.scorer,
-                       metric=scores.metric, val_metric=scores.val_metric,
-                       first_order_flops=f0, flops_ratio_before=scores.adapted_flops / f0,
-                       flops_ratio_after=scores.flops_ratio(names), pruned=self.pruned,
-                       adapters=scores.rows)
+        summary = dict(
+            iter=runner.iter,
+            epoch=runner.epoch,
+            rule=rule,
+            scorer=self.scorer,
+            metric=scores.metric,
+            val_metric=scores.val_metric,
+            first_order_flops=f0,
+            flops_ratio_before=scores.adapted_flops / f0,
+            flops_ratio_after=scores.flops_ratio(names),
+            pruned=self.pruned,
+            adapters=scores.rows,
+        )
         if is_main_process():
             path = osp.join(runner.work_dir, 'adapter_pruning.json')
             with open(path + '.partial', 'w') as f:
@@ -184,7 +211,8 @@ class AdapterPruningHook(Hook):
             f'{len(layers)} adapters off ({rule}, {self.scorer} scorer, val '
             f'{scores.metric} {scores.val_metric:.4g} before): forward FLOPs '
             f'{summary["flops_ratio_before"]:.4f}x -> {summary["flops_ratio_after"]:.4f}x '
-            f'first-order; pruned {self.pruned}')
+            f'first-order; pruned {self.pruned}'
+        )
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.pruned is not None:

@@ -4,6 +4,7 @@ The paper's "stage training" runs in two **phases** (a "stage" elsewhere in
 quadra-mm is a backbone stage): phase 1 trains the adapters with the
 pretrained first-order parameters frozen, phase 2 trains everything.
 """
+
 from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook
@@ -27,16 +28,27 @@ def phase_one_frozen_parameters(model: nn.Module, module: str) -> Dict[str, nn.P
     left first-order (stem, downsampling, ...) are frozen too."""
     target = getattr(model, module, None)
     if not isinstance(target, nn.Module):
-        raise ValueError(f'QuadraticStageHook: the model '
-                         f'({type(model).__name__}) has no sub-module '
-                         f'`{module}` (hook option `module`)')
+        raise ValueError(
+            f'QuadraticStageHook: the model '
+            f'({type(model).__name__}) has no sub-module '
+            f'`{module}` (hook option `module`)'
+        )
     if not any(True for _ in quadratic_layers(target)):
-        raise ValueError(f'QuadraticStageHook: model.{module} has no '
-                         'quadratic layers; use a QuadraNetV2 backbone')
-    norm_params = {id(p) for m in target.modules() if isinstance(m, _NORMS)
-                   for p in m.parameters(recurse=False)}
-    return {f'{module}.{name}': p for name, p in target.named_parameters()
-            if not is_adapter_param_name(name) and id(p) not in norm_params}
+        raise ValueError(
+            f'QuadraticStageHook: model.{module} has no '
+            'quadratic layers; use a QuadraNetV2 backbone'
+        )
+    norm_params = {
+        id(p)
+        for m in target.modules()
+        if isinstance(m, _NORMS)
+        for p in m.parameters(recurse=False)
+    }
+    return {
+        f'{module}.{name}': p
+        for name, p in target.named_parameters()
+        if not is_adapter_param_name(name) and id(p) not in norm_params
+    }
 
 
 @register_hook
@@ -82,21 +94,26 @@ class QuadraticStageHook(Hook):
 
     priority = 'HIGH'
 
-    def __init__(self,
-                 switch_iter: Optional[int] = None,
-                 switch_epoch: Optional[int] = None,
-                 primary_lr_mult: float = 0.1,
-                 module: str = 'backbone') -> None:
+    def __init__(
+        self,
+        switch_iter: Optional[int] = None,
+        switch_epoch: Optional[int] = None,
+        primary_lr_mult: float = 0.1,
+        module: str = 'backbone',
+    ) -> None:
         if (switch_iter is None) == (switch_epoch is None):
-            raise ValueError('QuadraticStageHook: give exactly one of '
-                             '`switch_iter` and `switch_epoch`')
+            raise ValueError(
+                'QuadraticStageHook: give exactly one of `switch_iter` and `switch_epoch`'
+            )
         switch = switch_iter if switch_iter is not None else switch_epoch
         if not isinstance(switch, int) or switch < 0:
-            raise ValueError('QuadraticStageHook: the switch point must be a '
-                             f'non-negative int, got {switch!r}')
+            raise ValueError(
+                f'QuadraticStageHook: the switch point must be a non-negative int, got {switch!r}'
+            )
         if primary_lr_mult < 0:
-            raise ValueError('QuadraticStageHook: `primary_lr_mult` must be '
-                             f'>= 0, got {primary_lr_mult}')
+            raise ValueError(
+                f'QuadraticStageHook: `primary_lr_mult` must be >= 0, got {primary_lr_mult}'
+            )
         self.switch_iter = switch_iter
         self.switch_epoch = switch_epoch
         self.primary_lr_mult = primary_lr_mult
@@ -110,8 +127,7 @@ class QuadraticStageHook(Hook):
         return dict(self._frozen_in_phase_one)
 
     def _model(self, runner) -> nn.Module:
-        return runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def phase_at(self, iteration: int, epoch: int) -> int:
         if self.switch_iter is not None:
@@ -124,22 +140,27 @@ class QuadraticStageHook(Hook):
         # second run (e.g. after an interrupted `runner.train()`) finds these
         # parameters frozen by this hook, not by the backbone.
         recorded = {id(p) for p in self._frozen_in_phase_one.values()}
-        self._frozen_in_phase_one = {name: p for name, p in frozen.items()
-                                     if p.requires_grad or id(p) in recorded}
+        self._frozen_in_phase_one = {
+            name: p for name, p in frozen.items() if p.requires_grad or id(p) in recorded
+        }
         if is_model_wrapper(runner.model) and not getattr(
-                runner.model, 'find_unused_parameters', True):
+            runner.model, 'find_unused_parameters', True
+        ):
             raise ValueError(
                 'QuadraticStageHook: phase 1 leaves the pretrained parameters '
                 'without gradients; set `find_unused_parameters = True` in '
-                'the config for distributed training')
+                'the config for distributed training'
+            )
         # Only a training run has built its optimizer by now.
-        if isinstance(getattr(runner, 'optim_wrapper', None),
-                      (OptimWrapper, OptimWrapperDict)):
+        if isinstance(getattr(runner, 'optim_wrapper', None), (OptimWrapper, OptimWrapperDict)):
             self._split_param_groups(runner)
 
     def _split_param_groups(self, runner) -> None:
-        wrappers = runner.optim_wrapper.values() if isinstance(
-            runner.optim_wrapper, OptimWrapperDict) else [runner.optim_wrapper]
+        wrappers = (
+            runner.optim_wrapper.values()
+            if isinstance(runner.optim_wrapper, OptimWrapperDict)
+            else [runner.optim_wrapper]
+        )
         frozen_ids = {id(p) for p in self._frozen_in_phase_one.values()}
         schedulers = runner.param_schedulers or []
         if isinstance(schedulers, dict):
@@ -163,24 +184,19 @@ class QuadraticStageHook(Hook):
                     group['params'] = rest
                     new_groups.append(dict(scaled, params=frozen))
                     for scheduler in schedulers:
-                        if getattr(scheduler, 'optimizer', None) in (
-                                wrapper, optimizer):
-                            mult = self.primary_lr_mult if \
-                                scheduler.param_name == 'lr' else 1.0
-                            scheduler.base_values.append(
-                                scheduler.base_values[index] * mult)
-                            scheduler._last_value.append(
-                                scheduler._last_value[index] * mult)
+                        if getattr(scheduler, 'optimizer', None) in (wrapper, optimizer):
+                            mult = self.primary_lr_mult if scheduler.param_name == 'lr' else 1.0
+                            scheduler.base_values.append(scheduler.base_values[index] * mult)
+                            scheduler._last_value.append(scheduler._last_value[index] * mult)
                 else:
                     group.update(scaled)
                     for scheduler in schedulers:
-                        if getattr(scheduler, 'optimizer', None) in (
-                                wrapper, optimizer) and \
-                                scheduler.param_name == 'lr':
-                            scheduler.base_values[index] *= \
-                                self.primary_lr_mult
-                            scheduler._last_value[index] *= \
-                                self.primary_lr_mult
+                        if (
+                            getattr(scheduler, 'optimizer', None) in (wrapper, optimizer)
+                            and scheduler.param_name == 'lr'
+                        ):
+                            scheduler.base_values[index] *= self.primary_lr_mult
+                            scheduler._last_value[index] *= self.primary_lr_mult
             for group in new_groups:
                 optimizer.add_param_group(group)
 
@@ -192,14 +208,14 @@ class QuadraticStageHook(Hook):
             if phase == 1:
                 param.grad = None
         self.phase = phase
-        where = (f'iteration {runner.iter}' if self.switch_iter is not None
-                 else f'epoch {runner.epoch}')
+        where = (
+            f'iteration {runner.iter}' if self.switch_iter is not None else f'epoch {runner.epoch}'
+        )
         runner.logger.info(
             f'QuadraticStageHook: phase {phase} from {where}: '
             f'{len(self._frozen_in_phase_one)} pretrained parameters of `{self.module}` '
-            + ('frozen' if phase == 1 else
-               f'train at lr x{self.primary_lr_mult}'))
+            + ('frozen' if phase == 1 else f'train at lr x{self.primary_lr_mult}')
+        )
 
-    def before_train_iter(self, runner, batch_idx: int,
-                          data_batch=None) -> None:
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._apply(runner, self.phase_at(runner.iter, runner.epoch))

@@ -1,4 +1,5 @@
 """Checkpoints that plain ``torch.load`` reads under torch >= 2.6."""
+
 from collections import OrderedDict
 from typing import Any
 
@@ -25,17 +26,19 @@ def to_weights_only(value: Any) -> Any:
     scalars are kept as they are.
     """
     if isinstance(value, HistoryBuffer):
-        return {_HISTORY_BUFFER: dict(
-            log_history=torch.from_numpy(np.array(value._log_history)),
-            count_history=torch.from_numpy(np.array(value._count_history)),
-            max_length=int(value.max_length))}
+        return {
+            _HISTORY_BUFFER: dict(
+                log_history=torch.from_numpy(np.array(value._log_history)),
+                count_history=torch.from_numpy(np.array(value._count_history)),
+                max_length=int(value.max_length),
+            )
+        }
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, OrderedDict):
-        converted = OrderedDict(
-            (k, to_weights_only(v)) for k, v in value.items())
+        converted = OrderedDict((k, to_weights_only(v)) for k, v in value.items())
         # A state dict's `_metadata` (module versions) that
         # `load_state_dict` reads.
         converted.__dict__.update(value.__dict__)
@@ -53,11 +56,10 @@ def restore_history_buffers(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {_HISTORY_BUFFER}:
             state = value[_HISTORY_BUFFER]
-            return HistoryBuffer(state['log_history'].numpy(),
-                                 state['count_history'].numpy(),
-                                 state['max_length'])
-        return type(value)((k, restore_history_buffers(v))
-                           for k, v in value.items())
+            return HistoryBuffer(
+                state['log_history'].numpy(), state['count_history'].numpy(), state['max_length']
+            )
+        return type(value)((k, restore_history_buffers(v)) for k, v in value.items())
     return value
 
 
@@ -85,5 +87,4 @@ class WeightsOnlyCheckpointHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if 'message_hub' in checkpoint:
-            checkpoint['message_hub'] = restore_history_buffers(
-                checkpoint['message_hub'])
+            checkpoint['message_hub'] = restore_history_buffers(checkpoint['message_hub'])

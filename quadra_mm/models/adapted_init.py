@@ -5,6 +5,7 @@ Shared by :func:`~quadra_mm.models.quadranet_v2.build_quadranet_v2` (an
 adapted first-order backbone) and :class:`~quadra_mm.models.QuadraNet` (a
 quadratic network trained from scratch).
 """
+
 from typing import Callable, List, Optional, Tuple, Union
 
 from torch import nn
@@ -26,18 +27,17 @@ def split_init_cfg(init_cfg: InitCfg) -> Tuple[Optional[dict], InitCfg]:
     Raises:
         ValueError: ``init_cfg`` holds more than one ``Pretrained`` entry.
     """
-    cfgs = init_cfg if isinstance(init_cfg, list) else (
-        [init_cfg] if init_cfg else [])
+    cfgs = init_cfg if isinstance(init_cfg, list) else ([init_cfg] if init_cfg else [])
     pretrained = [c for c in cfgs if _is_pretrained(c)]
     others = [c for c in cfgs if not _is_pretrained(c)]
     if len(pretrained) > 1:
-        raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; '
-                         'give one checkpoint')
+        raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; give one checkpoint')
     return (pretrained[0] if pretrained else None), (others or None)
 
 
-def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
-                         pretrained: Optional[dict], owner: str) -> None:
+def init_adapted_weights(
+    module: nn.Module, own_init: Callable[[], None], pretrained: Optional[dict], owner: str
+) -> None:
     """The module's own initialisation, then zero-output adapters, then the
     pretrained checkpoint (strictly, see :func:`load_adapted_checkpoint`).
 
@@ -61,4 +61,5 @@ def init_adapted_weights(module: nn.Module, own_init: Callable[[], None],
             map_location=pretrained.get('map_location', 'cpu'),
             allow_missing=pretrained.get('allow_missing', ()),
             allow_unexpected=pretrained.get('allow_unexpected', ()),
-            owner=owner)
+            owner=owner,
+        )

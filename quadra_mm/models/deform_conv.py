@@ -17,6 +17,7 @@ of the ``nn.Conv2d`` case. Importing this module registers both layer types
 with the model surgery
 (:func:`~quadra_mm.adapters.surgery.register_adaptable`).
 """
+
 from typing import Any, Dict, Optional, Type, Union
 
 import torch
@@ -26,15 +27,20 @@ from torch import Tensor, nn
 from quadra_mm.adapters.surgery import register_adaptable
 from quadra_mm.ops import QuadraticConvNeuron, QuadraticNeuron
 
-__all__ = [
-    'QuadraticDeformConv2dPack', 'QuadraticModulatedDeformConv2dPack',
-    'dcn_config'
-]
+__all__ = ['QuadraticDeformConv2dPack', 'QuadraticModulatedDeformConv2dPack', 'dcn_config']
 
 _IntPair = Union[int, tuple]
 DeformConvPack = Union[DeformConv2dPack, ModulatedDeformConv2dPack]
-_GEOMETRY = ('in_channels', 'out_channels', 'kernel_size', 'stride',
-             'padding', 'dilation', 'groups', 'deform_groups')
+_GEOMETRY = (
+    'in_channels',
+    'out_channels',
+    'kernel_size',
+    'stride',
+    'padding',
+    'dilation',
+    'groups',
+    'deform_groups',
+)
 
 
 def dcn_config(dcn: DeformConvPack) -> Dict[str, Any]:
@@ -67,34 +73,57 @@ class _QuadraticDeformConv(QuadraticConvNeuron):
 
     first_order: Type[nn.Module]
 
-    def __init__(self, *args: Any, rank: int = 8,
-                 adapter_kernel_size: _IntPair = 3,
-                 adapter_dilation: _IntPair = 2,
-                 interaction: Optional[str] = None,
-                 interaction_cfg: Optional[dict] = None,
-                 alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: Optional[bool] = None, name: Optional[str] = None,
-                 dtype: Optional[torch.dtype] = None,
-                 kernel: Optional[str] = None,
-                 kernel_cfg: Optional[dict] = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        rank: int = 8,
+        adapter_kernel_size: _IntPair = 3,
+        adapter_dilation: _IntPair = 2,
+        interaction: Optional[str] = None,
+        interaction_cfg: Optional[dict] = None,
+        alpha: Optional[float] = None,
+        depthwise: bool = False,
+        memory_efficient: Optional[bool] = None,
+        name: Optional[str] = None,
+        dtype: Optional[torch.dtype] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)  # first_order's
         self._init_conv_adapter(
-            self.in_channels, self.out_channels, rank=rank,
+            self.in_channels,
+            self.out_channels,
+            rank=rank,
             adapter_kernel_size=adapter_kernel_size,
-            adapter_dilation=adapter_dilation, interaction=interaction,
-            interaction_cfg=interaction_cfg, alpha=alpha, depthwise=depthwise,
-            memory_efficient=memory_efficient, name=name, dtype=dtype,
-            kernel=kernel, kernel_cfg=kernel_cfg)
+            adapter_dilation=adapter_dilation,
+            interaction=interaction,
+            interaction_cfg=interaction_cfg,
+            alpha=alpha,
+            depthwise=depthwise,
+            memory_efficient=memory_efficient,
+            name=name,
+            dtype=dtype,
+            kernel=kernel,
+            kernel_cfg=kernel_cfg,
+        )
 
     @classmethod
-    def from_dcn(cls, dcn: DeformConvPack, rank: int = 8,
-                 kernel_size: _IntPair = 3, dilation: _IntPair = 2,
-                 interaction: Optional[str] = None,
-                 interaction_cfg: Optional[dict] = None,
-                 alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: Optional[bool] = None,
-                 name: Optional[str] = None, kernel: Optional[str] = None,
-                 kernel_cfg: Optional[dict] = None) -> '_QuadraticDeformConv':
+    def from_dcn(
+        cls,
+        dcn: DeformConvPack,
+        rank: int = 8,
+        kernel_size: _IntPair = 3,
+        dilation: _IntPair = 2,
+        interaction: Optional[str] = None,
+        interaction_cfg: Optional[dict] = None,
+        alpha: Optional[float] = None,
+        depthwise: bool = False,
+        memory_efficient: Optional[bool] = None,
+        name: Optional[str] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> '_QuadraticDeformConv':
         """Wrap an existing deformable conv, sharing (not copying) its
         weight, bias and offset conv; arguments as
         :meth:`~quadra_mm.ops.QuadraticConv2d.from_conv`."""
@@ -102,14 +131,21 @@ class _QuadraticDeformConv(QuadraticConvNeuron):
         # throw-away offset conv and the adapter take no memory (mmcv's
         # legacy torch.Tensor weight ignores it, and is replaced below too).
         with torch.device('meta'):
-            layer = cls(**dcn_config(dcn), rank=rank,
-                        adapter_kernel_size=kernel_size,
-                        adapter_dilation=dilation, interaction=interaction,
-                        interaction_cfg=interaction_cfg, alpha=alpha,
-                        depthwise=depthwise,
-                        memory_efficient=memory_efficient, name=name,
-                        dtype=dcn.weight.dtype, kernel=kernel,
-                        kernel_cfg=kernel_cfg)
+            layer = cls(
+                **dcn_config(dcn),
+                rank=rank,
+                adapter_kernel_size=kernel_size,
+                adapter_dilation=dilation,
+                interaction=interaction,
+                interaction_cfg=interaction_cfg,
+                alpha=alpha,
+                depthwise=depthwise,
+                memory_efficient=memory_efficient,
+                name=name,
+                dtype=dcn.weight.dtype,
+                kernel=kernel,
+                kernel_cfg=kernel_cfg,
+            )
         layer._adopt(dcn)
         layer.conv_offset = dcn.conv_offset
         return layer
@@ -133,8 +169,7 @@ class QuadraticDeformConv2dPack(_QuadraticDeformConv, DeformConv2dPack):
     first_order = DeformConv2dPack
 
 
-class QuadraticModulatedDeformConv2dPack(_QuadraticDeformConv,
-                                         ModulatedDeformConv2dPack):
+class QuadraticModulatedDeformConv2dPack(_QuadraticDeformConv, ModulatedDeformConv2dPack):
     """mmcv's ``ModulatedDeformConv2dPack`` (``DCNv2``) ``L`` plus a quadratic
     adapter (see :class:`_QuadraticDeformConv`)."""
 
@@ -142,5 +177,4 @@ class QuadraticModulatedDeformConv2dPack(_QuadraticDeformConv,
 
 
 register_adaptable(DeformConv2dPack, QuadraticDeformConv2dPack.from_dcn)
-register_adaptable(ModulatedDeformConv2dPack,
-                   QuadraticModulatedDeformConv2dPack.from_dcn)
+register_adaptable(ModulatedDeformConv2dPack, QuadraticModulatedDeformConv2dPack.from_dcn)

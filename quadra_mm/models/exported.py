@@ -1,5 +1,6 @@
 """Build the inference form of a quadratic backbone from a config, so that an
 exported checkpoint (``tools/export.py``) loads with the mm tools."""
+
 from mmengine.registry import MODELS
 from torch import nn
 

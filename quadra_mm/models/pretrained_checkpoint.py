@@ -7,6 +7,7 @@ silently leave it randomly initialised. Here the only keys that may be missing
 are the quadratic adapters (left at their zero-output initialisation) and
 keys the config explicitly allows; anything else is an error that names them.
 """
+
 import os.path as osp
 import re
 from typing import Iterable, List, Optional
@@ -20,16 +21,18 @@ from quadra_mm.ops import is_adapter_param_name
 from .state_dict_keys import extract_state_dict, key_problems, summarise_keys
 
 # torchvision/timm-era checkpoints predate BatchNorm's counter buffer.
-_ALWAYS_OPTIONAL = (r'(.*\.)?num_batches_tracked$', )
+_ALWAYS_OPTIONAL = (r'(.*\.)?num_batches_tracked$',)
 
 
-def load_adapted_checkpoint(module: nn.Module,
-                            checkpoint: str,
-                            prefix: Optional[str] = None,
-                            map_location: str = 'cpu',
-                            allow_missing: Iterable[str] = (),
-                            allow_unexpected: Iterable[str] = (),
-                            owner: str = 'QuadraNetV2') -> List[str]:
+def load_adapted_checkpoint(
+    module: nn.Module,
+    checkpoint: str,
+    prefix: Optional[str] = None,
+    map_location: str = 'cpu',
+    allow_missing: Iterable[str] = (),
+    allow_unexpected: Iterable[str] = (),
+    owner: str = 'QuadraNetV2',
+) -> List[str]:
     """Load ``checkpoint`` into ``module``; return the adapter keys left
     at their initialisation.
 
@@ -53,10 +56,8 @@ def load_adapted_checkpoint(module: nn.Module,
         ValueError: a missing non-adapter key not allowed by
             ``allow_missing``, an unexpected key, or a shape mismatch.
     """
-    if isinstance(checkpoint, str) and '://' not in checkpoint and \
-            not osp.isfile(checkpoint):
-        raise FileNotFoundError(
-            f'{owner}: init_cfg.checkpoint {checkpoint!r} is not a file')
+    if isinstance(checkpoint, str) and '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'{owner}: init_cfg.checkpoint {checkpoint!r} is not a file')
     loaded = _load_checkpoint(checkpoint, map_location=map_location)
     state_dict = extract_state_dict(loaded, checkpoint, prefix)
     own = module.state_dict()
@@ -64,38 +65,46 @@ def load_adapted_checkpoint(module: nn.Module,
 
     missing = [k for k in own if k not in state_dict]
     adapter_missing = [k for k in missing if is_adapter_param_name(k)]
-    allowed_missing = [k for k in missing if k not in adapter_missing
-                       and any(p.fullmatch(k) for p in optional)]
-    bad_missing = [k for k in missing
-                   if k not in adapter_missing and k not in allowed_missing]
+    allowed_missing = [
+        k for k in missing if k not in adapter_missing and any(p.fullmatch(k) for p in optional)
+    ]
+    bad_missing = [k for k in missing if k not in adapter_missing and k not in allowed_missing]
     ignored = [re.compile(p) for p in allow_unexpected]
-    state_dict = {k: v for k, v in state_dict.items()
-                  if k in own or not any(p.fullmatch(k) for p in ignored)}
+    state_dict = {
+        k: v for k, v in state_dict.items() if k in own or not any(p.fullmatch(k) for p in ignored)
+    }
     unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f'{k} (checkpoint {tuple(v.shape)} vs model '
-                  f'{tuple(own[k].shape)})' for k, v in state_dict.items()
-                  if k in own and v.shape != own[k].shape]
-    problems = key_problems(('missing keys', bad_missing),
-                            ('unexpected keys', unexpected),
-                            ('shape mismatch', mismatched))
+    mismatched = [
+        f'{k} (checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)})'
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    problems = key_problems(
+        ('missing keys', bad_missing),
+        ('unexpected keys', unexpected),
+        ('shape mismatch', mismatched),
+    )
     if problems:
         raise ValueError(
             f'{owner}: checkpoint {checkpoint} (prefix {prefix!r}) does not '
             f'fit {type(module).__name__}: {problems}. Is it the checkpoint '
             'of this architecture? Keys that may legitimately be absent go '
             'in init_cfg.allow_missing, keys to ignore in '
-            'init_cfg.allow_unexpected.')
+            'init_cfg.allow_unexpected.'
+        )
 
     module.load_state_dict(state_dict, strict=False)
-    message = (f'{owner}: loaded {len(state_dict)} tensors from {checkpoint}'
-               f' (prefix {prefix!r})')
+    message = f'{owner}: loaded {len(state_dict)} tensors from {checkpoint} (prefix {prefix!r})'
     if adapter_missing:
         layers = sorted({k.rsplit('.quad_', 1)[0] for k in adapter_missing})
-        message += (f'; {len(adapter_missing)} quadratic adapter tensors '
-                    f'of {len(layers)} layers left at their zero-output '
-                    f'initialisation ({summarise_keys(layers, 4)})')
+        message += (
+            f'; {len(adapter_missing)} quadratic adapter tensors '
+            f'of {len(layers)} layers left at their zero-output '
+            f'initialisation ({summarise_keys(layers, 4)})'
+        )
     if allowed_missing:
-        message += ('; allowed missing, left at their initialisation: '
-                    f'{summarise_keys(allowed_missing)}')
+        message += (
+            f'; allowed missing, left at their initialisation: {summarise_keys(allowed_missing)}'
+        )
     print_log(message, logger='current')
     return adapter_missing

@@ -1,4 +1,5 @@
 """QuadraNet: the from-scratch high-order backbone QuadraNet V2 compares to."""
+
 from typing import List, Optional, Union
 
 from mmpretrain.models.backbones import ConvNeXt
@@ -31,11 +32,13 @@ class QuadraNet(ConvNeXt):
         **kwargs: the remaining :class:`mmpretrain.models.ConvNeXt` options.
     """
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 quadratic: Optional[dict] = None,
-                 init_cfg: Union[dict, List[dict], None] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        quadratic: Optional[dict] = None,
+        init_cfg: Union[dict, List[dict], None] = None,
+        **kwargs,
+    ) -> None:
         pretrained, other_init = split_init_cfg(init_cfg)
         if other_init is not None:
             kwargs['init_cfg'] = other_init
@@ -46,5 +49,4 @@ class QuadraNet(ConvNeXt):
     def init_weights(self) -> None:
         if self._is_init:
             return super().init_weights()  # mmengine warns and skips
-        init_adapted_weights(self, super().init_weights,
-                             self.qnv2_pretrained, owner='QuadraNet')
+        init_adapted_weights(self, super().init_weights, self.qnv2_pretrained, owner='QuadraNet')

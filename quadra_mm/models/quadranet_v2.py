@@ -6,6 +6,7 @@ builds the first-order backbone, adapts it in place and returns it, its class
 now ``QuadraNetV2<module.Base>``, derived from the mixin :class:`QuadraNetV2`
 and from ``Base``.
 """
+
 import copy
 import functools
 from typing import List, Optional, Sequence, Type, Union
@@ -46,15 +47,18 @@ class QuadraNetV2(BaseModule):
         if getattr(self, '_is_init', False):
             return super().init_weights()  # mmengine warns and skips
         init_adapted_weights(
-            self, super().init_weights, self.qnv2_pretrained,
-            owner=f'QuadraNetV2[{self._qnv2_base.__name__}]')
+            self,
+            super().init_weights,
+            self.qnv2_pretrained,
+            owner=f'QuadraNetV2[{self._qnv2_base.__name__}]',
+        )
 
     def __reduce__(self) -> tuple:
         # The adapted class is made when a model is built, so it cannot be
         # pickled by name; an instance refers to its first-order base class
         # instead (pickled by name), and the adapted class is made again from
         # it on load, in a fresh process too. deepcopy goes this way as well.
-        return (_empty_adapted_instance, (self._qnv2_base, ), self.__dict__)
+        return (_empty_adapted_instance, (self._qnv2_base,), self.__dict__)
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,12 +67,16 @@ def adapted_class(base: Type[nn.Module]) -> Type[QuadraNetV2]:
     instance: one per first-order class (mmdet's and mmpretrain's ``ResNet``
     get two), the same on every call."""
     name = f'QuadraNetV2<{base.__module__}.{base.__qualname__}>'
-    return type(name, (QuadraNetV2, base), {
-        '__module__': __name__,
-        '__qualname__': name,
-        '__doc__': f'{base.__name__} adapted by QuadraNetV2.',
-        '_qnv2_base': base,
-    })
+    return type(
+        name,
+        (QuadraNetV2, base),
+        {
+            '__module__': __name__,
+            '__qualname__': name,
+            '__doc__': f'{base.__name__} adapted by QuadraNetV2.',
+            '_qnv2_base': base,
+        },
+    )
 
 
 def _empty_adapted_instance(base: Type[nn.Module]) -> QuadraNetV2:
@@ -79,11 +87,12 @@ def _empty_adapted_instance(base: Type[nn.Module]) -> QuadraNetV2:
 
 
 def build_quadranet_v2(
-        backbone: dict,
-        targets: Union[str, List[dict]],
-        adapter: Optional[dict] = None,
-        stages: Optional[Sequence[int]] = None,
-        init_cfg: InitCfg = None) -> QuadraNetV2:
+    backbone: dict,
+    targets: Union[str, List[dict]],
+    adapter: Optional[dict] = None,
+    stages: Optional[Sequence[int]] = None,
+    init_cfg: InitCfg = None,
+) -> QuadraNetV2:
     """QuadraNet V2 quadratic adaptation of a first-order backbone
     (``type='QuadraNetV2'`` in a config).
 
@@ -123,28 +132,29 @@ def build_quadranet_v2(
             builds a backbone that is already adapted.
     """
     if not isinstance(backbone, dict) or 'type' not in backbone:
-        raise ValueError('QuadraNetV2: `backbone` must be a config dict '
-                         f'with a `type`, got {backbone!r}')
+        raise ValueError(
+            f'QuadraNetV2: `backbone` must be a config dict with a `type`, got {backbone!r}'
+        )
     backbone = copy.deepcopy(dict(backbone))
     pretrained, other_init = split_init_cfg(init_cfg)
-    inner_pretrained, inner_other = split_init_cfg(
-        backbone.pop('init_cfg', None))
+    inner_pretrained, inner_other = split_init_cfg(backbone.pop('init_cfg', None))
     if pretrained is None and inner_pretrained is not None:
         pretrained = inner_pretrained
     model = MODELS.build(dict(backbone, init_cfg=inner_other))
     if isinstance(model, QuadraNetV2):
-        raise ValueError('QuadraNetV2: `backbone` is already a '
-                         'QuadraNetV2; wrap the first-order backbone')
-    replaced = inject_quadratic_adapters(
-        model, targets, stages=stages, **(adapter or {}))
+        raise ValueError(
+            'QuadraNetV2: `backbone` is already a QuadraNetV2; wrap the first-order backbone'
+        )
+    replaced = inject_quadratic_adapters(model, targets, stages=stages, **(adapter or {}))
     model.__class__ = adapted_class(type(model))
     if other_init is not None or not hasattr(model, 'init_cfg'):
         model.init_cfg = other_init
     if not hasattr(model, '_is_init'):  # a plain nn.Module backbone
         model._is_init = False
     model.qnv2_pretrained = copy.deepcopy(pretrained)
-    print_log(f'QuadraNetV2: {len(replaced)} quadratic layers in '
-              f'{type(model).__name__}', logger='current')
+    print_log(
+        f'QuadraNetV2: {len(replaced)} quadratic layers in {type(model).__name__}', logger='current'
+    )
     return model
 
 

@@ -1,6 +1,7 @@
 """The state dict a loaded checkpoint holds, and the words for the keys in
 which it does not fit a model: what both checkpoint loaders
 (:mod:`.pretrained_checkpoint`, :mod:`.trained_checkpoint`) report."""
+
 import re
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -17,12 +18,12 @@ def summarise_keys(keys: Sequence[str], limit: int = 8) -> str:
 def key_problems(*groups: Tuple[str, Sequence[str]]) -> str:
     """``'<what>: <keys>; ...'`` for each ``(what, keys)`` group that holds
     keys (summarised by :func:`summarise_keys`); ``''`` when none does."""
-    return '; '.join(f'{what}: {summarise_keys(keys)}'
-                     for what, keys in groups if keys)
+    return '; '.join(f'{what}: {summarise_keys(keys)}' for what, keys in groups if keys)
 
 
-def extract_state_dict(checkpoint: dict, source: str,
-                       prefix: Optional[str]) -> Dict[str, torch.Tensor]:
+def extract_state_dict(
+    checkpoint: dict, source: str, prefix: Optional[str]
+) -> Dict[str, torch.Tensor]:
     """The (prefix-stripped) state dict held by a loaded checkpoint object:
     its ``state_dict`` or ``model`` entry, or the object itself, with a DDP
     ``module.`` prefix removed.
@@ -38,23 +39,24 @@ def extract_state_dict(checkpoint: dict, source: str,
     """
     state_dict = checkpoint
     for container in ('state_dict', 'model'):
-        if isinstance(state_dict, dict) and container in state_dict and \
-                isinstance(state_dict[container], dict):
+        if (
+            isinstance(state_dict, dict)
+            and container in state_dict
+            and isinstance(state_dict[container], dict)
+        ):
             state_dict = state_dict[container]
             break
     if not isinstance(state_dict, dict):
-        raise ValueError(f'checkpoint {source} holds a {type(state_dict)}, '
-                         'not a state dict')
-    state_dict = {re.sub(r'^module\.', '', k): v
-                  for k, v in state_dict.items()}
+        raise ValueError(f'checkpoint {source} holds a {type(state_dict)}, not a state dict')
+    state_dict = {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
-        selected = {k[len(prefix):]: v for k, v in state_dict.items()
-                    if k.startswith(prefix)}
+        selected = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         if not selected:
             groups = sorted({k.split('.')[0] + '.' for k in state_dict})
             raise ValueError(
                 f"checkpoint {source} has no keys under prefix '{prefix}' "
-                f'(its top-level groups: {summarise_keys(groups)})')
+                f'(its top-level groups: {summarise_keys(groups)})'
+            )
         state_dict = selected
     return state_dict

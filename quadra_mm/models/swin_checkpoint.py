@@ -7,6 +7,7 @@ mmdet's ``SwinTransformer`` converts an official checkpoint (``layers.*``,
 checkpoint address ``mmdet-swin://<address>`` gives it the converted weights
 instead, ``<address>`` being any URL or path mmengine reads.
 """
+
 from typing import Optional
 
 from mmengine.runner import CheckpointLoader
@@ -17,8 +18,7 @@ SWIN_SCHEME = 'mmdet-swin://'
 
 
 @CheckpointLoader.register_scheme(prefixes=SWIN_SCHEME)
-def load_swin_as_mmdet(filename: str,
-                       map_location: Optional[str] = None) -> dict:
+def load_swin_as_mmdet(filename: str, map_location: Optional[str] = None) -> dict:
     """mmengine checkpoint loader of ``mmdet-swin://<address>``.
 
     Returns:
@@ -30,6 +30,8 @@ def load_swin_as_mmdet(filename: str,
     # Imported here: importing mmdet's models takes seconds, and quadra_mm
     # is imported by mmpretrain-only runs too.
     from mmdet.models.backbones.swin import swin_converter
-    loaded = CheckpointLoader.load_checkpoint(filename[len(SWIN_SCHEME):],
-                                              map_location=map_location)
+
+    loaded = CheckpointLoader.load_checkpoint(
+        filename[len(SWIN_SCHEME) :], map_location=map_location
+    )
     return {'state_dict': swin_converter(loaded.get('model', loaded))}

@@ -19,6 +19,7 @@ Either way ``x`` stays: ``A`` and ``B``'s weight gradients need it. A conv ``L``
 that same tensor whenever its input or its weight needs a gradient (a linear only when
 its weight does), so there it costs no memory of its own.
 """
+
 from typing import Optional, Protocol, Tuple
 
 import torch
@@ -32,16 +33,23 @@ Projection = Tuple[Tensor, Optional[Tensor]]
 class AnalyticQuadraticTerm(Protocol):
     """What :class:`QuadraticTerm` needs of a layer: the quadratic term and its gradients."""
 
-    def _quadratic_term_with_projection(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                                out: Optional[Tensor] = None) -> Tuple[Tensor, Projection]:
+    def _quadratic_term_with_projection(
+        self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor, out: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Projection]:
         """``(s * U(phi(A(x), B(x))), (AB(x) / c, c))``: the quadratic term with the given adapter
         weights (added into ``out`` in place when given) and its range-scaled fused
         projection with the range scale ``c`` (``None`` without a range limit)."""
 
     def _quadratic_term_backward(
-            self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-            needs_grad: Tuple[bool, ...],
-            projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
+        self,
+        grad: Tensor,
+        x: Tensor,
+        w_a: Tensor,
+        w_b: Tensor,
+        w_u: Tensor,
+        needs_grad: Tuple[bool, ...],
+        projection: Optional[Projection] = None,
+    ) -> Tuple[Optional[Tensor], ...]:
         """Gradients with respect to ``(x, w_a, w_b, w_u)``; ``None`` where not needed.
         ``projection``: the forward's, or ``None`` to recompute it from ``x``."""
 
@@ -60,13 +68,24 @@ class QuadraticTerm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, layer: AnalyticQuadraticTerm, out: Optional[Tensor], x: Tensor, w_a: Tensor,
-                w_b: Tensor, w_u: Tensor, recompute: bool = True) -> Tensor:
+    def forward(
+        ctx,
+        layer: AnalyticQuadraticTerm,
+        out: Optional[Tensor],
+        x: Tensor,
+        w_a: Tensor,
+        w_b: Tensor,
+        w_u: Tensor,
+        recompute: bool = True,
+    ) -> Tensor:
         device_type = x.device.type
         ctx.layer = layer
         ctx.recompute = recompute
-        ctx.autocast_state = (device_type, torch.is_autocast_enabled(device_type),
-                              torch.get_autocast_dtype(device_type))
+        ctx.autocast_state = (
+            device_type,
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+        )
         if out is not None:
             ctx.mark_dirty(out)
         result, (ab, scale) = layer._quadratic_term_with_projection(x, w_a, w_b, w_u, out)
@@ -81,9 +100,15 @@ class QuadraticTerm(torch.autograd.Function):
         device_type, enabled, dtype = ctx.autocast_state
         x, w_a, w_b, w_u, *projection = ctx.saved_tensors
         with torch.autocast(device_type, dtype=dtype, enabled=enabled):
-            grads = ctx.layer._quadratic_term_backward(grad_out, x, w_a, w_b, w_u,
-                                               ctx.needs_input_grad[2:6],
-                                               None if ctx.recompute else tuple(projection))
+            grads = ctx.layer._quadratic_term_backward(
+                grad_out,
+                x,
+                w_a,
+                w_b,
+                w_u,
+                ctx.needs_input_grad[2:6],
+                None if ctx.recompute else tuple(projection),
+            )
         return (None, grad_out if ctx.needs_input_grad[1] else None, *grads, None)
 
 
@@ -95,7 +120,10 @@ def autocast_input(x: Tensor) -> Tensor:
     result to both leaves one copy. Like autocast itself, float64 is left alone.
     """
     device_type = x.device.type
-    if (x.is_floating_point() and x.dtype != torch.float64
-            and torch.is_autocast_enabled(device_type)):
+    if (
+        x.is_floating_point()
+        and x.dtype != torch.float64
+        and torch.is_autocast_enabled(device_type)
+    ):
         return x.to(torch.get_autocast_dtype(device_type))
     return x

@@ -1,4 +1,5 @@
 """Shape helpers shared by the training layers and the exported inference modules."""
+
 import math
 from typing import Optional, Tuple, Union
 
@@ -9,8 +10,13 @@ from torch import Tensor
 from .autograd import autocast_input
 
 __all__ = [
-    'fuse_projections', 'split_projections', 'pointwise_conv', 'pointwise_conv_backward',
-    'adapter_padding', 'subsampled_geometry', 'range_scale'
+    'fuse_projections',
+    'split_projections',
+    'pointwise_conv',
+    'pointwise_conv_backward',
+    'adapter_padding',
+    'subsampled_geometry',
+    'range_scale',
 ]
 
 _Pair = Tuple[int, int]
@@ -82,8 +88,13 @@ def range_scale(ab: Tensor, limit: Optional[float], dim: int) -> Optional[Tensor
     return torch.exp2(torch.ceil(torch.log2(peak / limit)).clamp_min_(0))
 
 
-def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1, out: Optional[Tensor] = None,
-                   sample_scale: Optional[Tensor] = None) -> Tensor:
+def pointwise_conv(
+    h: Tensor,
+    weight: Tensor,
+    groups: int = 1,
+    out: Optional[Tensor] = None,
+    sample_scale: Optional[Tensor] = None,
+) -> Tensor:
     """``c * F.conv2d(h, weight, groups=groups)`` for a 1x1 ``weight`` without bias; with
     ``out``, the result is added into ``out`` in place (``out`` is returned).
 
@@ -121,10 +132,14 @@ def pointwise_conv(h: Tensor, weight: Tensor, groups: int = 1, out: Optional[Ten
     return out
 
 
-def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int,
-                            output_mask: Tuple[bool, bool],
-                            sample_scale: Optional[Tensor] = None
-                            ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+def pointwise_conv_backward(
+    grad: Tensor,
+    h: Tensor,
+    weight: Tensor,
+    groups: int,
+    output_mask: Tuple[bool, bool],
+    sample_scale: Optional[Tensor] = None,
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(grad_ch, grad_weight)`` of :func:`pointwise_conv`, on the same path as its forward.
 
     With ``W`` of shape ``(O, R)``, ``h`` viewed as ``(N, R, P)`` and ``c`` the
@@ -148,8 +163,18 @@ def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int
             h = h * (sample_scale / peak).to(h.dtype)
         # convolution_backward is not an autocast op: cast its operands like the forward's conv.
         grad_h, grad_weight, _ = torch.ops.aten.convolution_backward(
-            autocast_input(grad), autocast_input(h), autocast_input(weight), None, [1, 1], [0, 0],
-            [1, 1], False, [0, 0], groups, [output_mask[0], output_mask[1], False])
+            autocast_input(grad),
+            autocast_input(h),
+            autocast_input(weight),
+            None,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            False,
+            [0, 0],
+            groups,
+            [output_mask[0], output_mask[1], False],
+        )
         if peak is not None:
             grad_weight = grad_weight.float() * peak
         return grad_h, grad_weight
@@ -166,10 +191,14 @@ def pointwise_conv_backward(grad: Tensor, h: Tensor, weight: Tensor, groups: int
     return grad_h, grad_weight
 
 
-def adapter_padding(kernel_size: Tuple[int, int], dilation: Tuple[int, int],
-                    layer_kernel_size: Tuple[int, int], layer_dilation: Tuple[int, int],
-                    layer_padding: Union[str, Tuple[int, int]],
-                    name: Optional[str] = None) -> Tuple[int, int]:
+def adapter_padding(
+    kernel_size: Tuple[int, int],
+    dilation: Tuple[int, int],
+    layer_kernel_size: Tuple[int, int],
+    layer_dilation: Tuple[int, int],
+    layer_padding: Union[str, Tuple[int, int]],
+    name: Optional[str] = None,
+) -> Tuple[int, int]:
     """Padding that gives the adapter conv the output shape of the layer ``L``.
 
     With the same stride, ``floor((n + 2p - d(k-1) - 1)/stride) + 1`` agrees for every
@@ -196,13 +225,15 @@ def adapter_padding(kernel_size: Tuple[int, int], dilation: Tuple[int, int],
                 f'dilation={tuple(dilation)} cannot keep the output shape of the layer '
                 f'(kernel_size={tuple(layer_kernel_size)}, dilation={tuple(layer_dilation)}, '
                 f'padding={layer_padding}): it needs padding {twice_pad / 2} in dim {dim}, '
-                f'which is not a non-negative integer')
+                f'which is not a non-negative integer'
+            )
         padding.append(twice_pad // 2)
     return padding[0], padding[1]
 
 
-def subsampled_geometry(stride: _Pair, padding: _Pair,
-                        dilation: _Pair) -> Tuple[_Pair, _Pair, _Pair, _Pair]:
+def subsampled_geometry(
+    stride: _Pair, padding: _Pair, dilation: _Pair
+) -> Tuple[_Pair, _Pair, _Pair, _Pair]:
     """``(step, stride, padding, dilation)`` of the same conv on ``x[..., ::step[0], ::step[1]]``.
 
     A conv with stride ``s``, dilation ``d`` and zero padding ``p`` reads input row
@@ -215,6 +246,9 @@ def subsampled_geometry(stride: _Pair, padding: _Pair,
     scattered back: 13.4 ms). ``step`` is 1 where nothing is skipped.
     """
     step = tuple(math.gcd(math.gcd(s, d), p) for s, d, p in zip(stride, dilation, padding))
-    return (step, tuple(s // g for s, g in zip(stride, step)),
-            tuple(p // g for p, g in zip(padding, step)),
-            tuple(d // g for d, g in zip(dilation, step)))
+    return (
+        step,
+        tuple(s // g for s, g in zip(stride, step)),
+        tuple(p // g for p, g in zip(padding, step)),
+        tuple(d // g for d, g in zip(dilation, step)),
+    )

@@ -7,6 +7,7 @@ in the exported inference modules. Each also states its derivative,
 :meth:`Interaction.backward`, which the memory-efficient backward applies
 instead of differentiating ``phi`` with autograd.
 """
+
 import inspect
 from typing import Dict, Optional, Tuple, Type
 
@@ -14,8 +15,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    'Interaction', 'QuadraticInteraction', 'LinearInteraction', 'RBFInteraction',
-    'PolyInteraction', 'INTERACTIONS', 'build_interaction'
+    'Interaction',
+    'QuadraticInteraction',
+    'LinearInteraction',
+    'RBFInteraction',
+    'PolyInteraction',
+    'INTERACTIONS',
+    'build_interaction',
 ]
 
 
@@ -119,15 +125,18 @@ class PolyInteraction(Interaction):
         self.degree = int(degree)
         self.c = float(c)
         # (a b + c)^p grows as |a b|^p: keep |a b|^p near 2^14, as the quadratic interaction.
-        self.range_limit = 2.0**max(1, 7 // self.degree)
+        self.range_limit = 2.0 ** max(1, 7 // self.degree)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return (a * b + self.c).pow(self.degree)
 
     def backward(self, a: Tensor, b: Tensor, phi: Tensor, grad: Tensor) -> Tuple[Tensor, Tensor]:
         # dphi/da = p (ab + c)^(p-1) b; phi / (ab + c) would divide by zero where ab = -c.
-        outer = grad if self.degree == 1 else (
-            grad * (a * b + self.c).pow(self.degree - 1) * self.degree)
+        outer = (
+            grad
+            if self.degree == 1
+            else (grad * (a * b + self.c).pow(self.degree - 1) * self.degree)
+        )
         return outer * b, outer * a
 
     def extra_repr(self) -> str:
@@ -153,11 +162,13 @@ def build_interaction(name: str, **cfg) -> Interaction:
     """
     if name not in INTERACTIONS:
         raise ValueError(
-            f'unknown interaction {name!r}; valid interactions: {sorted(INTERACTIONS)}')
+            f'unknown interaction {name!r}; valid interactions: {sorted(INTERACTIONS)}'
+        )
     cls = INTERACTIONS[name]
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(cfg) - accepted)
     if unknown:
-        raise ValueError(f'interaction {name!r} does not take option(s) {unknown}; '
-                         f'it takes {sorted(accepted)}')
+        raise ValueError(
+            f'interaction {name!r} does not take option(s) {unknown}; it takes {sorted(accepted)}'
+        )
     return cls(**cfg)

@@ -8,6 +8,7 @@ The adapter lives in the submodules ``quad_a``, ``quad_b`` (rank-r projections) 
 ``quad_u`` (r -> out, zero-initialised, so the layer computes exactly ``L(x)`` at init
 while ``U`` still receives non-zero gradients).
 """
+
 import math
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
@@ -30,9 +31,15 @@ from .interactions import build_interaction
 from .triton_kernels import fused_quadratic_term_add_
 
 __all__ = [
-    'ADAPTER_PREFIX', 'is_adapter_param_name', 'interaction_options', 'QuadraticNeuron',
-    'QuadraticConvNeuron', 'QuadraticConv2d', 'QuadraticLinear', 'layer_config',
-    'share_parameters'
+    'ADAPTER_PREFIX',
+    'is_adapter_param_name',
+    'interaction_options',
+    'QuadraticNeuron',
+    'QuadraticConvNeuron',
+    'QuadraticConv2d',
+    'QuadraticLinear',
+    'layer_config',
+    'share_parameters',
 ]
 
 ADAPTER_PREFIX = 'quad_'
@@ -49,12 +56,20 @@ def layer_config(layer: Union[nn.Conv2d, nn.Linear]) -> Dict[str, Any]:
     """Constructor arguments of ``nn.Conv2d`` / ``nn.Linear`` that rebuild ``layer``'s
     geometry (without device, dtype or values)."""
     if isinstance(layer, nn.Conv2d):
-        return dict(in_channels=layer.in_channels, out_channels=layer.out_channels,
-                    kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                    dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
-                    padding_mode=layer.padding_mode)
-    return dict(in_features=layer.in_features, out_features=layer.out_features,
-                bias=layer.bias is not None)
+        return dict(
+            in_channels=layer.in_channels,
+            out_channels=layer.out_channels,
+            kernel_size=layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+        )
+    return dict(
+        in_features=layer.in_features, out_features=layer.out_features, bias=layer.bias is not None
+    )
 
 
 def share_parameters(dst: nn.Module, src: nn.Module) -> nn.Module:
@@ -65,9 +80,13 @@ def share_parameters(dst: nn.Module, src: nn.Module) -> nn.Module:
     return dst
 
 
-def interaction_options(interaction: Optional[str], interaction_cfg: Optional[dict],
-                        kernel: Optional[str] = None, kernel_cfg: Optional[dict] = None,
-                        name: Optional[str] = None) -> Tuple[str, Optional[dict]]:
+def interaction_options(
+    interaction: Optional[str],
+    interaction_cfg: Optional[dict],
+    kernel: Optional[str] = None,
+    kernel_cfg: Optional[dict] = None,
+    name: Optional[str] = None,
+) -> Tuple[str, Optional[dict]]:
     """``(interaction, interaction_cfg)`` from a constructor's arguments: ``kernel`` and
     ``kernel_cfg`` are their old names, still accepted (configs write
     ``adapter=dict(kernel='quadratic')``); the interaction is ``'quadratic'`` by default.
@@ -75,14 +94,17 @@ def interaction_options(interaction: Optional[str], interaction_cfg: Optional[di
     Raises:
         ValueError: an argument given under both names (the message names ``name``).
     """
-    for new, old, new_key, old_key in ((interaction, kernel, 'interaction', 'kernel'),
-                                       (interaction_cfg, kernel_cfg, 'interaction_cfg',
-                                        'kernel_cfg')):
+    for new, old, new_key, old_key in (
+        (interaction, kernel, 'interaction', 'kernel'),
+        (interaction_cfg, kernel_cfg, 'interaction_cfg', 'kernel_cfg'),
+    ):
         if new is not None and old is not None:
-            raise ValueError(f'{name or "layer"}: `{old_key}` is the old name of `{new_key}`; '
-                             'give one of them')
+            raise ValueError(
+                f'{name or "layer"}: `{old_key}` is the old name of `{new_key}`; give one of them'
+            )
     return interaction or kernel or 'quadratic', (
-        kernel_cfg if interaction_cfg is None else interaction_cfg)
+        kernel_cfg if interaction_cfg is None else interaction_cfg
+    )
 
 
 def _check_rank(rank: int, name: Optional[str]) -> None:
@@ -140,13 +162,26 @@ class QuadraticNeuron(nn.Module):
     # (see forward).
     _adds_into_output = True
 
-    def _init_adapter(self, a: nn.Module, b: nn.Module, u: nn.Module, *, rank: int, scale: float,
-                      interaction: Optional[str], interaction_cfg: Optional[dict],
-                      memory_efficient: Optional[bool], depthwise: bool, name: Optional[str],
-                      kernel: Optional[str] = None, kernel_cfg: Optional[dict] = None) -> None:
+    def _init_adapter(
+        self,
+        a: nn.Module,
+        b: nn.Module,
+        u: nn.Module,
+        *,
+        rank: int,
+        scale: float,
+        interaction: Optional[str],
+        interaction_cfg: Optional[dict],
+        memory_efficient: Optional[bool],
+        depthwise: bool,
+        name: Optional[str],
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> None:
         try:
-            interaction, interaction_cfg = interaction_options(interaction, interaction_cfg,
-                                                               kernel, kernel_cfg, name)
+            interaction, interaction_cfg = interaction_options(
+                interaction, interaction_cfg, kernel, kernel_cfg, name
+            )
             self.interaction = build_interaction(interaction, **(interaction_cfg or {}))
         except ValueError as err:
             raise ValueError(f'{name or "layer"}: {err}') from None
@@ -201,8 +236,11 @@ class QuadraticNeuron(nn.Module):
         ``U`` that is exactly zero drops the quadratic term. Gradients no longer reach the
         adapter. Returns ``self``."""
         self.fused = True
-        self.fused_ab_weight = fuse_projections(self.quad_a.weight, self.quad_b.weight,
-                                                self.depthwise).detach().clone()
+        self.fused_ab_weight = (
+            fuse_projections(self.quad_a.weight, self.quad_b.weight, self.depthwise)
+            .detach()
+            .clone()
+        )
         self.fused_u_weight = self._scaled(self.quad_u.weight).detach().clone()
         self.quadratic_term_is_zero = not bool(self.quad_u.weight.any())
         return self
@@ -217,8 +255,9 @@ class QuadraticNeuron(nn.Module):
     def _primary(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _fused_quadratic_term(self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor,
-                      out: Optional[Tensor] = None) -> Tuple[Tensor, Projection]:
+    def _fused_quadratic_term(
+        self, x: Tensor, w_ab: Tensor, w_u_scaled: Tensor, out: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Projection]:
         """``(s * U(phi(A(x), B(x))), (AB(x) / c, c))`` from the fused ``A``/``B``
         weight and ``s * U``; the quadratic term is added into ``out`` in place when given. The
         second item is the range-scaled projection that the analytic backward can keep
@@ -226,13 +265,16 @@ class QuadraticNeuron(nn.Module):
         ab, scale = self._projection(x, w_ab)
         return self._u_output(self._interact(ab)[2], w_u_scaled, scale, out), (ab, scale)
 
-    def _quadratic_term_with_projection(self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-                                out: Optional[Tensor] = None) -> Tuple[Tensor, Projection]:
-        return self._fused_quadratic_term(x, fuse_projections(w_a, w_b, self.depthwise),
-                                  self._scaled(w_u), out)
+    def _quadratic_term_with_projection(
+        self, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor, out: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Projection]:
+        return self._fused_quadratic_term(
+            x, fuse_projections(w_a, w_b, self.depthwise), self._scaled(w_u), out
+        )
 
-    def _u_output(self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor],
-                  out: Optional[Tensor]) -> Tensor:
+    def _u_output(
+        self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor], out: Optional[Tensor]
+    ) -> Tensor:
         """``c * s U(h)`` (``c = 1`` for ``scale=None``), added into ``out`` in place when
         given."""
         raise NotImplementedError
@@ -240,28 +282,44 @@ class QuadraticNeuron(nn.Module):
     def _triton_applies(self, primary: Tensor) -> bool:
         # The kernel reads [A; B] halves (not the interleaved depthwise layout) and has
         # no backward; the compiler fuses the eager ops itself.
-        return (primary.is_cuda and not self.depthwise and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+        return (
+            primary.is_cuda
+            and not self.depthwise
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()
+        )
 
     def _fused_forward(self, x: Tensor) -> Tensor:
         primary = self._primary(x)
         if self.quadratic_term_is_zero:
             return primary
         if torch.jit.is_tracing():  # mmengine's FLOP count has no handle for baddbmm_
-            return primary.add_(self._fused_quadratic_term(x, self.fused_ab_weight,
-                                                   self.fused_u_weight)[0])
+            return primary.add_(
+                self._fused_quadratic_term(x, self.fused_ab_weight, self.fused_u_weight)[0]
+            )
         if not self._triton_applies(primary):
-            return self._fused_quadratic_term(x, self.fused_ab_weight, self.fused_u_weight,
-                                      out=primary)[0]
+            return self._fused_quadratic_term(
+                x, self.fused_ab_weight, self.fused_u_weight, out=primary
+            )[0]
         ab = self._project(x, self.fused_ab_weight)
         if isinstance(self, nn.Linear):  # tokens as rows, one range scale each
             rows = ab.reshape(-1, ab.shape[-1])
-            fused_quadratic_term_add_(primary.view(-1, primary.shape[-1]), rows,
-                                      self.fused_u_weight, self.interaction,
-                                      range_scale(rows, self.interaction.range_limit, -1))
+            fused_quadratic_term_add_(
+                primary.view(-1, primary.shape[-1]),
+                rows,
+                self.fused_u_weight,
+                self.interaction,
+                range_scale(rows, self.interaction.range_limit, -1),
+            )
         else:
-            fused_quadratic_term_add_(primary, ab, self.fused_u_weight, self.interaction,
-                                      range_scale(ab, self.interaction.range_limit, 1))
+            fused_quadratic_term_add_(
+                primary,
+                ab,
+                self.fused_u_weight,
+                self.interaction,
+                range_scale(ab, self.interaction.range_limit, 1),
+            )
         return primary
 
     def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
@@ -297,9 +355,15 @@ class QuadraticNeuron(nn.Module):
         return False
 
     def _quadratic_term_backward(
-            self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-            needs_grad: Tuple[bool, ...],
-            projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
+        self,
+        grad: Tensor,
+        x: Tensor,
+        w_a: Tensor,
+        w_b: Tensor,
+        w_u: Tensor,
+        needs_grad: Tuple[bool, ...],
+        projection: Optional[Projection] = None,
+    ) -> Tuple[Optional[Tensor], ...]:
         raise NotImplementedError
 
     def _adapter_input(self, x: Tensor) -> Tensor:
@@ -321,8 +385,11 @@ class QuadraticNeuron(nn.Module):
         weights = (self.quad_a.weight, self.quad_b.weight, self.quad_u.weight)
         # A tracer (mmengine's FLOP count, ONNX) sees an autograd Function as one
         # opaque op: trace the quadratic term's own convs instead.
-        if (self.memory_efficient is not False and torch.is_grad_enabled()
-                and not torch.jit.is_tracing()):
+        if (
+            self.memory_efficient is not False
+            and torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+        ):
             return QuadraticTerm.apply(self, out, x, *weights, not self._keeps_projection())
         return self._quadratic_term_with_projection(x, *weights, out)[0]
 
@@ -343,14 +410,18 @@ class QuadraticNeuron(nn.Module):
             return self._quadratic_term(x, out=primary)
         term = self.quadratic_term(x)
         if self.record_stats:
-            self.last_stats = (torch.linalg.vector_norm(term.detach(), dtype=torch.float32),
-                               torch.linalg.vector_norm(primary.detach(), dtype=torch.float32))
+            self.last_stats = (
+                torch.linalg.vector_norm(term.detach(), dtype=torch.float32),
+                torch.linalg.vector_norm(primary.detach(), dtype=torch.float32),
+            )
         return primary.add_(term)
 
     def _adapter_repr(self) -> str:
-        return (f'rank={self.rank}, scale={self.scale:g}, interaction={self.interaction!r}, '
-                f'depthwise={self.depthwise}, memory_efficient={self.memory_efficient}'
-                + (', fused' if self.fused else ''))
+        return (
+            f'rank={self.rank}, scale={self.scale:g}, interaction={self.interaction!r}, '
+            f'depthwise={self.depthwise}, memory_efficient={self.memory_efficient}'
+            + (', fused' if self.fused else '')
+        )
 
 
 def _fuse_again_after_load(layer: QuadraticNeuron, incompatible_keys) -> None:
@@ -384,36 +455,79 @@ class QuadraticConvNeuron(QuadraticNeuron):
     # NCHW: one range scale per image.
     _channel_dim = 1
 
-    def _init_conv_adapter(self, in_channels: int, out_channels: int, *, rank: int,
-                           adapter_kernel_size: _IntPair, adapter_dilation: _IntPair,
-                           interaction: Optional[str], interaction_cfg: Optional[dict],
-                           alpha: Optional[float], depthwise: bool,
-                           memory_efficient: Optional[bool], name: Optional[str],
-                           padding_mode: str = 'zeros', device: Optional[torch.device] = None,
-                           dtype: Optional[torch.dtype] = None, kernel: Optional[str] = None,
-                           kernel_cfg: Optional[dict] = None) -> None:
+    def _init_conv_adapter(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        rank: int,
+        adapter_kernel_size: _IntPair,
+        adapter_dilation: _IntPair,
+        interaction: Optional[str],
+        interaction_cfg: Optional[dict],
+        alpha: Optional[float],
+        depthwise: bool,
+        memory_efficient: Optional[bool],
+        name: Optional[str],
+        padding_mode: str = 'zeros',
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> None:
         """Build ``A``, ``B`` and ``U`` for ``L``'s geometry (arguments as
         :class:`QuadraticConv2d`'s; ``padding_mode`` is ``L``'s)."""
         if depthwise:
             if out_channels % in_channels:
-                raise ValueError(f'{name or "layer"}: the depthwise adapter needs '
-                                 f'out_channels ({out_channels}) to be a multiple of '
-                                 f'in_channels ({in_channels})')
+                raise ValueError(
+                    f'{name or "layer"}: the depthwise adapter needs '
+                    f'out_channels ({out_channels}) to be a multiple of '
+                    f'in_channels ({in_channels})'
+                )
             width, scale = in_channels, 1.0 if alpha is None else alpha
         else:
             _check_rank(rank, name)
             width, scale = rank, (rank if alpha is None else alpha) / rank
         ab_groups = in_channels if depthwise else 1
-        ab_padding = adapter_padding(_pair(adapter_kernel_size), _pair(adapter_dilation),
-                                     self.kernel_size, self.dilation, self.padding, name)
+        ab_padding = adapter_padding(
+            _pair(adapter_kernel_size),
+            _pair(adapter_dilation),
+            self.kernel_size,
+            self.dilation,
+            self.padding,
+            name,
+        )
         factory = dict(device=device, dtype=dtype)
-        a, b = (nn.Conv2d(in_channels, width, adapter_kernel_size, self.stride, ab_padding,
-                          adapter_dilation, ab_groups, False, padding_mode, **factory)
-                for _ in range(2))
+        a, b = (
+            nn.Conv2d(
+                in_channels,
+                width,
+                adapter_kernel_size,
+                self.stride,
+                ab_padding,
+                adapter_dilation,
+                ab_groups,
+                False,
+                padding_mode,
+                **factory,
+            )
+            for _ in range(2)
+        )
         u = nn.Conv2d(width, out_channels, 1, groups=ab_groups, bias=False, **factory)
-        self._init_adapter(a, b, u, rank=width, scale=scale, interaction=interaction,
-                           interaction_cfg=interaction_cfg, memory_efficient=memory_efficient,
-                           depthwise=depthwise, name=name, kernel=kernel, kernel_cfg=kernel_cfg)
+        self._init_adapter(
+            a,
+            b,
+            u,
+            rank=width,
+            scale=scale,
+            interaction=interaction,
+            interaction_cfg=interaction_cfg,
+            memory_efficient=memory_efficient,
+            depthwise=depthwise,
+            name=name,
+            kernel=kernel,
+            kernel_cfg=kernel_cfg,
+        )
 
     def _adapter_input(self, x: Tensor) -> Tensor:
         # A non-zero padding mode pads outside the quadratic term (autograd differentiates the
@@ -422,8 +536,9 @@ class QuadraticConvNeuron(QuadraticNeuron):
             return x
         return F.pad(x, self.quad_a._reversed_padding_repeated_twice, mode=self.quad_a.padding_mode)
 
-    def _ab_geometry(self) -> Tuple[Tuple[int, int], Tuple[int, ...], Tuple[int, ...],
-                                    Tuple[int, ...], int]:
+    def _ab_geometry(
+        self,
+    ) -> Tuple[Tuple[int, int], Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], int]:
         """``(step, stride, padding, dilation, groups)`` of the fused ``A``/``B`` conv, which
         reads only ``x[..., ::step[0], ::step[1]]`` (see
         :func:`~quadra_mm.ops.functional.subsampled_geometry`)."""
@@ -434,42 +549,61 @@ class QuadraticConvNeuron(QuadraticNeuron):
     @staticmethod
     def _subsample(x: Tensor, step: Tuple[int, int]) -> Tensor:
         # No slice when nothing is skipped: a traced FLOP count would list it as an op.
-        return x if step == (1, 1) else x[..., ::step[0], ::step[1]]
+        return x if step == (1, 1) else x[..., :: step[0], :: step[1]]
 
     def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
         step, *geometry = self._ab_geometry()
         return F.conv2d(self._subsample(x, step), w_ab, None, *geometry)
 
-    def _u_output(self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor],
-                  out: Optional[Tensor]) -> Tensor:
+    def _u_output(
+        self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor], out: Optional[Tensor]
+    ) -> Tensor:
         return pointwise_conv(h, w_u_scaled, self.quad_u.groups, out, scale)
 
     def _quadratic_term_backward(
-            self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-            needs_grad: Tuple[bool, ...],
-            projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
+        self,
+        grad: Tensor,
+        x: Tensor,
+        w_a: Tensor,
+        w_b: Tensor,
+        w_u: Tensor,
+        needs_grad: Tuple[bool, ...],
+        projection: Optional[Projection] = None,
+    ) -> Tuple[Optional[Tensor], ...]:
         need_x, need_a, need_b, need_u = needs_grad
         need_ab = need_a or need_b
         w_ab = fuse_projections(w_a, w_b, self.depthwise)
         ab, scale = self._projection(x, w_ab) if projection is None else projection
         a, b, h = self._interact(ab)
         # grad_ch is the gradient with respect to c * h; the c cancels against a / c and b / c.
-        grad_ch, grad_u = pointwise_conv_backward(grad, h, self._scaled(w_u), self.quad_u.groups,
-                                                  (need_x or need_ab, need_u), scale)
+        grad_ch, grad_u = pointwise_conv_backward(
+            grad, h, self._scaled(w_u), self.quad_u.groups, (need_x or need_ab, need_u), scale
+        )
         grad_x = grad_a = grad_b = None
         if need_x or need_ab:
-            grad_ab = fuse_projections(*self.interaction.backward(a, b, h, grad_ch),
-                                       self.depthwise, dim=1)
+            grad_ab = fuse_projections(
+                *self.interaction.backward(a, b, h, grad_ch), self.depthwise, dim=1
+            )
             # input and weight gradients of the fused A/B conv in one call;
             # convolution_backward is not an autocast op, so cast like the forward's conv.
             step, stride, padding, dilation, groups = self._ab_geometry()
             grad_x, grad_w_ab, _ = torch.ops.aten.convolution_backward(
-                autocast_input(grad_ab), self._subsample(x, step), autocast_input(w_ab), None,
-                stride, padding, dilation, False, [0, 0], groups, [need_x, need_ab, False])
+                autocast_input(grad_ab),
+                self._subsample(x, step),
+                autocast_input(w_ab),
+                None,
+                stride,
+                padding,
+                dilation,
+                False,
+                [0, 0],
+                groups,
+                [need_x, need_ab, False],
+            )
             if need_x and step != (1, 1):
                 # The rows and columns of x that the conv skips get no gradient.
                 full = torch.zeros_like(x)
-                full[..., ::step[0], ::step[1]] = grad_x
+                full[..., :: step[0], :: step[1]] = grad_x
                 grad_x = full
             if need_ab:
                 grad_a, grad_b = split_projections(grad_w_ab.to(w_a.dtype), 0, self.depthwise)
@@ -502,42 +636,101 @@ class QuadraticConv2d(nn.Conv2d, QuadraticConvNeuron):
             argument given under both its names.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntPair,
-                 stride: _IntPair = 1, padding: Union[str, _IntPair] = 0, dilation: _IntPair = 1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = 'zeros',
-                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
-                 rank: int = 8, adapter_kernel_size: _IntPair = 3, adapter_dilation: _IntPair = 2,
-                 interaction: Optional[str] = None, interaction_cfg: Optional[dict] = None,
-                 alpha: Optional[float] = None, depthwise: bool = False,
-                 memory_efficient: Optional[bool] = None, name: Optional[str] = None,
-                 kernel: Optional[str] = None, kernel_cfg: Optional[dict] = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, padding_mode, device, dtype)
-        self._init_conv_adapter(in_channels, out_channels, rank=rank,
-                                adapter_kernel_size=adapter_kernel_size,
-                                adapter_dilation=adapter_dilation, interaction=interaction,
-                                interaction_cfg=interaction_cfg, alpha=alpha, depthwise=depthwise,
-                                memory_efficient=memory_efficient, name=name,
-                                padding_mode=padding_mode, device=device, dtype=dtype,
-                                kernel=kernel, kernel_cfg=kernel_cfg)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntPair,
+        stride: _IntPair = 1,
+        padding: Union[str, _IntPair] = 0,
+        dilation: _IntPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = 'zeros',
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        rank: int = 8,
+        adapter_kernel_size: _IntPair = 3,
+        adapter_dilation: _IntPair = 2,
+        interaction: Optional[str] = None,
+        interaction_cfg: Optional[dict] = None,
+        alpha: Optional[float] = None,
+        depthwise: bool = False,
+        memory_efficient: Optional[bool] = None,
+        name: Optional[str] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
+        self._init_conv_adapter(
+            in_channels,
+            out_channels,
+            rank=rank,
+            adapter_kernel_size=adapter_kernel_size,
+            adapter_dilation=adapter_dilation,
+            interaction=interaction,
+            interaction_cfg=interaction_cfg,
+            alpha=alpha,
+            depthwise=depthwise,
+            memory_efficient=memory_efficient,
+            name=name,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype,
+            kernel=kernel,
+            kernel_cfg=kernel_cfg,
+        )
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, rank: int = 8, kernel_size: _IntPair = 3,
-                  dilation: _IntPair = 2, interaction: Optional[str] = None,
-                  interaction_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                  depthwise: bool = False, memory_efficient: Optional[bool] = None,
-                  name: Optional[str] = None, kernel: Optional[str] = None,
-                  kernel_cfg: Optional[dict] = None) -> 'QuadraticConv2d':
+    def from_conv(
+        cls,
+        conv: nn.Conv2d,
+        rank: int = 8,
+        kernel_size: _IntPair = 3,
+        dilation: _IntPair = 2,
+        interaction: Optional[str] = None,
+        interaction_cfg: Optional[dict] = None,
+        alpha: Optional[float] = None,
+        depthwise: bool = False,
+        memory_efficient: Optional[bool] = None,
+        name: Optional[str] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> 'QuadraticConv2d':
         """Wrap an existing ``nn.Conv2d``, sharing (not copying) its weight and bias.
 
         The adapter gets the conv's device and dtype; ``kernel_size`` and ``dilation``
         are the adapter's ``k`` and ``d``. Other arguments as in the constructor.
         """
-        layer = cls(**layer_config(conv), device='meta', dtype=conv.weight.dtype, rank=rank,
-                    adapter_kernel_size=kernel_size, adapter_dilation=dilation,
-                    interaction=interaction, interaction_cfg=interaction_cfg, alpha=alpha,
-                    depthwise=depthwise, memory_efficient=memory_efficient, name=name,
-                    kernel=kernel, kernel_cfg=kernel_cfg)
+        layer = cls(
+            **layer_config(conv),
+            device='meta',
+            dtype=conv.weight.dtype,
+            rank=rank,
+            adapter_kernel_size=kernel_size,
+            adapter_dilation=dilation,
+            interaction=interaction,
+            interaction_cfg=interaction_cfg,
+            alpha=alpha,
+            depthwise=depthwise,
+            memory_efficient=memory_efficient,
+            name=name,
+            kernel=kernel,
+            kernel_cfg=kernel_cfg,
+        )
         layer._adopt(conv)
         return layer
 
@@ -566,34 +759,71 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
             both its names.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, *,
-                 rank: int = 8, interaction: Optional[str] = None,
-                 interaction_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                 memory_efficient: Optional[bool] = None, name: Optional[str] = None,
-                 kernel: Optional[str] = None, kernel_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        rank: int = 8,
+        interaction: Optional[str] = None,
+        interaction_cfg: Optional[dict] = None,
+        alpha: Optional[float] = None,
+        memory_efficient: Optional[bool] = None,
+        name: Optional[str] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         _check_rank(rank, name)
         factory = dict(device=device, dtype=dtype)
         a, b = (nn.Linear(in_features, rank, bias=False, **factory) for _ in range(2))
         u = nn.Linear(rank, out_features, bias=False, **factory)
-        self._init_adapter(a, b, u, rank=rank, scale=(rank if alpha is None else alpha) / rank,
-                           interaction=interaction, interaction_cfg=interaction_cfg,
-                           memory_efficient=memory_efficient, depthwise=False, name=name,
-                           kernel=kernel, kernel_cfg=kernel_cfg)
+        self._init_adapter(
+            a,
+            b,
+            u,
+            rank=rank,
+            scale=(rank if alpha is None else alpha) / rank,
+            interaction=interaction,
+            interaction_cfg=interaction_cfg,
+            memory_efficient=memory_efficient,
+            depthwise=False,
+            name=name,
+            kernel=kernel,
+            kernel_cfg=kernel_cfg,
+        )
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int = 8, interaction: Optional[str] = None,
-                    interaction_cfg: Optional[dict] = None, alpha: Optional[float] = None,
-                    memory_efficient: Optional[bool] = None, name: Optional[str] = None,
-                    kernel: Optional[str] = None,
-                    kernel_cfg: Optional[dict] = None) -> 'QuadraticLinear':
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        rank: int = 8,
+        interaction: Optional[str] = None,
+        interaction_cfg: Optional[dict] = None,
+        alpha: Optional[float] = None,
+        memory_efficient: Optional[bool] = None,
+        name: Optional[str] = None,
+        kernel: Optional[str] = None,
+        kernel_cfg: Optional[dict] = None,
+    ) -> 'QuadraticLinear':
         """Wrap an existing ``nn.Linear``, sharing (not copying) its weight and bias; the
         adapter gets its device and dtype."""
-        layer = cls(**layer_config(linear), device='meta', dtype=linear.weight.dtype, rank=rank,
-                    interaction=interaction, interaction_cfg=interaction_cfg, alpha=alpha,
-                    memory_efficient=memory_efficient, name=name, kernel=kernel,
-                    kernel_cfg=kernel_cfg)
+        layer = cls(
+            **layer_config(linear),
+            device='meta',
+            dtype=linear.weight.dtype,
+            rank=rank,
+            interaction=interaction,
+            interaction_cfg=interaction_cfg,
+            alpha=alpha,
+            memory_efficient=memory_efficient,
+            name=name,
+            kernel=kernel,
+            kernel_cfg=kernel_cfg,
+        )
         layer._adopt(linear)
         return layer
 
@@ -610,8 +840,9 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
     def _project(self, x: Tensor, w_ab: Tensor) -> Tensor:
         return F.linear(x, w_ab)
 
-    def _u_output(self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor],
-                  out: Optional[Tensor]) -> Tensor:
+    def _u_output(
+        self, h: Tensor, w_u_scaled: Tensor, scale: Optional[Tensor], out: Optional[Tensor]
+    ) -> Tensor:
         term = F.linear(h, w_u_scaled)
         if scale is None:
             return term if out is None else out.add_(term)
@@ -620,9 +851,15 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
         return out.addcmul_(term, scale.to(out.dtype))
 
     def _quadratic_term_backward(
-            self, grad: Tensor, x: Tensor, w_a: Tensor, w_b: Tensor, w_u: Tensor,
-            needs_grad: Tuple[bool, ...],
-            projection: Optional[Projection] = None) -> Tuple[Optional[Tensor], ...]:
+        self,
+        grad: Tensor,
+        x: Tensor,
+        w_a: Tensor,
+        w_b: Tensor,
+        w_u: Tensor,
+        needs_grad: Tuple[bool, ...],
+        projection: Optional[Projection] = None,
+    ) -> Tuple[Optional[Tensor], ...]:
         # With rows X (tokens x in): AB = X W_ab^T, Y = c phi(A / c, B / c) (s W_u)^T (c per
         # row), so dW_u = s dY^T (c phi), d(c phi) = dY (s W_u), dAB = phi'(A / c, B / c) d(c phi)
         # (the c cancels), dX = dAB W_ab, dW_ab = dAB^T X.
@@ -639,8 +876,9 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
             else:
                 # c / max(c) <= 1 scales the rows exactly and without overflow; max(c) in fp32.
                 scale_rows, peak = scale.flatten(0, -2), scale.amax()
-                grad_u = torch.matmul(grad_rows.t(),
-                                      h.flatten(0, -2) * (scale_rows / peak).to(h.dtype))
+                grad_u = torch.matmul(
+                    grad_rows.t(), h.flatten(0, -2) * (scale_rows / peak).to(h.dtype)
+                )
                 grad_u = grad_u.float() * peak
         grad_x = grad_a = grad_b = None
         if need_x or need_ab:

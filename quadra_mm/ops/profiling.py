@@ -1,4 +1,5 @@
 """Measuring what autograd keeps for backward."""
+
 from typing import Any, Callable, Dict, Iterable, Tuple
 
 import torch

@@ -10,6 +10,7 @@ Triton is imported lazily (it ships with torch's CUDA wheels); on CPU the eager 
 runs. ``TRITON_INTERPRET=1`` (set before triton is imported) runs the kernel on CPU
 tensors, slowly, for tests.
 """
+
 from typing import Optional, Tuple
 
 from torch import Tensor
@@ -25,7 +26,11 @@ from .interactions import (
 __all__ = ['fused_quadratic_term_add_', 'interaction_params']
 
 _INTERACTION_IDS = {
-    QuadraticInteraction: 0, LinearInteraction: 1, RBFInteraction: 2, PolyInteraction: 3}
+    QuadraticInteraction: 0,
+    LinearInteraction: 1,
+    RBFInteraction: 2,
+    PolyInteraction: 3,
+}
 
 
 def interaction_params(interaction: Interaction) -> Tuple[int, float, int]:
@@ -45,11 +50,29 @@ def _build_kernel():
 
     @triton.jit
     def quadratic_term_add_kernel(
-            y_ptr, ab_ptr, u_ptr, scale_ptr, num_pixels, out_channels, y_stride_n, y_stride_c,
-            y_stride_p, ab_stride_n, ab_stride_c, ab_stride_p, scale_stride_n, scale_stride_p,
-            real_param, RANK: tl.constexpr, RANK_PAD: tl.constexpr, INTERACTION: tl.constexpr,
-            DEGREE: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_P: tl.constexpr,
-            BLOCK_O: tl.constexpr):
+        y_ptr,
+        ab_ptr,
+        u_ptr,
+        scale_ptr,
+        num_pixels,
+        out_channels,
+        y_stride_n,
+        y_stride_c,
+        y_stride_p,
+        ab_stride_n,
+        ab_stride_c,
+        ab_stride_p,
+        scale_stride_n,
+        scale_stride_p,
+        real_param,
+        RANK: tl.constexpr,
+        RANK_PAD: tl.constexpr,
+        INTERACTION: tl.constexpr,
+        DEGREE: tl.constexpr,
+        HAS_SCALE: tl.constexpr,
+        BLOCK_P: tl.constexpr,
+        BLOCK_O: tl.constexpr,
+    ):
         # One program: BLOCK_P pixels of one image, every output channel.
         n = tl.program_id(1)
         pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -60,8 +83,9 @@ def _build_kernel():
         a = tl.load(ab_ptr + ab_offs, mask=ab_mask, other=0.0).to(tl.float32)
         b = tl.load(ab_ptr + ab_offs + RANK * ab_stride_c, mask=ab_mask, other=0.0).to(tl.float32)
         if HAS_SCALE:  # the range scale c (ops.functional.range_scale): c U(phi(a / c, b / c))
-            scale = tl.load(scale_ptr + n * scale_stride_n + pix * scale_stride_p,
-                            mask=pix_ok, other=1.0)
+            scale = tl.load(
+                scale_ptr + n * scale_stride_n + pix * scale_stride_p, mask=pix_ok, other=1.0
+            )
             a = a / scale[None, :]
             b = b / scale[None, :]
         if INTERACTION == 0:
@@ -80,8 +104,11 @@ def _build_kernel():
         for o_start in range(0, out_channels, BLOCK_O):
             outs = o_start + tl.arange(0, BLOCK_O)
             outs_ok = outs < out_channels
-            u = tl.load(u_ptr + outs[:, None] * RANK + ranks[None, :],
-                        mask=outs_ok[:, None] & (ranks[None, :] < RANK), other=0.0).to(tl.float32)
+            u = tl.load(
+                u_ptr + outs[:, None] * RANK + ranks[None, :],
+                mask=outs_ok[:, None] & (ranks[None, :] < RANK),
+                other=0.0,
+            ).to(tl.float32)
             term = tl.sum(u[:, :, None] * phi[None, :, :], axis=1)
             if HAS_SCALE:
                 term = term * scale[None, :]
@@ -104,16 +131,23 @@ def _pixel_strides(t: Tensor) -> Tuple[int, int, int]:
     spatial = t.shape[2:]
     for dim in range(2, t.dim() - 1):
         if t.shape[dim] > 1 and t.stride(dim) != t.stride(dim + 1) * t.shape[dim + 1]:
-            raise ValueError(f'fused_quadratic_term_add_: spatial dims of a tensor of shape '
-                             f'{tuple(t.shape)} and strides {t.stride()} do not flatten '
-                             f'({tuple(spatial)})')
+            raise ValueError(
+                f'fused_quadratic_term_add_: spatial dims of a tensor of shape '
+                f'{tuple(t.shape)} and strides {t.stride()} do not flatten '
+                f'({tuple(spatial)})'
+            )
     return t.stride(0), t.stride(1), t.stride(-1)
 
 
-def fused_quadratic_term_add_(y: Tensor, ab: Tensor, weight_u: Tensor,
-                              interaction: Interaction,
-                              sample_scale: Optional[Tensor] = None, block_pixels: int = 64,
-                              block_out: int = 16) -> Tensor:
+def fused_quadratic_term_add_(
+    y: Tensor,
+    ab: Tensor,
+    weight_u: Tensor,
+    interaction: Interaction,
+    sample_scale: Optional[Tensor] = None,
+    block_pixels: int = 64,
+    block_out: int = 16,
+) -> Tensor:
     """``y += c * weight_u @ phi(a / c, b / c)`` per pixel, in one kernel, in place.
 
     Args:
@@ -138,8 +172,10 @@ def fused_quadratic_term_add_(y: Tensor, ab: Tensor, weight_u: Tensor,
     weight_u = weight_u.reshape(weight_u.shape[0], -1).contiguous()
     out_channels, rank = weight_u.shape
     if ab.shape[1] != 2 * rank or y.shape[1] != out_channels or y.shape[0] != ab.shape[0]:
-        raise ValueError(f'fused_quadratic_term_add_: shapes y {tuple(y.shape)}, '
-                         f'ab {tuple(ab.shape)}, U {tuple(weight_u.shape)} do not fit')
+        raise ValueError(
+            f'fused_quadratic_term_add_: shapes y {tuple(y.shape)}, '
+            f'ab {tuple(ab.shape)}, U {tuple(weight_u.shape)} do not fit'
+        )
     num_pixels = y[0, 0].numel() if y.dim() > 2 else y.shape[0]
     kind, real_param, degree = interaction_params(interaction)
     grid = (triton.cdiv(num_pixels, block_pixels), y.shape[0] if y.dim() > 2 else 1)
@@ -148,8 +184,23 @@ def fused_quadratic_term_add_(y: Tensor, ab: Tensor, weight_u: Tensor,
     else:
         scale = sample_scale.float().contiguous()
         scale_strides = (1, 0) if y.dim() > 2 else (0, 1)
-    _KERNEL[grid](y, ab, weight_u, scale, num_pixels, out_channels, *_pixel_strides(y),
-                  *_pixel_strides(ab), *scale_strides, real_param, RANK=rank,
-                  RANK_PAD=triton.next_power_of_2(rank), INTERACTION=kind, DEGREE=degree,
-                  HAS_SCALE=sample_scale is not None, BLOCK_P=block_pixels, BLOCK_O=block_out)
+    _KERNEL[grid](
+        y,
+        ab,
+        weight_u,
+        scale,
+        num_pixels,
+        out_channels,
+        *_pixel_strides(y),
+        *_pixel_strides(ab),
+        *scale_strides,
+        real_param,
+        RANK=rank,
+        RANK_PAD=triton.next_power_of_2(rank),
+        INTERACTION=kind,
+        DEGREE=degree,
+        HAS_SCALE=sample_scale is not None,
+        BLOCK_P=block_pixels,
+        BLOCK_O=block_out,
+    )
     return y

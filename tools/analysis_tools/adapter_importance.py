@@ -42,6 +42,7 @@ Writes to ``--out-dir`` (default ``<work dir>/adapter_importance``):
 renamed into place). The metric is the val evaluator's first (``--metric``
 to choose), taken as higher-is-better. One process (no launcher).
 """
+
 import argparse
 import csv
 import json
@@ -78,44 +79,75 @@ from quadra_mm.models import load_trained_checkpoint  # noqa: E402
 from quadra_mm.ops import is_adapter_param_name  # noqa: E402
 
 VAL_KEYS = ('val_dataloader', 'val_evaluator', 'val_cfg')
-COLUMNS = ('rank', 'stage', 'adapter', 'params', 'param_share_pct', 'flops',
-           'flop_share_pct', 'norm_ratio', 'metric_drop', 'importance',
-           'importance_per_flop_pct', 'pruned')
+COLUMNS = (
+    'rank',
+    'stage',
+    'adapter',
+    'params',
+    'param_share_pct',
+    'flops',
+    'flop_share_pct',
+    'norm_ratio',
+    'metric_drop',
+    'importance',
+    'importance_per_flop_pct',
+    'pruned',
+)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Importance of the quadratic adapters per FLOP, and '
-        'pruning to a FLOPs budget')
+        description='Importance of the quadratic adapters per FLOP, and pruning to a FLOPs budget'
+    )
     parser.add_argument('config', help='training config (with a val set)')
-    parser.add_argument('checkpoint', help='trained checkpoint (full or '
-                        'written by AdapterCheckpointHook)')
-    parser.add_argument('--work-dir', help='the runner\'s log dir')
-    parser.add_argument('--out-dir', help='where the tables, plot and pruned '
-                        'checkpoint go (default <work dir>/adapter_importance)')
-    parser.add_argument('--scorer', choices=SCORERS, default='ablation',
-                        help='ablation: metric drop per adapter (one val pass '
-                        'each, exact; default); norm: quadratic-to-primary term norm '
-                        'ratio (one val pass)')
-    parser.add_argument('--metric', help='val metric to score by (default: '
-                        'the evaluator\'s first)')
+    parser.add_argument(
+        'checkpoint', help='trained checkpoint (full or written by AdapterCheckpointHook)'
+    )
+    parser.add_argument('--work-dir', help="the runner's log dir")
+    parser.add_argument(
+        '--out-dir',
+        help='where the tables, plot and pruned '
+        'checkpoint go (default <work dir>/adapter_importance)',
+    )
+    parser.add_argument(
+        '--scorer',
+        choices=SCORERS,
+        default='ablation',
+        help='ablation: metric drop per adapter (one val pass '
+        'each, exact; default); norm: quadratic-to-primary term norm '
+        'ratio (one val pass)',
+    )
+    parser.add_argument('--metric', help="val metric to score by (default: the evaluator's first)")
     prune = parser.add_mutually_exclusive_group()
-    prune.add_argument('--prune-to-flops', type=float, metavar='R',
-                       help='switch off adapters until forward FLOPs <= R x '
-                       'the first-order model\'s (R >= 1.0)')
-    prune.add_argument('--prune-fraction', type=float, metavar='F',
-                       help='switch off this fraction of the adapters, in [0, 1]')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value pairs')
+    prune.add_argument(
+        '--prune-to-flops',
+        type=float,
+        metavar='R',
+        help="switch off adapters until forward FLOPs <= R x the first-order model's (R >= 1.0)",
+    )
+    prune.add_argument(
+        '--prune-fraction',
+        type=float,
+        metavar='F',
+        help='switch off this fraction of the adapters, in [0, 1]',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs',
+    )
     parser.set_defaults(launcher='none')  # for quadra_mm.cli.load_config
     args = parser.parse_args(argv)
     if args.prune_to_flops is not None and not args.prune_to_flops >= 1.0:
-        parser.error(f'--prune-to-flops {args.prune_to_flops}: the budget is '
-                     'a ratio to the first-order FLOPs and must be >= 1.0')
-    if args.prune_fraction is not None and \
-            not 0.0 <= args.prune_fraction <= 1.0:
-        parser.error(f'--prune-fraction {args.prune_fraction}: a fraction of '
-                     'the adapters must be in [0, 1]')
+        parser.error(
+            f'--prune-to-flops {args.prune_to_flops}: the budget is '
+            'a ratio to the first-order FLOPs and must be >= 1.0'
+        )
+    if args.prune_fraction is not None and not 0.0 <= args.prune_fraction <= 1.0:
+        parser.error(
+            f'--prune-fraction {args.prune_fraction}: a fraction of the adapters must be in [0, 1]'
+        )
     return args
 
 
@@ -123,9 +155,11 @@ def check_config(cfg: Config, source: str) -> None:
     """The tool scores on the val set: every val key must be there."""
     missing = [key for key in VAL_KEYS if cfg.get(key) is None]
     if missing:
-        raise SystemExit(f'{source}: no {", ".join(missing)} in the config; '
-                         'adapter_importance scores adapters on the val set '
-                         f'and needs {", ".join(VAL_KEYS)}')
+        raise SystemExit(
+            f'{source}: no {", ".join(missing)} in the config; '
+            'adapter_importance scores adapters on the val set '
+            f'and needs {", ".join(VAL_KEYS)}'
+        )
 
 
 def check_checkpoint(path: str) -> None:
@@ -133,13 +167,13 @@ def check_checkpoint(path: str) -> None:
     if not osp.isfile(path):
         raise SystemExit(f'checkpoint not found: {path}')
     checkpoint = _load_checkpoint(path, map_location='cpu')
-    state_dict = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else {}
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
     if not any(is_adapter_param_name(key) for key in state_dict):
         raise SystemExit(
             f'checkpoint {path} has no quadratic adapter keys '
             '(...quad_a/quad_b/quad_u.weight): it is not a trained QNv2 '
-            'model (a first-order checkpoint?), nothing to score')
+            'model (a first-order checkpoint?), nothing to score'
+        )
 
 
 def write_tables(rows: List[dict], summary: dict, out_dir: str) -> None:
@@ -172,14 +206,15 @@ def write_tables(rows: List[dict], summary: dict, out_dir: str) -> None:
     ]
     pruned = summary.get('pruned')
     if pruned:
-        lines += [f'Pruned ({pruned["rule"]}): {len(pruned["adapters"])} of '
-                  f'{len(rows)} adapters off, forward FLOPs ratio '
-                  f'{pruned["flops_ratio"]:.4f}x, val `{summary["metric"]}` = '
-                  f'{pruned["val_metric"]:.4g}; `{pruned["checkpoint"]}`.', '']
-    lines += ['| ' + ' | '.join(COLUMNS) + ' |',
-              '|' + '---|' * len(COLUMNS)]
-    lines += ['| ' + ' | '.join(fmt(row[key]) for key in COLUMNS) + ' |'
-              for row in rows]
+        lines += [
+            f'Pruned ({pruned["rule"]}): {len(pruned["adapters"])} of '
+            f'{len(rows)} adapters off, forward FLOPs ratio '
+            f'{pruned["flops_ratio"]:.4f}x, val `{summary["metric"]}` = '
+            f'{pruned["val_metric"]:.4g}; `{pruned["checkpoint"]}`.',
+            '',
+        ]
+    lines += ['| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
+    lines += ['| ' + ' | '.join(fmt(row[key]) for key in COLUMNS) + ' |' for row in rows]
     with open(osp.join(out_dir, 'adapter_importance.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -187,6 +222,7 @@ def write_tables(rows: List[dict], summary: dict, out_dir: str) -> None:
 def plot(rows: List[dict], summary: dict, path: str) -> None:
     """Importance against FLOP share, a colour per stage; pruned adapters hollow."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -199,13 +235,19 @@ def plot(rows: List[dict], summary: dict, path: str) -> None:
             if not points:
                 continue
             colour = colours(index % 10)
-            ax.scatter([r['flop_share_pct'] for r in points],
-                       [r['importance'] for r in points],
-                       facecolors='none' if pruned else colour, edgecolors=colour,
-                       label=f'backbone stage {stage}' + (' (pruned)' if pruned else ''))
+            ax.scatter(
+                [r['flop_share_pct'] for r in points],
+                [r['importance'] for r in points],
+                facecolors='none' if pruned else colour,
+                edgecolors=colour,
+                label=f'backbone stage {stage}' + (' (pruned)' if pruned else ''),
+            )
     ax.set_xlabel('FLOP share of the adapted model (%)')
-    ax.set_ylabel(f'metric drop ({summary["metric"]})'
-                  if summary['scorer'] == 'ablation' else 'quadratic / primary term norm ratio')
+    ax.set_ylabel(
+        f'metric drop ({summary["metric"]})'
+        if summary['scorer'] == 'ablation'
+        else 'quadratic / primary term norm ratio'
+    )
     ax.set_title(f'adapter importance ({summary["scorer"]})')
     ax.legend(fontsize='small')
     fig.tight_layout()
@@ -225,8 +267,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     layers = dict(quadratic_layers(model))
     if not layers:
-        raise SystemExit(f'{args.config}: the model has no quadratic layers '
-                         '(no QuadraNetV2/QuadraNet backbone)')
+        raise SystemExit(
+            f'{args.config}: the model has no quadratic layers (no QuadraNetV2/QuadraNet backbone)'
+        )
     checkpoint = load_trained_checkpoint(model, args.checkpoint)
     evaluation = Evaluation(runner.val_loop, model)
     pruning = args.prune_to_flops is not None or args.prune_fraction is not None
@@ -240,11 +283,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     exported, (inputs, data_samples) = scores.exported, scores.flop_inputs
     exported_layers = dict(quadratic_layers(exported))
 
-    summary = dict(config=args.config, checkpoint=args.checkpoint,
-                   scorer=args.scorer, metric=key, val_metric=val_metric,
-                   val_images=len(evaluation.dataloader.dataset),
-                   input_shape=list(inputs.shape), first_order_flops=first_order,
-                   adapted_flops=adapted, flops_ratio=adapted / first_order)
+    summary = dict(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        scorer=args.scorer,
+        metric=key,
+        val_metric=val_metric,
+        val_images=len(evaluation.dataloader.dataset),
+        input_shape=list(inputs.shape),
+        first_order_flops=first_order,
+        adapted_flops=adapted,
+        flops_ratio=adapted / first_order,
+    )
     if pruning:
         rule = pruning_rule(args.prune_to_flops, args.prune_fraction)
         names = adapters_to_prune(scores, args.prune_to_flops, args.prune_fraction)
@@ -257,28 +307,39 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         os.makedirs(out_dir, exist_ok=True)
         stem = osp.splitext(osp.basename(args.checkpoint))[0]
         path = osp.join(out_dir, f'{stem}_pruned.pth')
-        summary['pruned'] = dict(rule=rule, adapters=names, flops=pruned_flops,
-                                 flops_ratio=pruned_flops / first_order,
-                                 val_metric=pruned_metric, checkpoint=path)
-        meta = {k: v for k, v in (checkpoint.get('meta') or {}).items()
-                if k in ('dataset_meta', 'epoch', 'iter', 'seed')}
+        summary['pruned'] = dict(
+            rule=rule,
+            adapters=names,
+            flops=pruned_flops,
+            flops_ratio=pruned_flops / first_order,
+            val_metric=pruned_metric,
+            checkpoint=path,
+        )
+        meta = {
+            k: v
+            for k, v in (checkpoint.get('meta') or {}).items()
+            if k in ('dataset_meta', 'epoch', 'iter', 'seed')
+        }
         meta['pruned_from'] = osp.abspath(args.checkpoint)
         meta['pruned_adapters'] = list(names)
-        save_checkpoint(dict(meta=meta, state_dict=weights_to_cpu(get_state_dict(model))),
-                        path)
+        save_checkpoint(dict(meta=meta, state_dict=weights_to_cpu(get_state_dict(model))), path)
 
     os.makedirs(out_dir, exist_ok=True)
     write_tables(rows, summary, out_dir)
     plot(rows, summary, osp.join(out_dir, 'adapter_importance.png'))
-    print(f'\n{len(rows)} adapters scored ({args.scorer}), val {key} = '
-          f'{val_metric:.4g}, forward FLOPs {adapted / first_order:.4f}x '
-          f'first-order; tables and plot in {out_dir}')
+    print(
+        f'\n{len(rows)} adapters scored ({args.scorer}), val {key} = '
+        f'{val_metric:.4g}, forward FLOPs {adapted / first_order:.4f}x '
+        f'first-order; tables and plot in {out_dir}'
+    )
     if pruning:
         pruned = summary['pruned']
-        print(f'pruned {len(pruned["adapters"])} of {len(rows)} adapters '
-              f'({rule}): forward FLOPs {pruned["flops_ratio"]:.4f}x '
-              f'first-order, val {key} = {pruned["val_metric"]:.4g}; '
-              f'{pruned["checkpoint"]}')
+        print(
+            f'pruned {len(pruned["adapters"])} of {len(rows)} adapters '
+            f'({rule}): forward FLOPs {pruned["flops_ratio"]:.4f}x '
+            f'first-order, val {key} = {pruned["val_metric"]:.4g}; '
+            f'{pruned["checkpoint"]}'
+        )
     return summary
 
 

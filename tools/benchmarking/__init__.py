@@ -57,6 +57,7 @@ ratios), ``zoo`` (backbones and adapter targets), ``flops`` (FLOP counts), ``reg
 iteration), ``tables`` (the rows of the main and frozen tables), ``markdown`` (goals,
 page introduction, tables) and ``cli`` (this command line).
 """
+
 from .flops import FLOP_FORMULAS, adapter_forward_flops, counted_flops, forward_flops
 from .harness import ratio, repeat_times
 from .placement import PRUNED_SETTINGS, placement_rows, pruned_rows
@@ -64,7 +65,18 @@ from .regimes import Bench, freeze_primary
 from .zoo import ADAPTER, AUTOCAST_DTYPES, ZOOS
 
 __all__ = [
-    'ADAPTER', 'AUTOCAST_DTYPES', 'Bench', 'FLOP_FORMULAS', 'PRUNED_SETTINGS', 'ZOOS',
-    'adapter_forward_flops', 'counted_flops', 'forward_flops', 'freeze_primary',
-    'placement_rows', 'pruned_rows', 'ratio', 'repeat_times'
+    'ADAPTER',
+    'AUTOCAST_DTYPES',
+    'Bench',
+    'FLOP_FORMULAS',
+    'PRUNED_SETTINGS',
+    'ZOOS',
+    'adapter_forward_flops',
+    'counted_flops',
+    'forward_flops',
+    'freeze_primary',
+    'placement_rows',
+    'pruned_rows',
+    'ratio',
+    'repeat_times',
 ]

@@ -1,5 +1,6 @@
 """The whole detector: a QNv2 Mask R-CNN train iteration (``model.train_step``) against
 its first-order twin (mm glue; the rest of the benchmark runs without OpenMMLab)."""
+
 import copy
 import os.path as osp
 import tempfile
@@ -21,8 +22,9 @@ def first_order_twin(model: nn.Module) -> nn.Module:
     sharing nothing with ``model`` and holding the same primary weights."""
     twin = copy.deepcopy(model)
     for layer_name, layer in list(quadratic_layers(twin)):
-        plain = (nn.Conv2d if isinstance(layer, nn.Conv2d) else nn.Linear)(**layer_config(layer),
-                                                                         device='meta')
+        plain = (nn.Conv2d if isinstance(layer, nn.Conv2d) else nn.Linear)(
+            **layer_config(layer), device='meta'
+        )
         replace_module(twin, layer_name, share_parameters(plain, layer))
     return twin
 
@@ -35,13 +37,22 @@ def _shapes_batch(cfg, img_size: int, root: str) -> dict:
 
     from quadra_mm.datasets import make_demo_data
 
-    data = make_demo_data(osp.join(root, 'shapes'), num_train=cfg.train_dataloader.batch_size,
-                          num_val=1, img_size=img_size, seed=1)
+    data = make_demo_data(
+        osp.join(root, 'shapes'),
+        num_train=cfg.train_dataloader.batch_size,
+        num_val=1,
+        img_size=img_size,
+        seed=1,
+    )
     dataset = cfg.train_dataloader.dataset
     while 'dataset' in dataset:  # RepeatDataset and other wrappers
         dataset = dataset.dataset
-    dataset.update(data_root=data['out'] + '/', ann_file='annotations/instances_train.json',
-                   data_prefix=dict(img='train/'), metainfo=dict(classes=tuple(data['classes'])))
+    dataset.update(
+        data_root=data['out'] + '/',
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        metainfo=dict(classes=tuple(data['classes'])),
+    )
     # In this process and seeded: a multi-scale pipeline draws the same scales in every run.
     cfg.train_dataloader.update(num_workers=0, persistent_workers=False)
     set_random_seed(0)
@@ -89,6 +100,7 @@ def detector_row(config: str, args) -> Dict[str, str]:
         def step():
             torch.manual_seed(0)
             model.train_step(batch, wrapper)
+
         return step
 
     steps = {'first_order': step_fn(first_order), 'adapted': step_fn(adapted)}
@@ -98,13 +110,15 @@ def detector_row(config: str, args) -> Dict[str, str]:
         # recompute): the floor under the time ratio once every kernel runs at one speed.
         flops[name] = counted_flops(step)
     times = repeat_times(steps, device, args.warmup, args.detector_repeats, args.clock_fn)
-    row = {'detector': osp.basename(config),
-           'adapters': str(len(list(quadratic_layers(adapted)))),
-           'precision': 'AMP' if amp and device.type == 'cuda' else 'fp32',
-           'images': ', '.join(f'{h}×{w}' for h, w in (img.shape[1:] for img in batch['inputs'])),
-           'FLOPs train': ratio(flops['adapted'], flops['first_order']),
-           'first-order iteration': ms(times['first_order']),
-           'adapted iteration': ms(times['adapted']),
-           'ratio': ratio(times['adapted'], times['first_order'], GOALS[device.type]['detector'])}
+    row = {
+        'detector': osp.basename(config),
+        'adapters': str(len(list(quadratic_layers(adapted)))),
+        'precision': 'AMP' if amp and device.type == 'cuda' else 'fp32',
+        'images': ', '.join(f'{h}×{w}' for h, w in (img.shape[1:] for img in batch['inputs'])),
+        'FLOPs train': ratio(flops['adapted'], flops['first_order']),
+        'first-order iteration': ms(times['first_order']),
+        'adapted iteration': ms(times['adapted']),
+        'ratio': ratio(times['adapted'], times['first_order'], GOALS[device.type]['detector']),
+    }
     print(row, flush=True)
     return row

@@ -1,6 +1,7 @@
 """FLOP counts of the benchmark: forward (mmengine's counter where installed, as mmdet's
 ``get_flops.py``), forward+backward of a train step, and per adapter (the package's own
 count, :func:`quadra_mm.adapters.pruning.adapter_flops`)."""
+
 from typing import Callable, Dict
 
 import torch
@@ -11,9 +12,21 @@ from quadra_mm.adapters.pruning import adapter_flops
 from quadra_mm.deploy import export_for_inference
 
 
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
-                        transposed, _output_padding, _groups, output_mask, out_shape=None,
-                        **kwargs) -> int:
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """grad_input and grad_weight each cost the forward's FLOPs. torch's own formula
     drops ``groups`` for grad_weight, counting a depthwise conv's backward ``groups``
     times too high (96x on ConvNeXt-T's first stage)."""
@@ -49,9 +62,10 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
     image = x[:1]
     if forward_counter() == 'mmengine':
         from mmengine.analysis import FlopAnalyzer
+
         # As get_flops.py: a jit trace of the forward. Importing quadra_mm (done by
         # quadra_mm.adapters) makes it count the quadratic branch (quadra_mm.flops).
-        analyzer = FlopAnalyzer(model, (image, ))
+        analyzer = FlopAnalyzer(model, (image,))
         return analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
     with torch.no_grad():
         return counted_flops(lambda: model(image))
@@ -66,8 +80,9 @@ def adapter_forward_flops(model: nn.Module, x: torch.Tensor) -> Dict[str, int]:
     exported.eval()  # not chained: mmpretrain's backbones' train() returns None
 
     def by_module(module: nn.Module) -> Dict[str, int]:
-        analyzer = FlopAnalyzer(module, (x[:1], ))
-        return dict(analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-                    .by_module())
+        analyzer = FlopAnalyzer(module, (x[:1],))
+        return dict(
+            analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).by_module()
+        )
 
     return adapter_flops(exported, by_module)[0]

@@ -1,4 +1,5 @@
 """Timing harness: interleaved repeats, one clock, ratios within a repeat."""
+
 import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -12,8 +13,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def repeat_times(fns: Dict[str, Callable[[], object]], device: torch.device, warmup: int,
-                 repeats: int, clock: Callable[[], float]) -> Dict[str, List[float]]:
+def repeat_times(
+    fns: Dict[str, Callable[[], object]],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    clock: Callable[[], float],
+) -> Dict[str, List[float]]:
     """Time of each ``fn`` in every repeat (after ``warmup`` untimed ones); every repeat
     runs all of them once, in turn."""
     times: Dict[str, List[float]] = {name: [] for name in fns}

@@ -1,5 +1,6 @@
 """Inference timing: the adapted model before and after ``export_for_inference`` (and
 compiled), against the first-order model."""
+
 import copy
 from typing import Dict, List
 
@@ -20,6 +21,7 @@ def eval_times(bench: Bench, variants: Dict[str, nn.Module]) -> Dict[str, List[f
         def run():
             with bench.autocast():
                 model(bench.x)
+
         return run
 
     with torch.inference_mode():
@@ -30,8 +32,11 @@ def inference_times(bench: Bench, compiled: bool = False) -> Dict[str, List[floa
     """Inference times (per repeat) of the first-order, adapted and exported models (and
     compiled ones when ``compiled``); ``export_max_abs_diff``: exported vs adapted output."""
     first_order, adapted = bench.models['first_order'], bench.models['adapted']
-    variants = {'first_order': first_order, 'adapted': adapted,
-                'exported': export_for_inference(adapted)}
+    variants = {
+        'first_order': first_order,
+        'adapted': adapted,
+        'exported': export_for_inference(adapted),
+    }
     if compiled:
         torch._dynamo.reset()
         # Not compile(model.eval()): mmpretrain's ConvNeXt.train() returns None.
@@ -42,6 +47,5 @@ def inference_times(bench: Bench, compiled: bool = False) -> Dict[str, List[floa
     with torch.inference_mode():
         expected = outputs(adapted(bench.x))
         exported = outputs(variants['exported'](bench.x))
-        error = max((a.float() - b.float()).abs().max().item()
-                    for a, b in zip(expected, exported))
+        error = max((a.float() - b.float()).abs().max().item() for a, b in zip(expected, exported))
     return {**eval_times(bench, variants), 'export_max_abs_diff': [error]}

@@ -4,6 +4,7 @@ library users compare with: ``y = L(x) + (alpha / r) B(A(x))`` with
 ``B = Conv2d(r, out, 1)``, no biases, ``B`` zero-initialised; placed on the layers the
 quadratic adapters take. PEFT's own LoRA, where it can be imported, is the cross-check.
 """
+
 import math
 import re
 import sys
@@ -20,9 +21,15 @@ class LoRAConv2d(nn.Module):
     def __init__(self, base_layer: nn.Conv2d, rank: int, alpha: Optional[float] = None) -> None:
         super().__init__()
         self.base_layer = base_layer
-        self.lora_A = nn.Conv2d(base_layer.in_channels, rank, base_layer.kernel_size,
-                                base_layer.stride, base_layer.padding, base_layer.dilation,
-                                bias=False).to(base_layer.weight)
+        self.lora_A = nn.Conv2d(
+            base_layer.in_channels,
+            rank,
+            base_layer.kernel_size,
+            base_layer.stride,
+            base_layer.padding,
+            base_layer.dilation,
+            bias=False,
+        ).to(base_layer.weight)
         self.lora_B = nn.Conv2d(rank, base_layer.out_channels, 1, bias=False).to(base_layer.weight)
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
@@ -49,6 +56,10 @@ def add_peft_lora(model: nn.Module, names: Iterable[str], rank: int, peft_path: 
     from peft import LoraConfig, inject_adapter_in_model
 
     # A string is matched as a whole-name regex.
-    config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0,
-                        target_modules='|'.join(re.escape(name) for name in names))
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank,
+        lora_dropout=0.0,
+        target_modules='|'.join(re.escape(name) for name in names),
+    )
     return inject_adapter_in_model(config, model)

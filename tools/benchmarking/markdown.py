@@ -1,4 +1,5 @@
 """Markdown output: the goals, the page's introduction and the tables."""
+
 import platform
 from typing import Dict, List
 
@@ -10,8 +11,10 @@ from .zoo import ADAPTER
 # Issue 7 (CPU, 1 thread, batch 8, 224²): step <= 1.08x eager, <= 1.05x compiled,
 # exported inference <= 1.05x, saved activations 1.00x (SPEC §6: <= 1.05x), demo Mask
 # R-CNN iteration <= 1.03x. GPU (H200, batch 128, bf16): step <= 1.15x eager.
-GOALS = {'cpu': dict(step=1.08, compiled_step=1.05, saved=1.05, infer=1.05, detector=1.03),
-         'cuda': dict(step=1.15, compiled_step=1.05, saved=1.05, infer=1.05, detector=1.05)}
+GOALS = {
+    'cpu': dict(step=1.08, compiled_step=1.05, saved=1.05, infer=1.05, detector=1.03),
+    'cuda': dict(step=1.15, compiled_step=1.05, saved=1.05, infer=1.05, detector=1.05),
+}
 
 
 def device_name(device: torch.device) -> str:
@@ -31,9 +34,10 @@ def markdown_table(rows: List[Dict[str, str]]) -> str:
 
 def intro(device_type: str) -> str:
     goals = GOALS[device_type]
-    counter = {'mmengine': "mmengine's `FlopAnalyzer` (as mmdet's `get_flops.py`)",
-               'FlopCounterMode': '`torch.utils.flop_counter.FlopCounterMode` (mmengine is not '
-                                  'installed)'}[forward_counter()]
+    counter = {
+        'mmengine': "mmengine's `FlopAnalyzer` (as mmdet's `get_flops.py`)",
+        'FlopCounterMode': '`torch.utils.flop_counter.FlopCounterMode` (mmengine is not installed)',
+    }[forward_counter()]
     return f"""# Adapter benchmarks
 
 Written by `tools/benchmark_adapters.py` (see its docstring for the method). Adapters:

@@ -1,5 +1,6 @@
 """Which layers carry adapters: the cost of each placement (stages x rank x k) and of
 pruned placements (adapters switched off and dropped at export)."""
+
 import copy
 from typing import Dict, List
 
@@ -20,8 +21,11 @@ PLACEMENT_KS = (3, 1)
 # all stages at rank 8, k=3 is the main table's row.
 PLACEMENTS_TIMED = (('1-3', 8, 3), ('2-3', 8, 3), ('all (0-3)', 4, 3), ('all (0-3)', 8, 1))
 # Pruned placements (issue 18): a fraction of the adapters, or a forward FLOPs budget.
-PRUNED_SETTINGS = (('25 %', dict(fraction=0.25)), ('50 %', dict(fraction=0.5)),
-                   ('<= 1.02x FLOPs', dict(max_ratio=1.02)))
+PRUNED_SETTINGS = (
+    ('25 %', dict(fraction=0.25)),
+    ('50 %', dict(fraction=0.5)),
+    ('<= 1.02x FLOPs', dict(max_ratio=1.02)),
+)
 
 
 def placement_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
@@ -36,12 +40,19 @@ def placement_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
                 bench = Bench(builder, targets, args, args.dtype[0], adapter, stages)
                 if first_order_flops is None:
                     first_order_flops = forward_flops(bench.models['first_order'], bench.x)
-                row = {'model': name, 'stages': label, 'rank': str(rank), 'k': str(k),
-                       'adapters': str(len(list(quadratic_layers(bench.models['adapted'])))),
-                       'params': bench.params_overhead(),
-                       'FLOPs fwd': ratio(forward_flops(bench.models['adapted'], bench.x),
-                                          first_order_flops),
-                       'step': '', 'infer (exported)': ''}
+                row = {
+                    'model': name,
+                    'stages': label,
+                    'rank': str(rank),
+                    'k': str(k),
+                    'adapters': str(len(list(quadratic_layers(bench.models['adapted'])))),
+                    'params': bench.params_overhead(),
+                    'FLOPs fwd': ratio(
+                        forward_flops(bench.models['adapted'], bench.x), first_order_flops
+                    ),
+                    'step': '',
+                    'infer (exported)': '',
+                }
                 if (label, rank, k) in PLACEMENTS_TIMED:
                     train = bench.train_times()
                     infer = inference_times(bench)
@@ -66,8 +77,11 @@ def pruned_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
     variants = {'first_order': first_order, 'unpruned': export_for_inference(adapted)}
     pruned_sets = {}
     for label, rule in PRUNED_SETTINGS:
-        names = (prune_to_flops(order, flops, f0, rule['max_ratio']) if 'max_ratio' in rule
-                 else prune_fraction(order, rule['fraction']))
+        names = (
+            prune_to_flops(order, flops, f0, rule['max_ratio'])
+            if 'max_ratio' in rule
+            else prune_fraction(order, rule['fraction'])
+        )
         pruned = copy.deepcopy(adapted)
         layers = dict(quadratic_layers(pruned))
         switch_off(layers[n] for n in names)
@@ -79,11 +93,14 @@ def pruned_rows(name: str, builder, targets, args) -> List[Dict[str, str]]:
     for label in ['unpruned', *pruned_sets]:
         names = pruned_sets.get(label, [])
         stages = sorted({str(stage_of[n]) for n in names})
-        row = {'model': name, 'pruned': label if names else 'none',
-               'adapters off': f'{len(names)} of {len(flops)}',
-               'stages pruned (0-based)': ', '.join(stages) or '-',
-               'FLOPs fwd': ratio(forward_flops(variants[label], bench.x), f0),
-               'infer (exported)': ratio(times[label], times['first_order'])}
+        row = {
+            'model': name,
+            'pruned': label if names else 'none',
+            'adapters off': f'{len(names)} of {len(flops)}',
+            'stages pruned (0-based)': ', '.join(stages) or '-',
+            'FLOPs fwd': ratio(forward_flops(variants[label], bench.x), f0),
+            'infer (exported)': ratio(times[label], times['first_order']),
+        }
         print(row, flush=True)
         rows.append(row)
     return rows

@@ -7,6 +7,7 @@ of ``QuadraticStageHook``, adapters-only fine-tuning and every PEFT-style compar
 In the frozen regime the first-order model trains its norms and head, and LoRA (as PEFT
 writes it, same placement and rank) stands beside the quadratic adapters.
 """
+
 import contextlib
 import copy
 from typing import Callable, Dict, List, Optional, Sequence
@@ -28,7 +29,7 @@ _HEADS = ('head', 'fc')
 
 
 def outputs(out) -> tuple:
-    return out if isinstance(out, (tuple, list)) else (out, )
+    return out if isinstance(out, (tuple, list)) else (out,)
 
 
 def loss(out) -> torch.Tensor:
@@ -39,11 +40,16 @@ def freeze_primary(model: nn.Module) -> nn.Module:
     """The frozen regime: every parameter frozen except those of adapters (quadratic or
     LoRA), norms and the head, as ``QuadraticStageHook``'s phase 1 (its
     ``phase_one_frozen_parameters``: all but adapters and norms)."""
-    trainable = {id(p) for m in model.modules() if isinstance(m, _NORMS)
-                 for p in m.parameters(recurse=False)}
+    trainable = {
+        id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)
+    }
     for name, param in model.named_parameters():
-        param.requires_grad_(id(param) in trainable or is_adapter_param_name(name)
-                             or 'lora_' in name or name.split('.')[0] in _HEADS)
+        param.requires_grad_(
+            id(param) in trainable
+            or is_adapter_param_name(name)
+            or 'lora_' in name
+            or name.split('.')[0] in _HEADS
+        )
     return model
 
 
@@ -52,11 +58,19 @@ class Bench:
     measurements. ``models`` maps a variant name to its model; the ``*_frozen`` ones
     are in the frozen regime."""
 
-    def __init__(self, builder: Callable[[], nn.Module], targets, args, dtype: str,
-                 adapter: Optional[dict] = None, stages: Optional[Sequence[int]] = None) -> None:
+    def __init__(
+        self,
+        builder: Callable[[], nn.Module],
+        targets,
+        args,
+        dtype: str,
+        adapter: Optional[dict] = None,
+        stages: Optional[Sequence[int]] = None,
+    ) -> None:
         self.device = torch.device(args.device)
-        self.memory_format = (torch.channels_last if self.device.type == 'cuda'
-                              else torch.contiguous_format)
+        self.memory_format = (
+            torch.channels_last if self.device.type == 'cuda' else torch.contiguous_format
+        )
         self.autocast_dtype = AUTOCAST_DTYPES[dtype]
         self.adapter = adapter or ADAPTER
         torch.manual_seed(0)
@@ -68,8 +82,9 @@ class Bench:
         for _, layer in quadratic_layers(adapted):
             nn.init.normal_(layer.quad_u.weight, std=1e-3)
         self.models = {'first_order': first_order, 'adapted': adapted}
-        self.x = torch.randn(args.batch_size, 3, args.image_size, args.image_size,
-                             device=self.device).contiguous(memory_format=self.memory_format)
+        self.x = torch.randn(
+            args.batch_size, 3, args.image_size, args.image_size, device=self.device
+        ).contiguous(memory_format=self.memory_format)
         self.args = args
 
     def add_plain_backward(self) -> None:
@@ -88,17 +103,23 @@ class Bench:
         recompute = copy.deepcopy(adapted)
         for _, layer in quadratic_layers(recompute):
             layer.memory_efficient = True
-        variants = {'first_order_frozen': copy.deepcopy(self.models['first_order']),
-                    'adapted_frozen': copy.deepcopy(adapted),
-                    'adapted_frozen_recompute': recompute}
+        variants = {
+            'first_order_frozen': copy.deepcopy(self.models['first_order']),
+            'adapted_frozen': copy.deepcopy(adapted),
+            'adapted_frozen_recompute': recompute,
+        }
         torch.manual_seed(0)
-        variants['lora_frozen'] = add_lora(copy.deepcopy(self.models['first_order']), names,
-                                           self.adapter['rank'])
+        variants['lora_frozen'] = add_lora(
+            copy.deepcopy(self.models['first_order']), names, self.adapter['rank']
+        )
         if peft_path:
             try:
                 variants['peft_lora_frozen'] = add_peft_lora(
-                    copy.deepcopy(self.models['first_order']), names, self.adapter['rank'],
-                    peft_path)
+                    copy.deepcopy(self.models['first_order']),
+                    names,
+                    self.adapter['rank'],
+                    peft_path,
+                )
             except ValueError as err:  # PEFT 0.21 refuses depthwise convs at rank 8
                 print(f'PEFT LoRA left out: {err}', flush=True)
         for name, model in variants.items():
@@ -110,12 +131,12 @@ class Bench:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def repeat_times(self, fns: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
-        return repeat_times(fns, self.device, self.args.warmup, self.args.repeats,
-                            self.args.clock_fn)
+        return repeat_times(
+            fns, self.device, self.args.warmup, self.args.repeats, self.args.clock_fn
+        )
 
     def _train_step_fn(self, model: nn.Module, compiled: bool = False) -> Callable[[], None]:
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=1e-4)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         forward = torch.compile(model) if compiled else model
 
         def step() -> None:
@@ -127,8 +148,9 @@ class Bench:
 
         return step
 
-    def train_times(self, compiled: bool = False,
-                    names: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
+    def train_times(
+        self, compiled: bool = False, names: Optional[Sequence[str]] = None
+    ) -> Dict[str, List[float]]:
         """Step times (per repeat) of the models ``names`` (default: all), and of compiled
         copies of the first-order and the adapted model (keys ``*_compiled``) when
         ``compiled``."""
@@ -140,7 +162,8 @@ class Bench:
             torch._dynamo.reset()
             for name in ('first_order', 'adapted'):
                 fns[f'{name}_compiled'] = self._train_step_fn(
-                    copy.deepcopy(self.models[name]), True)
+                    copy.deepcopy(self.models[name]), True
+                )
         return self.repeat_times(fns)
 
     def peak_memory(self) -> Dict[str, int]:
@@ -160,8 +183,9 @@ class Bench:
         for name, model in self.models.items():
             model.train()
             with self.autocast():
-                result[name] = saved_tensor_bytes(lambda: model(self.x),
-                                                  ignore=model.parameters())[0]
+                result[name] = saved_tensor_bytes(lambda: model(self.x), ignore=model.parameters())[
+                    0
+                ]
         return result
 
     def flops(self) -> Dict[str, int]:
@@ -179,6 +203,8 @@ class Bench:
 
     def params_overhead(self) -> str:
         """The adapters' parameters as a share of the first-order model's: ``+0.53%``."""
-        first_order, adapted = (sum(p.numel() for p in self.models[name].parameters())
-                                for name in ('first_order', 'adapted'))
+        first_order, adapted = (
+            sum(p.numel() for p in self.models[name].parameters())
+            for name in ('first_order', 'adapted')
+        )
         return f'+{100 * (adapted / first_order - 1):.2f}%'

@@ -1,5 +1,6 @@
 """The rows of the main table (full regime, inference, export) and of the frozen-regime
 table (quadratic adapters and LoRA with the primary weights frozen)."""
+
 import statistics
 from typing import Dict
 
@@ -28,8 +29,10 @@ def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
         'model': name,
         'precision': _precision(dtype),
         'params': bench.params_overhead(),
-        'FLOPs fwd / train': (f'{ratio(flops["adapted_forward"], flops["first_order_forward"])} / '
-                              f'{ratio(flops["adapted_train"], flops["first_order_train"])}'),
+        'FLOPs fwd / train': (
+            f'{ratio(flops["adapted_forward"], flops["first_order_forward"])} / '
+            f'{ratio(flops["adapted_train"], flops["first_order_train"])}'
+        ),
         'first-order step': ms(train['first_order']),
         'step (mem-eff)': ratio(train['adapted'], train['first_order'], goals['step']),
         'step (plain bwd)': ratio(train['adapted_plain_backward'], train['first_order']),
@@ -42,21 +45,28 @@ def measure(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
     if args.compile:
         row['compiled first-order step'] = ms(train['first_order_compiled'])
         row['step compiled (adapted vs first-order)'] = ratio(
-            train['adapted_compiled'], train['first_order_compiled'], goals['compiled_step'])
+            train['adapted_compiled'], train['first_order_compiled'], goals['compiled_step']
+        )
         row['infer compiled (exported vs first-order)'] = ratio(
-            infer['exported_compiled'], infer['first_order_compiled'], goals['infer'])
+            infer['exported_compiled'], infer['first_order_compiled'], goals['infer']
+        )
     if bench.device.type == 'cuda':
         peak = bench.peak_memory()
         plain = ratio(peak['adapted_plain_backward'], peak['first_order'])
         row['peak mem (mem-eff / plain)'] = (
-            f'{ratio(peak["adapted"], peak["first_order"])} / {plain}')
+            f'{ratio(peak["adapted"], peak["first_order"])} / {plain}'
+        )
     print(row, flush=True)
     return row
 
 
 # Frozen-regime variants: column label -> model name in Bench.models.
-FROZEN_VARIANTS = {'QNv2': 'adapted_frozen', 'QNv2 recompute': 'adapted_frozen_recompute',
-                   'LoRA': 'lora_frozen', 'PEFT LoRA': 'peft_lora_frozen'}
+FROZEN_VARIANTS = {
+    'QNv2': 'adapted_frozen',
+    'QNv2 recompute': 'adapted_frozen_recompute',
+    'LoRA': 'lora_frozen',
+    'PEFT LoRA': 'peft_lora_frozen',
+}
 
 
 def frozen_row(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
@@ -73,9 +83,11 @@ def frozen_row(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
     flops, saved = bench.flops(), bench.saved_bytes()
     train = bench.train_times()
     base = 'first_order_frozen'
-    row = {'model': name, 'precision': _precision(dtype),
-           'first-order step (frozen / full)': (f'{ms(train[base])} / '
-                                                f'{ms(train["first_order"])}')}
+    row = {
+        'model': name,
+        'precision': _precision(dtype),
+        'first-order step (frozen / full)': (f'{ms(train[base])} / {ms(train["first_order"])}'),
+    }
     for label, variant in FROZEN_VARIANTS.items():
         if variant not in bench.models:
             continue
@@ -83,11 +95,13 @@ def frozen_row(name: str, builder, targets, args, dtype: str) -> Dict[str, str]:
         excess = [r - flop_ratio for r in ratios(train[variant], train[base])]
         row[f'{label}: FLOPs / step / step − FLOPs'] = (
             f'{flop_ratio:.3f}× / {ratio(train[variant], train[base])} / '
-            f'{statistics.median(excess):+.3f} ({min(excess):+.2f}…{max(excess):+.2f})')
+            f'{statistics.median(excess):+.3f} ({min(excess):+.2f}…{max(excess):+.2f})'
+        )
         row[f'{label}: saved act.'] = ratio(saved[variant], saved[base])
     full_flops = flops['adapted_train'] / flops['first_order_train']
     row['full regime QNv2: FLOPs / step'] = (
-        f'{full_flops:.3f}× / {ratio(train["adapted"], train["first_order"])}')
+        f'{full_flops:.3f}× / {ratio(train["adapted"], train["first_order"])}'
+    )
     row['full regime QNv2: saved act.'] = ratio(saved['adapted'], saved['first_order'])
     print(row, flush=True)
     return row

@@ -1,5 +1,6 @@
 """The benchmarked backbones (mmpretrain's, or timm/torchvision's without OpenMMLab),
 their adapter targets and the default adapter."""
+
 import torch
 
 ADAPTER = dict(rank=8, kernel_size=3, dilation=2)
@@ -9,21 +10,25 @@ AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 def _mmpretrain_convnext():
     from mmpretrain.models import ConvNeXt
+
     return ConvNeXt(arch='tiny')
 
 
 def _mmpretrain_resnet50():
     from mmpretrain.models import ResNet
+
     return ResNet(depth=50)
 
 
 def _timm_convnext():
     import timm
+
     return timm.create_model('convnext_tiny')
 
 
 def _torchvision_resnet50():
     from torchvision.models import resnet50
+
     return resnet50()
 
 
@@ -35,8 +40,10 @@ ZOOS = {
         'ResNet-50': (_mmpretrain_resnet50, 'resnet'),
     },
     'timm': {
-        'ConvNeXt-T': (_timm_convnext,
-                       [dict(type=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.conv_dw')]),
+        'ConvNeXt-T': (
+            _timm_convnext,
+            [dict(type=r'stages\.(?P<stage>\d+)\.blocks\.\d+\.conv_dw')],
+        ),
         'ResNet-50': (_torchvision_resnet50, 'resnet'),
     },
 }

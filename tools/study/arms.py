@@ -1,6 +1,7 @@
 """The study's arms (one recipe each, equal budget) and part 3's variants of
 the adapters-only recipe: an arm is a name, its config family and a function
 that edits the loaded config."""
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,7 +20,7 @@ class Arm:
 
 
 def _switch_at(cfg: Config, switch_iter: int) -> None:
-    (hook, ) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
+    (hook,) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
     hook['switch_iter'] = switch_iter
 
 
@@ -54,46 +55,108 @@ def from_scratch(cfg: Config, iters: int) -> None:
 
 
 ARMS = (
-    Arm('linear-probe', 'first-order', True,
-        'pretrained backbone frozen (BN statistics too), head trains', linear_probe),
-    Arm('full-ft', 'first-order', True,
-        'first-order fine-tuning of every parameter', train_everything),
-    Arm('lora', 'qnv2', True,
+    Arm(
+        'linear-probe',
+        'first-order',
+        True,
+        'pretrained backbone frozen (BN statistics too), head trains',
+        linear_probe,
+    ),
+    Arm(
+        'full-ft',
+        'first-order',
+        True,
+        'first-order fine-tuning of every parameter',
+        train_everything,
+    ),
+    Arm(
+        'lora',
+        'qnv2',
+        True,
         "first-order low-rank adapter, interaction='linear' (phi = a + b): "
         'U((A+B)(x)), same placement and parameter count as qnv2; '
-        'adapters, norms and head train', lora),
-    Arm('qnv2-adapters', 'qnv2', True,
+        'adapters, norms and head train',
+        lora,
+    ),
+    Arm(
+        'qnv2-adapters',
+        'qnv2',
+        True,
         'QNv2 quadratic adapters (stage 1 only): adapters, norms and head '
-        'train, primary terms frozen', adapters_only),
-    Arm('qnv2-stages', 'qnv2', True,
+        'train, primary terms frozen',
+        adapters_only,
+    ),
+    Arm(
+        'qnv2-stages',
+        'qnv2',
+        True,
         'QNv2 stage training: stage 1 for the first half, then everything '
-        '(primary terms at lr x0.1)', stages),
-    Arm('quadranet-scratch', 'qnv2', False,
+        '(primary terms at lr x0.1)',
+        stages,
+    ),
+    Arm(
+        'quadranet-scratch',
+        'qnv2',
+        False,
         'the same quadratic ResNet from random init, every parameter trains',
-        from_scratch),
-    Arm('first-order-scratch', 'first-order', False,
-        'the same first-order ResNet from random init', from_scratch),
+        from_scratch,
+    ),
+    Arm(
+        'first-order-scratch',
+        'first-order',
+        False,
+        'the same first-order ResNet from random init',
+        from_scratch,
+    ),
 )
 ARM_BY_NAME = {arm.name: arm for arm in ARMS}
 
 # Part 3, on the shifted task: variations of the adapters-only recipe.
 ABLATIONS = (
-    ('rbf', 'kernel rbf (sigma 1), rank 8, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(interaction='rbf')),
-    ('poly', 'kernel poly (degree 2, c 1), rank 8, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(interaction='poly')),
-    ('rank-4', 'kernel quadratic, rank 4, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(rank=4)),
-    ('rank-16', 'kernel quadratic, rank 16, all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(rank=16)),
-    ('late-stages', 'kernel quadratic, rank 8, stages 3-4 only',
-     lambda cfg: cfg.model.backbone.update(stages=[2, 3])),
+    (
+        'rbf',
+        'kernel rbf (sigma 1), rank 8, all stages',
+        lambda cfg: cfg.model.backbone.adapter.update(interaction='rbf'),
+    ),
+    (
+        'poly',
+        'kernel poly (degree 2, c 1), rank 8, all stages',
+        lambda cfg: cfg.model.backbone.adapter.update(interaction='poly'),
+    ),
+    (
+        'rank-4',
+        'kernel quadratic, rank 4, all stages',
+        lambda cfg: cfg.model.backbone.adapter.update(rank=4),
+    ),
+    (
+        'rank-16',
+        'kernel quadratic, rank 16, all stages',
+        lambda cfg: cfg.model.backbone.adapter.update(rank=16),
+    ),
+    (
+        'late-stages',
+        'kernel quadratic, rank 8, stages 3-4 only',
+        lambda cfg: cfg.model.backbone.update(stages=[2, 3]),
+    ),
     # The two cheaper placements of docs/benchmarks.md (issue 7): a default
     # may change only with their accuracy measured here.
-    ('stages-2-4', 'kernel quadratic, rank 8, stages 2-4',
-     lambda cfg: cfg.model.backbone.update(stages=[1, 2, 3])),
-    ('1x1', 'kernel quadratic, rank 8, 1x1 A/B (not atrous), all stages',
-     lambda cfg: cfg.model.backbone.adapter.update(kernel_size=1, dilation=1)),
+    (
+        'stages-2-4',
+        'kernel quadratic, rank 8, stages 2-4',
+        lambda cfg: cfg.model.backbone.update(stages=[1, 2, 3]),
+    ),
+    (
+        '1x1',
+        'kernel quadratic, rank 8, 1x1 A/B (not atrous), all stages',
+        lambda cfg: cfg.model.backbone.adapter.update(kernel_size=1, dilation=1),
+    ),
 )
-PARTS = ('source', *TASKS, *(name for name, *_ in ABLATIONS), 'efficiency',
-         'detection', 'same-task', 'pruning')
+PARTS = (
+    'source',
+    *TASKS,
+    *(name for name, *_ in ABLATIONS),
+    'efficiency',
+    'detection',
+    'same-task',
+    'pruning',
+)

@@ -1,6 +1,7 @@
 """Configs of the study's runs: a config file of ``configs/study`` or
 ``configs/demo`` loaded once, then edited for a run (data, schedule, seed, work
 dir). Pipeline steps are found by their ``type``, never by list position."""
+
 import copy
 import functools
 import os
@@ -25,16 +26,17 @@ def pipeline_step(cfg: Config, loader: str, step_type: str) -> ConfigDict:
     pipeline = cfg[loader].dataset.pipeline
     steps = [step for step in pipeline if step.type == step_type]
     if len(steps) != 1:
-        raise KeyError(f'{cfg.filename}: {loader}.dataset.pipeline has '
-                       f'{len(steps)} steps of type {step_type!r} (expected 1; '
-                       f'types: {[step.type for step in pipeline]})')
+        raise KeyError(
+            f'{cfg.filename}: {loader}.dataset.pipeline has '
+            f'{len(steps)} steps of type {step_type!r} (expected 1; '
+            f'types: {[step.type for step in pipeline]})'
+        )
     return steps[0]
 
 
 def quiet(cfg: Config, work_dir: str) -> None:
     cfg.work_dir = work_dir
-    cfg.experiment_name = osp.relpath(work_dir, ROOT).replace(os.sep, '_') \
-        + f'_{time.time_ns()}'
+    cfg.experiment_name = osp.relpath(work_dir, ROOT).replace(os.sep, '_') + f'_{time.time_ns()}'
     cfg.log_level = 'WARNING'
     cfg.launcher = 'none'
     if 'visualizer' in cfg:
@@ -43,15 +45,15 @@ def quiet(cfg: Config, work_dir: str) -> None:
         cfg.visualizer.name = cfg.experiment_name
 
 
-
 @functools.lru_cache(maxsize=None)
 def _parsed(path: str) -> Config:
     # Without yapf formatting: the Runner formats its config 4-5 times and
     # yapf took ~0.7 s a call here, more than a quick run's training.
     # (Config.fromfile drops its format_python_code for python configs.)
     parsed = Config.fromfile(path)
-    return Config(parsed.to_dict(), cfg_text=parsed.text,
-                  filename=parsed.filename, format_python_code=False)
+    return Config(
+        parsed.to_dict(), cfg_text=parsed.text, filename=parsed.filename, format_python_code=False
+    )
 
 
 _LOAD_LOCK = threading.Lock()
@@ -67,30 +69,34 @@ def load(path: str) -> Config:
 # --------------------------------------------------------------------------
 # classification configs
 # --------------------------------------------------------------------------
-def set_schedule(cfg: Config, iters: int, val_interval: int, warmup: int,
-              start_factor: float = 0.1, log_interval: Optional[int] = None) -> None:
+def set_schedule(
+    cfg: Config,
+    iters: int,
+    val_interval: int,
+    warmup: int,
+    start_factor: float = 0.1,
+    log_interval: Optional[int] = None,
+) -> None:
     """Linear warm-up then cosine over ``iters``; one checkpoint at the end; log
     every ``log_interval`` (default ``val_interval``) iterations."""
     warmup = max(1, min(warmup, iters // 2))
     cfg.train_cfg.update(max_iters=iters, val_interval=val_interval)
     cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=start_factor, by_epoch=False, begin=0,
-             end=warmup),
-        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup,
-             end=iters, eta_min=1e-5),
+        dict(type='LinearLR', start_factor=start_factor, by_epoch=False, begin=0, end=warmup),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=iters, eta_min=1e-5),
     ]
     cfg.default_hooks.checkpoint.interval = iters
     cfg.default_hooks.logger.update(
-        interval=max(1, min(log_interval or val_interval, iters)),
-        log_metric_by_epoch=False)
+        interval=max(1, min(log_interval or val_interval, iters)), log_metric_by_epoch=False
+    )
 
 
-def set_datasets(cfg: Config, data: str, scale: Scale, seed: int,
-              train_part: str, train_per_class: int) -> None:
+def set_datasets(
+    cfg: Config, data: str, scale: Scale, seed: int, train_part: str, train_per_class: int
+) -> None:
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_prefix = data
-    cfg.train_dataloader.dataset.update(
-        part=train_part, per_class=train_per_class, seed=seed)
+    cfg.train_dataloader.dataset.update(part=train_part, per_class=train_per_class, seed=seed)
     cfg.train_dataloader.batch_size = scale.batch
     cfg.val_dataloader.dataset.update(per_class=scale.val_per_class, seed=0)
     cfg.test_dataloader.dataset.update(per_class=scale.test_per_class)
@@ -110,9 +116,17 @@ def source_cfg(scale: Scale, data: str, seed: int, work: str) -> Config:
     return cfg
 
 
-def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
-               lr: float, source: str, work_dir: str,
-               iters: Optional[int] = None) -> Config:
+def target_cfg(
+    task: str,
+    arm: Arm,
+    scale: Scale,
+    data: str,
+    seed: int,
+    lr: float,
+    source: str,
+    work_dir: str,
+    iters: Optional[int] = None,
+) -> Config:
     prefix = 'qnv2-' if arm.family == 'qnv2' else ''
     cfg = load(osp.join(STUDY, f'{prefix}resnet18-cifar_fmnist-{task}.py'))
     iters = iters or scale.iters
@@ -127,19 +141,19 @@ def target_cfg(task: str, arm: Arm, scale: Scale, data: str, seed: int,
     return cfg
 
 
-
 def epoch_checkpoint(cfg: Config) -> str:
     return osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
 
 
-def crops_cfg(path: str, shapes: str, scale: Scale, seed: int,
-               epochs: Optional[int], work_dir: str) -> Config:
+def crops_cfg(
+    path: str, shapes: str, scale: Scale, seed: int, epochs: Optional[int], work_dir: str
+) -> Config:
     """A demo crop-classifier config on the study's shapes set."""
     cfg = load(path)
     root = osp.join(shapes, 'crops') + '/'
     for loader in ('train_dataloader', 'val_dataloader'):
         cfg[loader].dataset.data_root = root
-        pipeline_step(cfg, loader, 'Resize').scale = (scale.det_crop, ) * 2
+        pipeline_step(cfg, loader, 'Resize').scale = (scale.det_crop,) * 2
     cfg.test_dataloader = cfg.val_dataloader
     if epochs is not None:
         cfg.train_cfg.update(max_epochs=epochs, val_interval=epochs)
@@ -149,8 +163,9 @@ def crops_cfg(path: str, shapes: str, scale: Scale, seed: int,
     return cfg
 
 
-def detector_cfg(path: str, shapes: str, scale: Scale, seed: int,
-                  backbone_ckpt: str, work_dir: str) -> Config:
+def detector_cfg(
+    path: str, shapes: str, scale: Scale, seed: int, backbone_ckpt: str, work_dir: str
+) -> Config:
     """A demo detector config on the study's shapes set, reduced schedule:
     warm-up and stage switch at 1/16 of the iterations, as in the demo."""
     cfg = load(path)

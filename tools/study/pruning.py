@@ -19,6 +19,7 @@ most): the adapters-only recipe again, at the lr its arm chose, with
 the budget's share) at half the iterations; the rest of the model trains on
 for the other half, and the final model is scored on the test set.
 """
+
 import copy
 import os.path as osp
 import random
@@ -52,8 +53,10 @@ def setting_name(fraction: float) -> str:
 BUDGET_SETTING = f'<= {BUDGET}x FLOPs'
 # Pruned in training: per setting, its AdapterPruningHook rule and run dir.
 IN_TRAINING = {
-    **{setting_name(f): (dict(prune_fraction=f), f'fraction{100 * f:.0f}')
-       for f in (0.25, 0.5, 0.75)},
+    **{
+        setting_name(f): (dict(prune_fraction=f), f'fraction{100 * f:.0f}')
+        for f in (0.25, 0.5, 0.75)
+    },
     BUDGET_SETTING: (dict(prune_to_flops=BUDGET), f'flops{BUDGET}'),
 }
 IN_TRAINING_SCORER = 'ablation'  # the order that lost least after training
@@ -63,8 +66,9 @@ def prune_in_training(cfg: Config, setting: str, prune_iter: int) -> None:
     """``cfg`` (task (b)'s adapters-only recipe) with ``setting``'s pruning
     before iteration ``prune_iter``."""
     rule, _ = IN_TRAINING[setting]
-    cfg.custom_hooks.append(dict(type='AdapterPruningHook', prune_iter=prune_iter,
-                                 scorer=IN_TRAINING_SCORER, **rule))
+    cfg.custom_hooks.append(
+        dict(type='AdapterPruningHook', prune_iter=prune_iter, scorer=IN_TRAINING_SCORER, **rule)
+    )
 
 
 def orders(rows: Sequence[dict], seed: int) -> Dict[str, List[str]]:
@@ -77,25 +81,29 @@ def orders(rows: Sequence[dict], seed: int) -> Dict[str, List[str]]:
     shuffled = sorted(row['adapter'] for row in rows)
     random.Random(seed).shuffle(shuffled)
     by_drop = ranking([dict(row) for row in rows])
-    return dict(ablation=least_important_first(by_drop),
-                norm=least_important_first(by_norm), random=shuffled)
+    return dict(
+        ablation=least_important_first(by_drop),
+        norm=least_important_first(by_norm),
+        random=shuffled,
+    )
 
 
-def pruned_sets(rows: Sequence[dict], first_order_flops: int,
-                seed: int) -> Dict[str, Dict[str, List[str]]]:
+def pruned_sets(
+    rows: Sequence[dict], first_order_flops: int, seed: int
+) -> Dict[str, Dict[str, List[str]]]:
     """Per scorer, per setting (a fraction of the adapters, or the FLOPs
     budget), the adapters switched off."""
     flops = {row['adapter']: row['flops'] for row in rows}
     sets = {}
     for scorer, order in orders(rows, seed).items():
         sets[scorer] = {setting_name(f): prune_fraction(order, f) for f in FRACTIONS}
-        sets[scorer][BUDGET_SETTING] = prune_to_flops(order, flops, first_order_flops,
-                                                      BUDGET)
+        sets[scorer][BUDGET_SETTING] = prune_to_flops(order, flops, first_order_flops, BUDGET)
     return sets
 
 
-def prune_and_test(cfg: Config, checkpoint: str, metric: str,
-                   reported: Tuple[str, ...], seed: int) -> dict:
+def prune_and_test(
+    cfg: Config, checkpoint: str, metric: str, reported: Tuple[str, ...], seed: int
+) -> dict:
     """Score the adapters of ``checkpoint`` on ``cfg``'s val set by
     ``metric``, then every pruned set of :func:`pruned_sets` on its test set
     (``reported`` metrics; each distinct set scored once). Runs in a worker."""
@@ -103,8 +111,7 @@ def prune_and_test(cfg: Config, checkpoint: str, metric: str,
     model = runner.model
     load_trained_checkpoint(model, checkpoint)
     layers = dict(quadratic_layers(model))
-    scores = score_adapters(Evaluation(runner.val_loop, model), layers,
-                            'ablation', metric)
+    scores = score_adapters(Evaluation(runner.val_loop, model), layers, 'ablation', metric)
     test = Evaluation(runner.test_loop, model)
     f0 = scores.first_order_flops
     tested: Dict[Tuple[str, ...], Dict[str, float]] = {}
@@ -115,16 +122,26 @@ def prune_and_test(cfg: Config, checkpoint: str, metric: str,
             if key not in tested:
                 with switched_off(layers[name] for name in names):
                     metrics = test.run()
-                tested[key] = {m: metric_of(metrics, m, f'{len(names)} adapters off')
-                               for m in reported}
+                tested[key] = {
+                    m: metric_of(metrics, m, f'{len(names)} adapters off') for m in reported
+                }
             settings.setdefault(scorer, {})[setting] = dict(
-                pruned=len(names), flops_ratio=scores.flops_ratio(names), test=tested[key],
-                adapters=list(names))
+                pruned=len(names),
+                flops_ratio=scores.flops_ratio(names),
+                test=tested[key],
+                adapters=list(names),
+            )
     keep = ('adapter', 'stage', 'flops', 'flop_share_pct', 'norm_ratio', 'metric_drop')
-    return dict(seed=seed, metric=metric, val_metric=scores.val_metric,
-                first_order_flops=f0, adapted_flops=scores.adapted_flops,
-                adapters=[{k: row[k] for k in keep} for row in scores.rows],
-                settings=settings, test_passes=len(tested))
+    return dict(
+        seed=seed,
+        metric=metric,
+        val_metric=scores.val_metric,
+        first_order_flops=f0,
+        adapted_flops=scores.adapted_flops,
+        adapters=[{k: row[k] for k in keep} for row in scores.rows],
+        settings=settings,
+        test_passes=len(tested),
+    )
 
 
 def pruning_cfg(cfg: Config, work_dir: str) -> Config:

@@ -1,6 +1,7 @@
 """The report's pruning section (part 6, :mod:`.pruning`): accuracy against
 forward FLOPs ratio per scorer and setting, the fixed cheaper placements of
 part 3 beside them, one plot, and a verdict per scorer and protocol."""
+
 import math
 import string
 from typing import Dict, List, Sequence, Tuple
@@ -14,8 +15,10 @@ from quadra_mm.comparison.statistics import fmt, mean_std  # noqa: E402
 
 from .pruning import BUDGET_SETTING, FRACTIONS, IN_TRAINING, setting_name  # noqa: E402
 
-PROTOCOL_LABELS = {'shift': 'task (b), QNv2 adapters only',
-                   'detection': 'demo detector (QNv2 Mask R-CNN)'}
+PROTOCOL_LABELS = {
+    'shift': 'task (b), QNv2 adapters only',
+    'detection': 'demo detector (QNv2 Mask R-CNN)',
+}
 # Part 3's fixed placements as the 0-based ResNet stages they keep.
 PLACEMENTS = {'stages-2-4': (1, 2, 3), 'late-stages': (2, 3)}
 
@@ -47,15 +50,14 @@ def within_spread(pruned: Sequence[float], unpruned: Sequence[float]) -> str:
     return f'**inconclusive at this scale**: {text}'
 
 
-def _setting_values(part: dict, protocol: str, scorer: str, setting: str
-                    ) -> Dict[str, List[float]]:
+def _setting_values(part: dict, protocol: str, scorer: str, setting: str) -> Dict[str, List[float]]:
     key = part['reported'][0]
     runs = part['runs']
     return dict(
-        test=[_scale(protocol) * r['settings'][scorer][setting]['test'][key]
-              for r in runs],
+        test=[_scale(protocol) * r['settings'][scorer][setting]['test'][key] for r in runs],
         flops=[r['settings'][scorer][setting]['flops_ratio'] for r in runs],
-        pruned=[r['settings'][scorer][setting]['pruned'] for r in runs])
+        pruned=[r['settings'][scorer][setting]['pruned'] for r in runs],
+    )
 
 
 def _placements(results: dict, part: dict) -> List[Tuple[str, float, List[dict]]]:
@@ -75,27 +77,37 @@ def _placements(results: dict, part: dict) -> List[Tuple[str, float, List[dict]]
 
 def _table(results: dict, protocol: str, part: dict) -> List[str]:
     unit = 'test top-1 %' if protocol == 'shift' else 'test bbox mAP ×100'
-    lines = [f'| scorer, adapters switched off | adapters off | forward FLOPs '
-             f'ratio | **{unit}** | d vs unpruned |', '|---|---|---|---|---|']
+    lines = [
+        f'| scorer, adapters switched off | adapters off | forward FLOPs '
+        f'ratio | **{unit}** | d vs unpruned |',
+        '|---|---|---|---|---|',
+    ]
     unpruned = _setting_values(part, protocol, 'ablation', setting_name(0.0))['test']
     settings = [setting_name(f) for f in FRACTIONS] + [BUDGET_SETTING]
     for scorer in part['scorers']:
         for setting in settings:
-            if scorer != 'ablation' and setting in (setting_name(0.0),
-                                                     setting_name(1.0)):
+            if scorer != 'ablation' and setting in (setting_name(0.0), setting_name(1.0)):
                 continue  # the same model for every scorer
             v = _setting_values(part, protocol, scorer, setting)
             d = [p - u for p, u in zip(v['test'], unpruned)]
-            label = 'none (unpruned)' if setting == setting_name(0.0) else (
-                'all (first-order)' if setting == setting_name(1.0)
-                else f'{scorer}, {setting}')
-            lines.append(f'| {label} | {fmt(v["pruned"])} | '
-                         f'{mean_std(v["flops"])[0]:.3f}× | **{fmt(v["test"])}** | '
-                         f'{fmt(d, 2)} |')
+            label = (
+                'none (unpruned)'
+                if setting == setting_name(0.0)
+                else (
+                    'all (first-order)' if setting == setting_name(1.0) else f'{scorer}, {setting}'
+                )
+            )
+            lines.append(
+                f'| {label} | {fmt(v["pruned"])} | '
+                f'{mean_std(v["flops"])[0]:.3f}× | **{fmt(v["test"])}** | '
+                f'{fmt(d, 2)} |'
+            )
     if protocol == 'shift':
-        lines += [f'| fixed placement: {describe} (trained so) | - | {ratio:.3f}× | '
-                  f'{fmt([r["test"] for r in runs])} | - |'
-                  for describe, ratio, runs in _placements(results, part)]
+        lines += [
+            f'| fixed placement: {describe} (trained so) | - | {ratio:.3f}× | '
+            f'{fmt([r["test"] for r in runs])} | - |'
+            for describe, ratio, runs in _placements(results, part)
+        ]
     return lines
 
 
@@ -104,10 +116,15 @@ def _in_training(part: dict, setting: str) -> Dict[str, List[float]]:
     runs = sorted(part['in_training']['settings'][setting], key=lambda r: r['seed'])
     seeds = [r['seed'] for r in part['runs']]
     if [r['seed'] for r in runs] != seeds:  # the table pairs them seed by seed
-        raise ValueError(f'pruning results: the runs pruned in training at {setting} have '
-                         f'seeds {[r["seed"] for r in runs]}, those pruned after training {seeds}')
-    return dict(test=[r['test'] for r in runs], flops=[r['flops_ratio'] for r in runs],
-                pruned=[r['pruned'] for r in runs])
+        raise ValueError(
+            f'pruning results: the runs pruned in training at {setting} have '
+            f'seeds {[r["seed"] for r in runs]}, those pruned after training {seeds}'
+        )
+    return dict(
+        test=[r['test'] for r in runs],
+        flops=[r['flops_ratio'] for r in runs],
+        pruned=[r['pruned'] for r in runs],
+    )
 
 
 def _in_training_table(part: dict, parts: Dict[str, string.Template]) -> str:
@@ -116,10 +133,12 @@ def _in_training_table(part: dict, parts: Dict[str, string.Template]) -> str:
     pruning iteration)."""
     info = part['in_training']
     unpruned = _setting_values(part, 'shift', 'ablation', setting_name(0.0))['test']
-    lines = ['| ablation order, switched off | adapters off | forward FLOPs ratio | '
-             '**test top-1 %, pruned in training** | pruned after training | '
-             'd in training vs after | d vs unpruned | within the spread? |',
-             '|---|---|---|---|---|---|---|---|']
+    lines = [
+        '| ablation order, switched off | adapters off | forward FLOPs ratio | '
+        '**test top-1 %, pruned in training** | pruned after training | '
+        'd in training vs after | d vs unpruned | within the spread? |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
     for setting in IN_TRAINING:
         during = _in_training(part, setting)
         after = _setting_values(part, 'shift', info['scorer'], setting)['test']
@@ -128,75 +147,105 @@ def _in_training_table(part: dict, parts: Dict[str, string.Template]) -> str:
             f'**{fmt(during["test"])}** | {fmt(after)} | '
             f'{fmt([d - a for d, a in zip(during["test"], after)], 2)} | '
             f'{fmt([d - u for d, u in zip(during["test"], unpruned)], 2)} | '
-            f'{within_spread(during["test"], unpruned).split(":")[0]} |')
+            f'{within_spread(during["test"], unpruned).split(":")[0]} |'
+        )
     return parts['pruning_in_training'].substitute(
-        prune_iter=info['prune_iter'], iters=info['iters'], scorer=info['scorer'],
-        lr=f'{info["lr"]:g}', table='\n'.join(lines))
+        prune_iter=info['prune_iter'],
+        iters=info['iters'],
+        scorer=info['scorer'],
+        lr=f'{info["lr"]:g}',
+        table='\n'.join(lines),
+    )
 
 
 def plot_pruning(results: dict, path: str) -> None:
     """Test metric against forward FLOPs ratio, a line per scorer, mean ±
     std over seeds; part 3's fixed placements as markers (task b)."""
     protocols = list(results['pruning'])
-    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 4.2), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
         part = results['pruning'][protocol]
         for scorer in part['scorers']:
-            points = [_setting_values(part, protocol, scorer, setting_name(f))
-                      for f in FRACTIONS]
+            points = [_setting_values(part, protocol, scorer, setting_name(f)) for f in FRACTIONS]
             x = [mean_std(p['flops'])[0] for p in points]
             y = [mean_std(p['test']) for p in points]
-            ax.errorbar(x, [m for m, _ in y], yerr=[0 if math.isnan(s) else s
-                                                    for _, s in y],
-                        marker='o', capsize=3, label=f'{scorer} order')
+            ax.errorbar(
+                x,
+                [m for m, _ in y],
+                yerr=[0 if math.isnan(s) else s for _, s in y],
+                marker='o',
+                capsize=3,
+                label=f'{scorer} order',
+            )
         if 'in_training' in part:
             points = [_in_training(part, setting) for setting in IN_TRAINING]
             y = [mean_std(p['test']) for p in points]
-            ax.errorbar([mean_std(p['flops'])[0] for p in points], [m for m, _ in y],
-                        yerr=[s for _, s in y], marker='^', capsize=3, linestyle='--',
-                        label=f'{part["in_training"]["scorer"]} order, pruned at iteration '
-                        f'{part["in_training"]["prune_iter"]}, trained on')
+            ax.errorbar(
+                [mean_std(p['flops'])[0] for p in points],
+                [m for m, _ in y],
+                yerr=[s for _, s in y],
+                marker='^',
+                capsize=3,
+                linestyle='--',
+                label=f'{part["in_training"]["scorer"]} order, pruned at iteration '
+                f'{part["in_training"]["prune_iter"]}, trained on',
+            )
         if protocol == 'shift':
             for describe, ratio, runs in _placements(results, part):
                 mean, std = mean_std([r['test'] for r in runs])
-                ax.errorbar([ratio], [mean], yerr=[std], marker='s', linestyle='none',
-                            capsize=3, label=f'fixed: {describe}')
+                ax.errorbar(
+                    [ratio],
+                    [mean],
+                    yerr=[std],
+                    marker='s',
+                    linestyle='none',
+                    capsize=3,
+                    label=f'fixed: {describe}',
+                )
         ax.set_xlabel('forward FLOPs ratio to the first-order model')
         ax.set_ylabel('test top-1 (%)' if protocol == 'shift' else 'test bbox mAP ×100')
         ax.set_title(PROTOCOL_LABELS[protocol], fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle('Pruning adapters: 0 / 25 / 50 / 75 / 100 % switched off per '
-                 'scorer (right to left), mean ± std over seeds', fontsize=10)
+    fig.suptitle(
+        'Pruning adapters: 0 / 25 / 50 / 75 / 100 % switched off per '
+        'scorer (right to left), mean ± std over seeds',
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def pruning_claims(part: dict, protocol: str,
-                   parts: Dict[str, string.Template]) -> List[str]:
+def pruning_claims(part: dict, protocol: str, parts: Dict[str, string.Template]) -> List[str]:
     unpruned = _setting_values(part, protocol, 'ablation', setting_name(0.0))['test']
     rows = []
     for scorer in part['scorers']:
         v = _setting_values(part, protocol, scorer, BUDGET_SETTING)
-        claim = parts['claim_pruning'].substitute(
-            protocol=PROTOCOL_LABELS[protocol], scorer=scorer)
+        claim = parts['claim_pruning'].substitute(protocol=PROTOCOL_LABELS[protocol], scorer=scorer)
         if not any(v['pruned']):  # nothing to prune: no evidence either way
             text = parts['verdict_pruning_budget_met'].substitute(
-                flops=f'{mean_std(v["flops"])[0]:.3f}')
+                flops=f'{mean_std(v["flops"])[0]:.3f}'
+            )
         else:
-            text = (f'{within_spread(v["test"], unpruned)} (FLOPs '
-                    f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off)')
+            text = (
+                f'{within_spread(v["test"], unpruned)} (FLOPs '
+                f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off)'
+            )
         rows.append(f'| {claim} | {text} |')
     if 'in_training' in part:
         info = part['in_training']
         v = _in_training(part, BUDGET_SETTING)
         claim = parts['claim_pruning_in_training'].substitute(
-            protocol=PROTOCOL_LABELS[protocol], scorer=info['scorer'],
-            prune_iter=info['prune_iter'], iters=info['iters'])
-        rows.append(f'| {claim} | {within_spread(v["test"], unpruned)} (FLOPs '
-                    f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off) |')
+            protocol=PROTOCOL_LABELS[protocol],
+            scorer=info['scorer'],
+            prune_iter=info['prune_iter'],
+            iters=info['iters'],
+        )
+        rows.append(
+            f'| {claim} | {within_spread(v["test"], unpruned)} (FLOPs '
+            f'{mean_std(v["flops"])[0]:.3f}×, {fmt(v["pruned"])} adapters off) |'
+        )
     return rows
 
 
@@ -226,8 +275,9 @@ def pruning_section(results: dict, parts: Dict[str, string.Template]) -> str:
             f'{run["adapted_flops"] / run["first_order_flops"]:.3f}× the first-order '
             f'model; ranked on val by `{part["metric"]}`; the norm order prunes '
             f'{_rank_agreement(part)} of the same adapters as the ablation order '
-            'at 50 %.\n\n' + '\n'.join(_table(results, protocol, part))
-            + (f'\n\n{_in_training_table(part, parts)}' if 'in_training' in part else ''))
+            'at 50 %.\n\n'
+            + '\n'.join(_table(results, protocol, part))
+            + (f'\n\n{_in_training_table(part, parts)}' if 'in_training' in part else '')
+        )
         claims += pruning_claims(part, protocol, parts)
-    return parts['pruning_run'].substitute(
-        tables='\n\n'.join(tables), claims='\n'.join(claims))
+    return parts['pruning_run'].substitute(tables='\n\n'.join(tables), claims='\n'.join(claims))

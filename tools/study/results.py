@@ -1,4 +1,5 @@
 """What the study keeps of a run's result in its results.json."""
+
 __all__ = ['summary']
 
 KEPT = ('final', 'test', 'curve', 'seconds', 'step_time', 'trainable', 'adapter_params')

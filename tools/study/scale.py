@@ -1,4 +1,5 @@
 """Where the study's configs live, its tasks, and the sizes of a run."""
+
 import os.path as osp
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -14,6 +15,7 @@ class SameTaskScale:
     """Sizes of the same-task part: P pretraining steps of the first-order
     network, then E extra steps for every arm, and the quadratic network
     from scratch for P + ``scratch_extras`` x E steps."""
+
     width: int  # ResNet_CIFAR base width: stages width .. 8 x width
     train_per_class: int  # train images per class, all ten classes
     batch: int
@@ -30,6 +32,7 @@ class SameTaskScale:
 @dataclass(frozen=True)
 class Scale:
     """Sizes of one study run (``FULL`` or ``QUICK``)."""
+
     name: str
     source_per_class: int  # source images per class
     source_iters: int
@@ -54,25 +57,75 @@ class Scale:
     same_task: SameTaskScale
 
 
-FULL = Scale('full', source_per_class=1000, source_iters=300, source_batch=64,
-             labels_per_class=100, val_per_class=100, test_per_class=None,
-             iters=60, val_interval=20, batch=32, lrs=(2e-3, 8e-3, 3.2e-2, 1.28e-1),
-             seeds=(0, 1, 2), scratch_factor=3, det_train=400, det_val=60,
-             det_img=128, det_crop=48, det_cls_epochs=6, det_iters=400,
-             timing_repeats=5, flops_size=224,
-             same_task=SameTaskScale(
-                 width=32, train_per_class=3000, batch=32, pretrain_iters=1000,
-                 pretrain_val_interval=100, extra_iters=50, val_interval=10,
-                 scratch_extras=4, scratch_val_interval=25,
-                 lrs=(6.25e-5, 1.25e-4, 2.5e-4, 1e-3, 4e-3), test_per_class=None))
-QUICK = Scale('quick', source_per_class=20, source_iters=4, source_batch=10,
-              labels_per_class=4, val_per_class=4, test_per_class=4,
-              iters=4, val_interval=2, batch=10, lrs=(1e-3, ), seeds=(0, 1),
-              scratch_factor=2, det_train=6, det_val=4, det_img=96,
-              det_crop=32, det_cls_epochs=2, det_iters=4, timing_repeats=1,
-              flops_size=64,
-              same_task=SameTaskScale(
-                  width=32, train_per_class=4, batch=10, pretrain_iters=4,
-                  pretrain_val_interval=2, extra_iters=2, val_interval=1,
-                  scratch_extras=2, scratch_val_interval=2, lrs=(1e-3, ),
-                  test_per_class=2))
+FULL = Scale(
+    'full',
+    source_per_class=1000,
+    source_iters=300,
+    source_batch=64,
+    labels_per_class=100,
+    val_per_class=100,
+    test_per_class=None,
+    iters=60,
+    val_interval=20,
+    batch=32,
+    lrs=(2e-3, 8e-3, 3.2e-2, 1.28e-1),
+    seeds=(0, 1, 2),
+    scratch_factor=3,
+    det_train=400,
+    det_val=60,
+    det_img=128,
+    det_crop=48,
+    det_cls_epochs=6,
+    det_iters=400,
+    timing_repeats=5,
+    flops_size=224,
+    same_task=SameTaskScale(
+        width=32,
+        train_per_class=3000,
+        batch=32,
+        pretrain_iters=1000,
+        pretrain_val_interval=100,
+        extra_iters=50,
+        val_interval=10,
+        scratch_extras=4,
+        scratch_val_interval=25,
+        lrs=(6.25e-5, 1.25e-4, 2.5e-4, 1e-3, 4e-3),
+        test_per_class=None,
+    ),
+)
+QUICK = Scale(
+    'quick',
+    source_per_class=20,
+    source_iters=4,
+    source_batch=10,
+    labels_per_class=4,
+    val_per_class=4,
+    test_per_class=4,
+    iters=4,
+    val_interval=2,
+    batch=10,
+    lrs=(1e-3,),
+    seeds=(0, 1),
+    scratch_factor=2,
+    det_train=6,
+    det_val=4,
+    det_img=96,
+    det_crop=32,
+    det_cls_epochs=2,
+    det_iters=4,
+    timing_repeats=1,
+    flops_size=64,
+    same_task=SameTaskScale(
+        width=32,
+        train_per_class=4,
+        batch=10,
+        pretrain_iters=4,
+        pretrain_val_interval=2,
+        extra_iters=2,
+        val_interval=1,
+        scratch_extras=2,
+        scratch_val_interval=2,
+        lrs=(1e-3,),
+        test_per_class=2,
+    ),
+)

@@ -12,6 +12,7 @@ modules import each other relatively and nothing outside it.
 - :mod:`.writer`: the set on disk (images, ``instances_*.json``, instance
   crops for a classifier, a meta file that lets an identical set be reused).
 """
+
 from .drawing import CLASSES, MIN_CONTRAST, draw_background, generate_image, object_fill
 from .polygons import has_hole, mask_to_polygons, polygons_to_mask
 from .writer import (
@@ -26,7 +27,20 @@ from .writer import (
 )
 
 __all__ = [
-    'CLASSES', 'DEFAULTS', 'META_FILE', 'MIN_CONTRAST', 'SPLITS', 'coco_dataset_kwargs',
-    'crop_instance', 'draw_background', 'generate_image', 'has_hole', 'image_rng',
-    'make_demo_data', 'mask_to_polygons', 'object_fill', 'polygons_to_mask', 'summary_line'
+    'CLASSES',
+    'DEFAULTS',
+    'META_FILE',
+    'MIN_CONTRAST',
+    'SPLITS',
+    'coco_dataset_kwargs',
+    'crop_instance',
+    'draw_background',
+    'generate_image',
+    'has_hole',
+    'image_rng',
+    'make_demo_data',
+    'mask_to_polygons',
+    'object_fill',
+    'polygons_to_mask',
+    'summary_line',
 ]

@@ -9,6 +9,7 @@ it. Placements that would punch a hole into an earlier object's visible mask
 are re-sampled, so every visible mask is representable by COCO polygons
 (:mod:`.polygons`). Everything random is drawn from the ``rng`` passed in.
 """
+
 import cv2
 import numpy as np
 
@@ -138,23 +139,36 @@ def draw_background(rng, s):
     for _ in range(int(rng.integers(0, 4))):
         p1 = tuple(int(v) for v in rng.integers(-s // 4, s + s // 4, 2))
         p2 = tuple(int(v) for v in rng.integers(-s // 4, s + s // 4, 2))
-        cv2.line(img, p1, p2, tuple(float(v) for v in _colour(rng)),
-                 int(rng.integers(1, 4)), cv2.LINE_AA)
+        cv2.line(
+            img, p1, p2, tuple(float(v) for v in _colour(rng)), int(rng.integers(1, 4)), cv2.LINE_AA
+        )
     for _ in range(int(rng.integers(0, 4))):
         c = tuple(int(v) for v in rng.integers(0, s, 2))
         ax = (int(rng.uniform(0.05, 0.4) * s) + 1, int(rng.uniform(0.05, 0.4) * s) + 1)
         start = float(rng.uniform(0, 360))
-        cv2.ellipse(img, c, ax, float(rng.uniform(0, 180)), start,
-                    start + float(rng.uniform(40, 200)),
-                    tuple(float(v) for v in _colour(rng)), int(rng.integers(1, 3)),
-                    cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            c,
+            ax,
+            float(rng.uniform(0, 180)),
+            start,
+            start + float(rng.uniform(40, 200)),
+            tuple(float(v) for v in _colour(rng)),
+            int(rng.integers(1, 3)),
+            cv2.LINE_AA,
+        )
     # wiggly polylines
     for _ in range(int(rng.integers(0, 3))):
         n = int(rng.integers(4, 10))
         steps = rng.normal(0, 0.08 * s, (n, 2)).cumsum(0) + rng.uniform(0, s, 2)
-        cv2.polylines(img, [np.round(steps).astype(np.int32)], False,
-                      tuple(float(v) for v in _colour(rng)), int(rng.integers(1, 3)),
-                      cv2.LINE_AA)
+        cv2.polylines(
+            img,
+            [np.round(steps).astype(np.int32)],
+            False,
+            tuple(float(v) for v in _colour(rng)),
+            int(rng.integers(1, 3)),
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -197,8 +211,22 @@ def _shape_polygon(name, rng, cx, cy, diameter, angle):
         # sizes the detector could not tell from circles and squares (AP 0.22,
         # never the top-scoring class on its own objects).
         w = r * rng.uniform(0.3, 0.45)
-        pts = np.array([[w, -r], [w, -w], [r, -w], [r, w], [w, w], [w, r],
-                        [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w], [-w, -r]])
+        pts = np.array(
+            [
+                [w, -r],
+                [w, -w],
+                [r, -w],
+                [r, w],
+                [w, w],
+                [w, r],
+                [-w, r],
+                [-w, w],
+                [-r, w],
+                [-r, -w],
+                [-w, -w],
+                [-w, -r],
+            ]
+        )
     elif name == 'star':
         inner = rng.uniform(0.38, 0.5)
         t = np.arange(10) * np.pi / 5 - np.pi / 2
@@ -209,8 +237,6 @@ def _shape_polygon(name, rng, cx, cy, diameter, angle):
     ca, sa = np.cos(angle), np.sin(angle)
     rot = np.array([[ca, -sa], [sa, ca]])
     return pts @ rot.T + np.array([cx, cy])
-
-
 
 
 def object_fill(rng, img, mask, tries=8):
@@ -224,8 +250,9 @@ def object_fill(rng, img, mask, tries=8):
     return fill
 
 
-def generate_image(rng, img_size, max_objects=4, min_area=30,
-                   min_visible_frac=MIN_VISIBLE_FRAC, max_tries=25):
+def generate_image(
+    rng, img_size, max_objects=4, min_area=30, min_visible_frac=MIN_VISIBLE_FRAC, max_tries=25
+):
     """One image and its instances.
 
     Returns ``(img_bgr_uint8, instances)``; each instance is a dict with
@@ -243,8 +270,7 @@ def generate_image(rng, img_size, max_objects=4, min_area=30,
         for _try in range(max_tries):
             diameter = s * float(np.exp(rng.uniform(*np.log(SIZE_RANGE))))
             cx, cy = rng.uniform(0.05 * s, 0.95 * s, 2)
-            pts = _shape_polygon(CLASSES[label], rng, cx, cy, diameter,
-                                 rng.uniform(0, 2 * np.pi))
+            pts = _shape_polygon(CLASSES[label], rng, cx, cy, diameter, rng.uniform(0, 2 * np.pi))
             m = np.zeros((s, s), np.uint8)
             cv2.fillPoly(m, [_to_fixed(pts)], 1, cv2.LINE_8, 4)
             full_area = abs(cv2.contourArea(pts.astype(np.float32)))
@@ -283,7 +309,8 @@ def generate_image(rng, img_size, max_objects=4, min_area=30,
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.0))
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
 
-    instances = [dict(label=lab, mask=v.astype(bool), full_area=int(fm.sum()))
-                 for lab, v, fm in zip(labels, vis_masks, full_masks)]
+    instances = [
+        dict(label=lab, mask=v.astype(bool), full_area=int(fm.sum()))
+        for lab, v, fm in zip(labels, vis_masks, full_masks)
+    ]
     return img, instances
-

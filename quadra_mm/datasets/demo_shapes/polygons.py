@@ -6,6 +6,7 @@ accepts a placement. The polygons trace the pixel boundary exactly (contours of
 the 2x nearest-upsampled mask), so pycocotools' rasterisation of the stored
 polygons reproduces the mask pixel for pixel.
 """
+
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -26,8 +27,7 @@ def mask_to_polygons(mask):
     (p + 0.5) / 2, i.e. a quarter pixel inside the pixel boundary: pycocotools
     then rasterises the union of the parts back to exactly ``mask``.
     """
-    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2,
-                    interpolation=cv2.INTER_NEAREST)
+    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polys = []
     for c in contours:
@@ -42,4 +42,3 @@ def polygons_to_mask(polys, h, w):
     """pycocotools' rasterisation of ``polys``: ``(bool mask (h, w), merged RLE)``."""
     rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
     return mask_utils.decode(rle).astype(bool), rle
-

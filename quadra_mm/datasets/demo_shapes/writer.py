@@ -10,6 +10,7 @@ stands in for an ImageNet checkpoint.
 Same arguments -> byte-identical files: every image has its own RNG seeded by
 ``(seed, split, index)``, json is written with a fixed key order.
 """
+
 import json
 import os
 import os.path as osp
@@ -39,15 +40,16 @@ def crop_instance(img, bbox, crop_size, enlarge=1.15):
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     pad = side
     padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    crop = padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
     interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
     return cv2.resize(crop, (crop_size, crop_size), interpolation=interp)
 
 
 def image_rng(seed, split, index):
     """The generator of one image: its own stream, whatever the other images."""
-    return np.random.default_rng(np.random.SeedSequence(
-        [int(seed), _SPLIT_CODE[split], int(index), _GEN_VERSION]))
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), _SPLIT_CODE[split], int(index), _GEN_VERSION])
+    )
 
 
 def _write_png(path, img):
@@ -71,8 +73,7 @@ def _generate_split(out, split, num_images, img_size, crop_size, seed, min_area)
         img, instances = generate_image(rng, img_size, min_area=min_area)
         file_name = f'{image_id:06d}.png'
         _write_png(osp.join(img_dir, file_name), img)
-        images.append(dict(id=image_id, file_name=file_name,
-                           width=img_size, height=img_size))
+        images.append(dict(id=image_id, file_name=file_name, width=img_size, height=img_size))
         for inst in instances:
             polys = mask_to_polygons(inst['mask'])
             if not polys:
@@ -87,9 +88,17 @@ def _generate_split(out, split, num_images, img_size, crop_size, seed, min_area)
             bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
             ann_id += 1
             name = CLASSES[inst['label']]
-            annotations.append(dict(
-                id=ann_id, image_id=image_id, category_id=inst['label'] + 1,
-                segmentation=polys, area=float(area), bbox=bbox, iscrowd=0))
+            annotations.append(
+                dict(
+                    id=ann_id,
+                    image_id=image_id,
+                    category_id=inst['label'] + 1,
+                    segmentation=polys,
+                    area=float(area),
+                    bbox=bbox,
+                    iscrowd=0,
+                )
+            )
             per_class[name] += 1
             crop = crop_instance(img, bbox, crop_size)
             _write_png(osp.join(crop_root, name, f'{image_id:06d}_{ann_id:06d}.png'), crop)
@@ -97,25 +106,46 @@ def _generate_split(out, split, num_images, img_size, crop_size, seed, min_area)
         info=dict(description='quadra-mm demo shapes', version=str(_GEN_VERSION)),
         images=images,
         annotations=annotations,
-        categories=[dict(id=i + 1, name=n, supercategory='shape')
-                    for i, n in enumerate(CLASSES)])
+        categories=[dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(CLASSES)],
+    )
     ann_file = osp.join(out, 'annotations', f'instances_{split}.json')
     with open(ann_file, 'w', encoding='utf-8') as f:
         json.dump(coco, f, separators=(',', ':'))
-    return dict(img_dir=img_dir, ann_file=ann_file, crop_dir=crop_root,
-                num_images=len(images), num_instances=len(annotations),
-                num_crops=len(annotations), per_class=per_class,
-                polygon_mismatch_px=mismatch_px)
+    return dict(
+        img_dir=img_dir,
+        ann_file=ann_file,
+        crop_dir=crop_root,
+        num_images=len(images),
+        num_instances=len(annotations),
+        num_crops=len(annotations),
+        per_class=per_class,
+        polygon_mismatch_px=mismatch_px,
+    )
 
 
 def _args_record(num_train, num_val, img_size, crop_size, seed, min_area):
-    return dict(version=_GEN_VERSION, num_train=int(num_train), num_val=int(num_val),
-                img_size=int(img_size), crop_size=int(crop_size), seed=int(seed),
-                min_area=int(min_area), classes=list(CLASSES))
+    return dict(
+        version=_GEN_VERSION,
+        num_train=int(num_train),
+        num_val=int(num_val),
+        img_size=int(img_size),
+        crop_size=int(crop_size),
+        seed=int(seed),
+        min_area=int(min_area),
+        classes=list(CLASSES),
+    )
 
 
-def make_demo_data(out, num_train=1200, num_val=100, img_size=192, crop_size=64,
-                   seed=0, min_area=30, skip_existing=False):
+def make_demo_data(
+    out,
+    num_train=1200,
+    num_val=100,
+    img_size=192,
+    crop_size=64,
+    seed=0,
+    min_area=30,
+    skip_existing=False,
+):
     """Write the demo set under ``out`` and return its paths and counts.
 
     Layout: ``out/{train,val}/*.png``, ``out/annotations/instances_{split}.json``,
@@ -141,15 +171,22 @@ def make_demo_data(out, num_train=1200, num_val=100, img_size=192, crop_size=64,
     elif any(osp.exists(osp.join(out, name)) for name in owned):
         raise FileExistsError(
             f'{out} holds {owned} entries but no {META_FILE}: not a demo set, '
-            'refusing to overwrite it')
+            'refusing to overwrite it'
+        )
     t0 = time.perf_counter()
     os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
     counts = dict(train=num_train, val=num_val)
-    splits = {split: _generate_split(out, split, counts[split], img_size, crop_size,
-                                     seed, min_area)
-              for split in SPLITS}
-    result = dict(out=out, classes=list(CLASSES), args=record, splits=splits,
-                  seconds=round(time.perf_counter() - t0, 2))
+    splits = {
+        split: _generate_split(out, split, counts[split], img_size, crop_size, seed, min_area)
+        for split in SPLITS
+    }
+    result = dict(
+        out=out,
+        classes=list(CLASSES),
+        args=record,
+        splits=splits,
+        seconds=round(time.perf_counter() - t0, 2),
+    )
     with open(meta_path, 'w', encoding='utf-8') as f:
         # seconds vary run to run: keep them out of the on-disk record
         json.dump({k: v for k, v in result.items() if k != 'seconds'}, f, indent=1)
@@ -160,16 +197,23 @@ def summary_line(result):
     parts = []
     for split in SPLITS:
         s = result['splits'][split]
-        parts.append(f"{split}: {s['num_images']} images / {s['num_instances']} instances"
-                     f" / {s['num_crops']} crops")
-    extra = ' (existing set reused)' if result.get('skipped') else \
-        f" in {result.get('seconds', 0):.1f} s"
-    return f"demo shapes -> {result['out']}: " + '; '.join(parts) + extra
+        parts.append(
+            f'{split}: {s["num_images"]} images / {s["num_instances"]} instances'
+            f' / {s["num_crops"]} crops'
+        )
+    extra = (
+        ' (existing set reused)'
+        if result.get('skipped')
+        else f' in {result.get("seconds", 0):.1f} s'
+    )
+    return f'demo shapes -> {result["out"]}: ' + '; '.join(parts) + extra
 
 
 def coco_dataset_kwargs(data_root, split='train'):
     """Keyword arguments for mmdet's CocoDataset on a generated split."""
-    return dict(data_root=str(data_root),
-                ann_file=f'annotations/instances_{split}.json',
-                data_prefix=dict(img=f'{split}/'),
-                metainfo=dict(classes=CLASSES))
+    return dict(
+        data_root=str(data_root),
+        ann_file=f'annotations/instances_{split}.json',
+        data_prefix=dict(img=f'{split}/'),
+        metainfo=dict(classes=CLASSES),
+    )
