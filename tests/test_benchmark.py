@@ -65,8 +65,9 @@ def test_frozen_regime_variants():
         'adapted_frozen',
         'adapted_frozen_recompute',
         'lora_frozen',
+        'lora_2r_frozen',
     } <= set(bench.models)
-    for name in ('first_order_frozen', 'adapted_frozen', 'lora_frozen'):
+    for name in ('first_order_frozen', 'adapted_frozen', 'lora_frozen', 'lora_2r_frozen'):
         trainable = {n for n, p in bench.models[name].named_parameters() if p.requires_grad}
         assert trainable == {
             n
@@ -85,6 +86,9 @@ def test_frozen_regime_variants():
     # stride) and its per-image range scale.
     projections = sum(2 * 2 * 8 * size * size * 4 + 2 * 4 for size in (16, 8))
     assert saved['adapted_frozen'] == saved['adapted_frozen_recompute'] + projections
+    # LoRA of twice the rank keeps as many channels (its A(x), for B's weight gradient):
+    # the kept projection costs it only the range scales.
+    assert saved['adapted_frozen'] == saved['lora_2r_frozen'] + 2 * (2 * 4)
     flops = bench.flops()
     assert flops['adapted_frozen_train'] < flops['adapted_frozen_recompute_train']
     assert flops['first_order_frozen_train'] < flops['first_order_train']

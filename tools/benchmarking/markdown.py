@@ -82,6 +82,8 @@ over the repeats: the noise of the machine).
   recomputed in backward: the default while `L` trains).
 * *LoRA*: rank 8 on the same layers, as PEFT writes it: `Conv2d(in, r, k, stride,
   padding, dilation)` then `Conv2d(r, out, 1)`, `B = 0` (`tools/benchmarking/lora.py`).
+  *LoRA 2r*: the same at rank 16, which keeps as many channels for backward (`2r`) as the
+  kept projection and costs about the quadratic adapters' FLOPs.
   *PEFT LoRA*: PEFT's own (`inject_adapter_in_model`), with `--peft-path` (installed
   beside the project with `pip install --target`: its `transformers` breaks
   mmpretrain 1.2.0's import); PEFT 0.21 refuses ConvNeXt's depthwise convs at rank 8

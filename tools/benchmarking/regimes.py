@@ -96,8 +96,8 @@ class Bench:
     def add_frozen_regime(self, peft_path: Optional[str] = None) -> None:
         """Frozen-regime variants: the first-order model, the adapted one (automatic
         backward: the projections kept), the same always recomputing
-        (``memory_efficient=True``), LoRA of the adapters' rank and placement, and
-        PEFT's own LoRA where ``peft_path`` is given."""
+        (``memory_efficient=True``), LoRA of the adapters' rank and of twice it on their
+        placement, and PEFT's own LoRA where ``peft_path`` is given."""
         adapted = self.models['adapted']
         names = [name for name, _ in quadratic_layers(adapted)]
         recompute = copy.deepcopy(adapted)
@@ -111,6 +111,11 @@ class Bench:
         torch.manual_seed(0)
         variants['lora_frozen'] = add_lora(
             copy.deepcopy(self.models['first_order']), names, self.adapter['rank']
+        )
+        # At twice the rank LoRA keeps as many channels (2r) as the kept projection and
+        # costs about the adapters' FLOPs: the like-for-like comparison.
+        variants['lora_2r_frozen'] = add_lora(
+            copy.deepcopy(self.models['first_order']), names, 2 * self.adapter['rank']
         )
         if peft_path:
             try:

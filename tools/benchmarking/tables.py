@@ -65,6 +65,7 @@ FROZEN_VARIANTS = {
     'QNv2': 'adapted_frozen',
     'QNv2 recompute': 'adapted_frozen_recompute',
     'LoRA': 'lora_frozen',
+    'LoRA 2r': 'lora_2r_frozen',
     'PEFT LoRA': 'peft_lora_frozen',
 }
 
