@@ -146,7 +146,7 @@ class _QuadraticDeformConv(QuadraticConvNeuron):
                 kernel=kernel,
                 kernel_cfg=kernel_cfg,
             )
-        layer._adopt(dcn)
+        layer.adopt_primary(dcn)
         layer.conv_offset = dcn.conv_offset
         return layer
 

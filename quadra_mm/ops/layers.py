@@ -201,7 +201,7 @@ class QuadraticNeuron(nn.Module):
         self.register_load_state_dict_post_hook(_fuse_again_after_load)
         self.reset_adapter()
 
-    def _adopt(self, original: nn.Module) -> None:
+    def adopt_primary(self, original: nn.Module) -> None:
         """Finish a layer built on the meta device from ``original``: share its primary
         Parameters and allocate and initialise the adapter on their device."""
         for module in (self.quad_a, self.quad_b, self.quad_u):
@@ -731,7 +731,7 @@ class QuadraticConv2d(nn.Conv2d, QuadraticConvNeuron):
             kernel=kernel,
             kernel_cfg=kernel_cfg,
         )
-        layer._adopt(conv)
+        layer.adopt_primary(conv)
         return layer
 
     forward = QuadraticNeuron.forward
@@ -824,7 +824,7 @@ class QuadraticLinear(nn.Linear, QuadraticNeuron):
             kernel=kernel,
             kernel_cfg=kernel_cfg,
         )
-        layer._adopt(linear)
+        layer.adopt_primary(linear)
         return layer
 
     forward = QuadraticNeuron.forward
