@@ -33,7 +33,7 @@ from study.pruning import (  # noqa: E402
     setting_name,
 )
 from study.report_pruning import within_spread  # noqa: E402
-from study.runner import cached  # noqa: E402
+from study.runs import cached  # noqa: E402
 from study.same_task import SAME_TASK_ARMS  # noqa: E402
 from study.scale import FULL, TASKS  # noqa: E402
 
@@ -292,7 +292,8 @@ def test_report_renders_the_committed_study_from_its_template():
     """docs/study.md is what the template renders from the committed
     results (what `tools/run_study.py --report-only docs/study/results.json`
     writes); a missing placeholder value is a KeyError naming it."""
-    from study.report import render_report, template_parts
+    from study.report import render_report
+    from study.report_template import template_parts
 
     with open(osp.join(ROOT, 'docs', 'study', 'results.json')) as f:
         results = json.load(f)
