@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from mmengine.config import Config
 
-__all__ = ['fingerprint', 'load_cached', 'write_json']
+__all__ = ['fingerprint', 'load_cached', 'write_json', 'write_text']
 
 # Per-process names that do not change what a run computes.
 _NAMES = ('experiment_name', 'work_dir', 'filename')
@@ -29,14 +29,19 @@ def fingerprint(cfg: Config, **launch: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def write_json(path: str, data: Any) -> None:
-    """Write ``data`` to ``path`` atomically (a reader never sees half a file;
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a reader never sees half a file;
     an interrupted write leaves the old file or none)."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     partial = f'{path}.partial{os.getpid()}'
     with open(partial, 'w') as f:
-        json.dump(data, f, indent=1)
+        f.write(text)
     os.replace(partial, path)
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write ``data`` to ``path`` as JSON, atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=1))
 
 
 def load_cached(path: str, key: str) -> Optional[dict]:

@@ -4,7 +4,6 @@ its standard error and verdict, parameters, FLOPs and training time) and one
 plot (the main metric against training time)."""
 
 import math
-import os
 import os.path as osp
 from typing import Dict, List
 
@@ -13,7 +12,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .cache import write_json  # noqa: E402
+from .cache import write_json, write_text  # noqa: E402
 from .executor import mmss  # noqa: E402
 from .statistics import VERDICT_RULE, mean_std, paired_difference, verdict  # noqa: E402
 
@@ -181,7 +180,5 @@ def write_outputs(results: dict, out_dir: str) -> str:
     write_json(osp.join(out_dir, 'results.json'), results)
     plot_metric_vs_time(results, osp.join(out_dir, PLOT))
     path = osp.join(out_dir, 'report.md')
-    with open(path + '.partial', 'w') as f:
-        f.write(render_report(results))
-    os.replace(path + '.partial', path)
+    write_text(path, render_report(results))
     return path
