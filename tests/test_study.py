@@ -22,7 +22,13 @@ from quadra_mm.datasets.fashion_mnist_files import FILES
 from helpers import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
-from study.arms import ABLATIONS, ARMS  # noqa: E402
+from study.arms import (  # noqa: E402
+    ABLATIONS,
+    ARMS,
+    BUDGET_FACTOR,
+    RECIPE_ARMS,
+    RECIPE_PAIRS,
+)
 from study.pruning import (  # noqa: E402
     BUDGET,
     BUDGET_SETTING,
@@ -187,7 +193,8 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
     for task in TASKS:
         assert set(results['tasks'][task]) == {arm.name for arm in ARMS}
         for name, arm in results['tasks'][task].items():
-            assert len(arm['runs']) == 2, (task, name)
+            grown = task == 'shift' and name in results['close_pairs']['4']['extended']
+            assert len(arm['runs']) == 2 + grown, (task, name)
             for run in arm['runs']:
                 assert math.isfinite(run['test']) and math.isfinite(run['final'])
                 assert run['curve'] and run['trainable'] > 0
@@ -199,6 +206,28 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
         > 0
     )
     assert arms['linear-probe']['runs'][0]['trainable'] < arms['full-ft']['runs'][0]['trainable']
+    # norms-head trains what qnv2-adapters trains but the adapters
+    assert (
+        arms['norms-head']['runs'][0]['trainable']
+        == arms['qnv2-adapters']['runs'][0]['trainable']
+        - arms['qnv2-adapters']['runs'][0]['adapter_params']
+    )
+    # part 3b: the recipes at 4x the iterations, and 2 more seeds exactly
+    # for the arms of the pairs that were close at the first 2
+    budget = results['budget']
+    assert budget['iters'] == BUDGET_FACTOR * results['scale']['iters']
+    assert list(budget['arms']) == list(RECIPE_ARMS)
+    assert set(results['close_pairs']) == {str(results['scale']['iters']), str(budget['iters'])}
+    for iters, by_arm in ((results['scale']['iters'], arms), (budget['iters'], budget['arms'])):
+        info = results['close_pairs'][str(iters)]
+        grown = {name for pair in info['close'] for name in pair}
+        assert set(info['extended']) == grown and info['seeds'] == [2]
+        for name in RECIPE_ARMS:
+            seeds = [run['seed'] for run in by_arm[name]['runs']]
+            assert seeds == ([0, 1, 2] if name in grown else [0, 1]), (iters, name)
+            assert all(math.isfinite(run['test']) for run in by_arm[name]['runs'])
+        for run in budget['arms']['qnv2-adapters']['runs']:
+            assert run['curve'][-1][0] == budget['iters']
     assert set(results['ablation']) == {name for name, *_ in ABLATIONS}
     assert all(math.isfinite(r['test']) for a in results['ablation'].values() for r in a['runs'])
     assert all(r['curve'] for r in results['efficiency']['runs'])
@@ -224,6 +253,9 @@ def test_quick_study_runs_every_arm(tmp_path, data_dir):
     assert same['arms']['first-order-continued']['runs'][0]['adapter_params'] == 0
     report = (out / 'study.md').read_text()
     assert '## Verdicts' in report and 'nan' not in report.split('## Set-up')[0]
+    recipe = report.split('## The recipe and the budget')[1].split('## Adaptation efficiency')[0]
+    assert 'nan' not in recipe and recipe.count('| (b) non-linear shift') == 2 * len(RECIPE_PAIRS)
+    assert 'the better recipe by the study' in recipe
     same_section = report.split('## Same-task adaptation')[1].split('## Limits')[0]
     assert 'nan' not in same_section and same_section.count('| same task:') == 5
     pruning = results['pruning']

@@ -46,7 +46,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 import torch  # noqa: E402
-from study.arms import PARTS  # noqa: E402
+from study.arms import BUDGET_PART, PARTS  # noqa: E402
 from study.report import write_report  # noqa: E402
 from study.runner import Study  # noqa: E402
 from study.scale import FULL, QUICK, TASKS  # noqa: E402
@@ -68,16 +68,27 @@ def merge_results(earlier: dict, new: dict, parts: list) -> dict:
             f'run cannot join a {earlier["scale"]["name"]} one'
         )
     merged = dict(earlier)
+    # part 3b's close pairs, per budget: those of the parts run now replace theirs
+    close_pairs = dict(earlier.get('close_pairs', {}))
     for part in parts:
         if part in TASKS:
             merged['tasks'] = dict(earlier['tasks'], **{part: new['tasks'][part]})
+            if part == 'shift':
+                iters = str(new['scale']['iters'])
+                close_pairs[iters] = new['close_pairs'][iters]
+        elif part == BUDGET_PART:
+            merged['budget'] = new['budget']
+            iters = str(new['budget']['iters'])
+            close_pairs[iters] = new['close_pairs'][iters]
         elif part in MERGED_PARTS:
             key = part.replace('-', '_')
             merged[key] = new[key]
         elif part != 'source':
+            mergeable = TASKS + (BUDGET_PART,) + MERGED_PARTS
             raise SystemExit(
-                f'tools/run_study.py: --merge takes the parts {TASKS + MERGED_PARTS}, not {part!r}'
+                f'tools/run_study.py: --merge takes the parts {mergeable}, not {part!r}'
             )
+    merged['close_pairs'] = close_pairs
     merged['invocations'] = earlier.get(
         'invocations',
         [

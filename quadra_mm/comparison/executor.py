@@ -180,6 +180,11 @@ class Progress:
             return f'~{mmss(self.busy / self.done * math.ceil(left / self.workers))}'
         return f'~{mmss(elapsed / self.done * left)}'
 
+    def add(self, units: float) -> None:
+        """``units`` more work than ``total`` said (work decided on the way)."""
+        with self.lock:
+            self.total += units
+
     def step(
         self, label: str, reused: bool = False, units: float = 1.0, seconds: float = 0.0
     ) -> None:

@@ -7,7 +7,13 @@ from typing import Callable
 
 from mmengine.config import Config
 
+from quadra_mm.comparison.arms import BUILTIN_ARMS
+
 from .scale import TASKS
+
+# U's lr multiplier of the qnv2-u-lr arm (LoRA+ style), as the comparison
+# tool's `--u-lr-mult` default.
+U_LR_MULT = 16.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,14 @@ def adapters_only(cfg: Config, iters: int) -> None:
 def lora(cfg: Config, iters: int) -> None:
     cfg.model.backbone.adapter.interaction = 'linear'
     adapters_only(cfg, iters)
+
+
+def norms_head(cfg: Config, iters: int) -> None:
+    BUILTIN_ARMS['norms-head'].edit(cfg, U_LR_MULT)
+
+
+def u_lr(cfg: Config, iters: int) -> None:
+    BUILTIN_ARMS['qnv2-u-lr'].edit(cfg, U_LR_MULT)
 
 
 def stages(cfg: Config, iters: int) -> None:
@@ -87,6 +101,22 @@ ARMS = (
         adapters_only,
     ),
     Arm(
+        'norms-head',
+        'qnv2',
+        True,
+        "QNv2 with its adapters frozen at U = 0 (the comparison tool's norms-head arm): "
+        'norms and head train, primary terms frozen; the model stays first-order',
+        norms_head,
+    ),
+    Arm(
+        'qnv2-u-lr',
+        'qnv2',
+        True,
+        f'QNv2 adapters only with U at {U_LR_MULT:g}x the lr of the rest (the comparison '
+        "tool's qnv2-u-lr arm, LoRA+ style)",
+        u_lr,
+    ),
+    Arm(
         'qnv2-stages',
         'qnv2',
         True,
@@ -110,6 +140,19 @@ ARMS = (
     ),
 )
 ARM_BY_NAME = {arm.name: arm for arm in ARMS}
+
+# Part 3b, on the shifted task: the recipes that train few parameters, at the
+# study's budget and at BUDGET_FACTOR times it; the arms of a pair whose
+# verdict is close (within 2 SE) get the scale's extra seeds.
+BUDGET_FACTOR = 4
+BUDGET_PART = f'budget-{BUDGET_FACTOR}x'
+RECIPE_ARMS = ('full-ft', 'norms-head', 'lora', 'qnv2-adapters', 'qnv2-u-lr')
+RECIPE_PAIRS = (
+    ('qnv2-adapters', 'norms-head'),
+    ('qnv2-adapters', 'lora'),
+    ('qnv2-u-lr', 'qnv2-adapters'),
+    ('qnv2-u-lr', 'lora'),
+)
 
 # Part 3, on the shifted task: variations of the adapters-only recipe.
 ABLATIONS = (
@@ -155,6 +198,7 @@ PARTS = (
     'source',
     *TASKS,
     *(name for name, *_ in ABLATIONS),
+    BUDGET_PART,
     'efficiency',
     'detection',
     'same-task',

@@ -23,6 +23,7 @@ from .report_curves import efficiency_target, first_reach
 from .report_labels import ARM_LABELS, TASK_LABELS, source_batch
 from .report_plots import plot_bars, plot_curves, plot_efficiency, plot_shift_examples
 from .report_pruning import plot_pruning, pruning_section
+from .report_recipe import recipe_section
 from .report_same_task import plot_same_task, same_task_section
 from .report_tables import arm_table, detection_table, headline_table, sweep_table
 from .report_template import TEMPLATE, paragraph, template_parts
@@ -37,6 +38,8 @@ def training_seconds(results: dict) -> float:
     for arms in results['tasks'].values():
         for arm in arms.values():
             total += arm.get('sweep_seconds', 0) + sum(r['seconds'] for r in arm['runs'][1:])
+    for arm in results.get('budget', {}).get('arms', {}).values():
+        total += arm['sweep_seconds'] + sum(r['seconds'] for r in arm['runs'][1:])
     groups = [*results['ablation'].values()]
     if 'efficiency' in results:
         groups.append(results['efficiency'])
@@ -99,6 +102,16 @@ def _wall_time(results: dict, parts: Dict[str, string.Template]) -> str:
     )
 
 
+def _seeds_note(results: dict, parts: Dict[str, string.Template]) -> str:
+    """Which results have more seeds than the scale's (part 3b's close pairs)."""
+    grown = [info for info in results.get('close_pairs', {}).values() if info['extended']]
+    if not grown:
+        return ''
+    return parts['seeds_note'].substitute(
+        extra_seeds=grown[0]['seeds'], count=len(results['scale']['seeds']) + len(grown[0]['seeds'])
+    )
+
+
 def render_report(results: dict, template: str = TEMPLATE) -> str:
     """The text of ``study.md`` for ``results``, from the Markdown
     ``template``: numbers and tables computed here, the prose there."""
@@ -115,6 +128,7 @@ def render_report(results: dict, template: str = TEMPLATE) -> str:
         wall_time=_wall_time(results, parts),
         training_minutes=f'{training_seconds(results) / 60:.0f}',
         seeds=len(s['seeds']),
+        seeds_note=_seeds_note(results, parts),
         iters=s['iters'],
         batch=s['batch'],
         val_interval=s['val_interval'],
@@ -165,7 +179,7 @@ def render_report(results: dict, template: str = TEMPLATE) -> str:
     )
     values['task_tables'] = ''.join(
         f'\n\n### {TASK_LABELS[task]}\n\n'
-        + '\n'.join(arm_table(task, arms, results.get('step_time_ratios')))
+        + '\n'.join(arm_table(task, arms, results.get('step_time_ratios'), len(s['seeds'])))
         for task, arms in tasks.items()
     )
     values['sweep_table'] = '\n'.join(sweep_table(tasks))
@@ -222,6 +236,7 @@ def render_report(results: dict, template: str = TEMPLATE) -> str:
             note=results['detection'].get('note', '')
         )
         values['detection_limit'] = parts['detection_limit_not_run'].substitute()
+    values['recipe_section'] = recipe_section(results, parts)
     values['same_task_section'] = same_task_section(results, parts)
     values['pruning_section'] = pruning_section(results, parts)
     return parts['report'].substitute(values) + '\n'

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 from quadra_mm.comparison.statistics import fmt
 
 from .report_labels import ARM_LABELS, TASK_LABELS
+from .report_recipe import seeds_cell
 
 __all__ = ['headline_table', 'arm_table', 'sweep_table', 'detection_table']
 
@@ -21,15 +22,19 @@ def _arm_step_ratios(ratios: Dict[str, float]) -> Dict[str, float]:
         'full-ft': 1.0,
         'lora': ratios['lora'],
         'qnv2-adapters': ratios['qnv2-adapters'],
+        'qnv2-u-lr': ratios['qnv2-adapters'],
         'qnv2-stages': (ratios['qnv2-adapters'] + joint) / 2,
         'quadranet-scratch': joint,
         'first-order-scratch': 1.0,
     }
 
 
-def arm_table(task: str, arms: Dict[str, dict], ratios: Optional[Dict[str, float]]) -> List[str]:
-    """One task's arms: chosen lr, val and test top-1, trainable parameters and
-    the train-step time over full fine-tuning (from ``ratios``, if measured)."""
+def arm_table(
+    task: str, arms: Dict[str, dict], ratios: Optional[Dict[str, float]], seeds: int
+) -> List[str]:
+    """One task's arms: chosen lr, val and test top-1 (over ``seeds`` unless
+    the cell says otherwise), trainable parameters and the train-step time
+    over full fine-tuning (from ``ratios``, if measured)."""
     steps = _arm_step_ratios(ratios) if ratios else {}
     lines = [
         '| arm | lr (chosen on val) | val top-1 | **test top-1** | '
@@ -41,7 +46,7 @@ def arm_table(task: str, arms: Dict[str, dict], ratios: Optional[Dict[str, float
         step = f'{steps[name]:.2f}×' if name in steps else '-'
         lines.append(
             f'| {ARM_LABELS[name]} | {arm["lr"]:g} | '
-            f'{fmt([r["final"] for r in runs])} | **{fmt([r["test"] for r in runs])}** | '
+            f'{fmt([r["final"] for r in runs])} | **{seeds_cell(runs, seeds)}** | '
             f'{runs[0]["trainable"]:,} | {step} |'
         )
     return lines
@@ -68,7 +73,7 @@ def sweep_table(tasks: dict) -> List[str]:
 
 def headline_table(results: dict) -> List[str]:
     """Test top-1 of every arm on both tasks (the README shows it too)."""
-    tasks = results['tasks']
+    tasks, seeds = results['tasks'], len(results['scale']['seeds'])
     lines = [
         '| arm (same budget, data and lr sweep) | '
         + ' | '.join(f'{TASK_LABELS[t]}: test top-1 %' for t in tasks)
@@ -78,7 +83,7 @@ def headline_table(results: dict) -> List[str]:
     for name in next(iter(tasks.values())):
         lines.append(
             f'| {ARM_LABELS[name]} | '
-            + ' | '.join(fmt([r['test'] for r in tasks[t][name]['runs']]) for t in tasks)
+            + ' | '.join(seeds_cell(tasks[t][name]['runs'], seeds) for t in tasks)
             + ' |'
         )
     return lines

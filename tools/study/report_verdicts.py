@@ -9,6 +9,7 @@ from quadra_mm.comparison.statistics import verdict
 
 from .report_curves import efficiency_target, first_reach
 from .report_labels import TASK_LABELS, source_batch
+from .report_recipe import recipe_claims
 
 __all__ = ['verdict_rows']
 
@@ -33,6 +34,7 @@ def verdict_rows(results: dict, parts: Dict[str, string.Template]) -> List[Tuple
                     verdict(arms[runs]['runs'], arms[control]['runs']),
                 )
             )
+        claims += recipe_claims(task, arms, parts)
     for ablation in results['ablation'].values():
         claims.append(
             (

@@ -19,12 +19,13 @@ from mmengine.config import Config
 from quadra_mm.comparison.cache import fingerprint, load_cached
 from quadra_mm.comparison.executor import Progress, concurrently, process_pool
 
-from .arms import ABLATIONS, ARM_BY_NAME, ARMS, PARTS, Arm
+from .arms import ABLATIONS, ARM_BY_NAME, ARMS, BUDGET_FACTOR, BUDGET_PART, PARTS, Arm
 from .configs import source_cfg, target_cfg, test_len
 from .cost_ratios import resnet50_flop_ratios, step_time_ratios
 from .detection_part import run_detection
 from .pruning import IN_TRAINING
 from .pruning_part import run_pruned_in_training, run_pruning
+from .recipe_part import budget_units, close_pairs, extend_close_pairs, run_budget
 from .results import summary
 from .runs import run_path, test, train
 from .same_task import run_same_task, same_task_units
@@ -68,6 +69,7 @@ class Study:
         units += ('pruning' in parts and 'shift' not in parts) * arm_units
         units += sum(name in parts for name, *_ in ABLATIONS) * seeds * run
         units += ('efficiency' in parts) * seeds * s.iters * s.scratch_factor
+        units += (BUDGET_PART in parts) * budget_units(self)
         # detection: per seed 2 classifiers + 2 detectors; a detector
         # iteration costs about 6 classification iterations here.
         units += (
@@ -116,7 +118,9 @@ class Study:
             test, cfg, checkpoint, expected_len or test_len(self.scale)
         ).result()
 
-    def source(self) -> Dict[int, str]:
+    def source(self, seeds: Optional[Sequence[int]] = None) -> Dict[int, str]:
+        """The source model of each of ``seeds`` (the scale's by default)."""
+
         def one(seed: int) -> dict:
             cfg = source_cfg(self.scale, self.data, seed, self.work)
             run = self.train_run(cfg, 'accuracy/top1')
@@ -129,29 +133,81 @@ class Study:
             )
             return run
 
-        runs = dict(zip(self.scale.seeds, concurrently(one, self.scale.seeds)))
-        self.results['source'] = {seed: summary(run) for seed, run in runs.items()}
+        seeds = self.scale.seeds if seeds is None else seeds
+        runs = dict(zip(seeds, concurrently(one, seeds)))
+        self.results.setdefault('source', {}).update(
+            {seed: summary(run) for seed, run in runs.items()}
+        )
         return {seed: run['checkpoint'] for seed, run in runs.items()}
 
-    def arm(self, task: str, arm: Arm, sources: Dict[int, str]) -> dict:
+    def target(
+        self, task: str, arm: Arm, sources: Dict[int, str], iters: int, where: str
+    ) -> Callable[[int, float], Config]:
+        """``(seed, lr) -> config`` of ``arm`` on ``task`` for ``iters``
+        iterations, its runs under ``<work>/<where>/<arm>/``."""
         s = self.scale
+        return lambda seed, lr: target_cfg(
+            task,
+            arm,
+            s,
+            self.data,
+            seed,
+            lr,
+            sources[seed],
+            osp.join(self.work, where, arm.name, f'lr{lr:g}_seed{seed}'),
+            iters=iters,
+        )
+
+    def arm(
+        self,
+        task: str,
+        arm: Arm,
+        sources: Dict[int, str],
+        iters: Optional[int] = None,
+        where: Optional[str] = None,
+    ) -> dict:
+        """:meth:`swept` of ``arm`` on ``task`` (``iters``: the scale's by
+        default; ``where``: the work sub-directory, ``task`` by default)."""
+        s = self.scale
+        iters, where = iters or s.iters, where or task
         return self.swept(
-            f'{task} / {arm.name}',
+            f'{where} / {arm.name}',
             arm.describe,
             s.lrs,
-            s.iters,
-            lambda seed, lr: target_cfg(
-                task,
-                arm,
-                s,
-                self.data,
-                seed,
-                lr,
-                sources[seed],
-                osp.join(self.work, task, arm.name, f'lr{lr:g}_seed{seed}'),
-            ),
+            iters,
+            self.target(task, arm, sources, iters, where),
             test_len(s),
         )
+
+    def trained(
+        self, label: str, iters: int, make_cfg: Callable[[int, float], Config], seed: int, lr: float
+    ) -> Tuple[Config, dict]:
+        """``make_cfg(seed, lr)`` trained (or reused)."""
+        cfg = make_cfg(seed, lr)
+        result = self.train_run(cfg, 'accuracy/top1')
+        self.step(
+            iters,
+            f'{label} lr {lr:g} seed {seed}: val {result["final"]:.1f}',
+            result['seconds'],
+            result['reused'],
+        )
+        return cfg, result
+
+    def tested(
+        self, label: str, seed: int, trained: Tuple[Config, dict], expected_test_len: int
+    ) -> dict:
+        """A :meth:`trained` run scored once on the test split, and kept."""
+        cfg, result = trained
+        self.kept.setdefault(label, {})[seed] = (cfg, result['checkpoint'])
+        start = time.time()
+        result['test'] = self.test_run(cfg, result['checkpoint'], expected_test_len)
+        self.step(
+            self.test_units,
+            f'{label} seed {seed}: test {result["test"]:.1f}',
+            time.time() - start,
+            result['reused'],
+        )
+        return dict(summary(result), seed=seed)
 
     def swept(
         self,
@@ -167,40 +223,42 @@ class Study:
         other seeds trained at it, every kept run tested once."""
         seeds = self.scale.seeds
 
-        def run(seed: int, lr: float) -> Tuple[Config, dict]:
-            cfg = make_cfg(seed, lr)
-            result = self.train_run(cfg, 'accuracy/top1')
-            self.step(
-                iters,
-                f'{label} lr {lr:g} seed {seed}: val {result["final"]:.1f}',
-                result['seconds'],
-                result['reused'],
-            )
-            return cfg, result
+        def train(seed: int, lr: float) -> Tuple[Config, dict]:
+            return self.trained(label, iters, make_cfg, seed, lr)
 
-        sweep = dict(zip(lrs, concurrently(lambda lr: run(seeds[0], lr), lrs)))
+        sweep = dict(zip(lrs, concurrently(lambda lr: train(seeds[0], lr), lrs)))
         best = max(lrs, key=lambda lr: sweep[lr][1]['final'])
-        runs = [sweep[best]] + concurrently(lambda seed: run(seed, best), seeds[1:])
-
-        def scored(seed_run: Tuple[int, Tuple[Config, dict]]) -> dict:
-            seed, (cfg, result) = seed_run
-            self.kept.setdefault(label, {})[seed] = (cfg, result['checkpoint'])
-            start = time.time()
-            result['test'] = self.test_run(cfg, result['checkpoint'], expected_test_len)
-            self.step(
-                self.test_units,
-                f'{label} seed {seed}: test {result["test"]:.1f}',
-                time.time() - start,
-                result['reused'],
-            )
-            return dict(summary(result), seed=seed)
-
+        runs = [sweep[best]] + concurrently(lambda seed: train(seed, best), seeds[1:])
         return dict(
             describe=describe,
             lr=best,
             sweep={f'{lr:g}': sweep[lr][1]['final'] for lr in lrs},
             sweep_seconds=sum(sweep[lr][1]['seconds'] for lr in lrs),
-            runs=concurrently(scored, zip(seeds, runs)),
+            runs=concurrently(
+                lambda seed_run: self.tested(label, *seed_run, expected_test_len),
+                zip(seeds, runs),
+            ),
+        )
+
+    def more_seeds(
+        self,
+        label: str,
+        swept: dict,
+        iters: int,
+        make_cfg: Callable[[int, float], Config],
+        seeds: Sequence[int],
+        expected_test_len: int,
+    ) -> None:
+        """``seeds`` added to the runs of an arm :meth:`swept` ran, at the lr
+        it chose."""
+        swept['runs'] = swept['runs'] + concurrently(
+            lambda seed: self.tested(
+                label,
+                seed,
+                self.trained(label, iters, make_cfg, seed, swept['lr']),
+                expected_test_len,
+            ),
+            seeds,
         )
 
     def classification(self, parts: Sequence[str]) -> Dict[int, str]:
@@ -233,9 +291,29 @@ class Study:
                 run_efficiency(self, sources, out['lr'])
             return out
 
-        outs = concurrently(arm_then_dependents, wanted)
+        branches = [lambda: concurrently(arm_then_dependents, wanted)]
+        if BUDGET_PART in parts:
+            branches.append(lambda: run_budget(self, sources))
+        outs, *budget = concurrently(lambda branch: branch(), branches)
         for (task, arm), out in zip(wanted, outs):
             self.results['tasks'].setdefault(task, {})[arm.name] = out
+        # part 3b: more seeds where a recipe verdict is close, each budget
+        closes = []
+        if 'shift' in parts:
+            closes.append((self.results['tasks']['shift'], self.scale.iters, 'shift'))
+        if budget:
+            self.results['budget'] = budget[0]
+            closes.append((budget[0]['arms'], budget[0]['iters'], f'shift-{BUDGET_FACTOR}x'))
+        if any(close_pairs(arms) for arms, *_ in closes):
+            extra = [seed for seed in self.scale.extra_seeds if seed not in self.scale.seeds]
+            self.progress.add(len(extra) * (2 * self.scale.source_iters + self.test_units))
+            sources = {**sources, **self.source(extra)}
+        extended = concurrently(
+            lambda close: extend_close_pairs(self, close[0], sources, *close[1:]), closes
+        )
+        self.results['close_pairs'] = {
+            str(iters): info for (_, iters, _), info in zip(closes, extended)
+        }
         return sources
 
     def run(self, parts: Sequence[str] = PARTS) -> dict:

@@ -45,6 +45,7 @@ class Scale:
     batch: int
     lrs: Tuple[float, ...]
     seeds: Tuple[int, ...]
+    extra_seeds: Tuple[int, ...]  # part 3b: for the arms of close pairs
     scratch_factor: int  # efficiency run: iters x this
     det_train: int  # detection: generated train / val images
     det_val: int
@@ -70,6 +71,7 @@ FULL = Scale(
     batch=32,
     lrs=(2e-3, 8e-3, 3.2e-2, 1.28e-1),
     seeds=(0, 1, 2),
+    extra_seeds=(3, 4),
     scratch_factor=3,
     det_train=400,
     det_val=60,
@@ -106,6 +108,7 @@ QUICK = Scale(
     batch=10,
     lrs=(1e-3,),
     seeds=(0, 1),
+    extra_seeds=(2,),
     scratch_factor=2,
     det_train=6,
     det_val=4,
