@@ -1,5 +1,7 @@
 """QuadraticStageHook and QuadraticStatsHook in real mmengine Runners."""
 
+import os.path as osp
+
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -98,6 +100,8 @@ def _runner(
         training['optim_wrapper'].optimizer.weight_decay = 0.05
     if optim_wrapper:
         training['optim_wrapper'] = ConfigDict(training['optim_wrapper'], **optim_wrapper)
+    # one logger per run: mmengine keeps one per experiment name
+    run = f'{osp.basename(work_dir)}_{max_iters}_{resume}_{switch_iter}_{u_lr_mult}'
     runner = Runner(
         model=TinyDetector(),
         work_dir=str(work_dir),
@@ -112,7 +116,7 @@ def _runner(
         resume=resume,
         default_scope='mmdet',
         cfg=dict(compile=compile_cfg) if compile_cfg else None,
-        experiment_name=f'stage_{max_iters}_{resume}_{switch_iter}_{u_lr_mult}',
+        experiment_name=f'stage_{run}',
     )
     return runner, recorder
 
@@ -230,8 +234,8 @@ def test_u_lr_mult_through_warm_up_and_cosine(tmp_path, optim_wrapper):
     # the schedule moved the lr (warm-up, cosine)
     some_u = sorted(u_names)[0]
     assert len({lr[some_u] for lr in lrs[U_LR_MULT].values()}) == 4
-    log = (tmp_path / runner.timestamp / f'{runner.timestamp}.log').read_text()
-    assert "the adapters' U at lr x4.0" in log
+    (log,) = [h.baseFilename for h in runner.logger.handlers if hasattr(h, 'baseFilename')]
+    assert "the adapters' U at lr x4.0" in open(log).read()
 
 
 def test_phase_switch_changes_the_backward(tmp_path):
