@@ -177,6 +177,7 @@ def test_stage_hook_splits_param_groups_by_lr_multiplier(tmp_path, optim_wrapper
         assert len({lr for _, lr in before}) > 3
     hook = next(h for h in runner.hooks if isinstance(h, QuadraticStageHook))
     hook.before_run(runner)
+    hook.before_run(runner)  # a second run (runner.train() again) adds nothing
 
     ids = {n: id(p) for n, p in runner.model.named_parameters()}
     primary, _, _ = _split(runner.model)

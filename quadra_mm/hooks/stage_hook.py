@@ -5,6 +5,7 @@ quadra-mm is a backbone stage): phase 1 trains the adapters with the
 pretrained first-order parameters frozen, phase 2 trains everything.
 """
 
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
@@ -148,6 +149,9 @@ class QuadraticStageHook(Hook):
         self.module = module
         self.phase: Optional[int] = None
         self._frozen_in_phase_one: Dict[str, nn.Parameter] = {}
+        # the optimizers whose groups carry the multipliers already: a second
+        # run of the hook must not apply them again
+        self._split_optimizers: weakref.WeakSet = weakref.WeakSet()
 
     @property
     def frozen_in_phase_one(self) -> Dict[str, nn.Parameter]:
@@ -212,6 +216,9 @@ class QuadraticStageHook(Hook):
             schedulers = [s for group in schedulers.values() for s in group]
         for wrapper in wrappers:
             optimizer = wrapper.optimizer
+            if optimizer in self._split_optimizers:
+                continue
+            self._split_optimizers.add(optimizer)
             # Plain dicts for dynamo (see the class docstring); same order,
             # since the schedulers index groups by position.
             optimizer.param_groups[:] = [dict(group) for group in optimizer.param_groups]
