@@ -66,8 +66,23 @@ def test_phase1_arms_switch_after_the_last_iteration():
     lora = arm_config(_detector(), BUILTIN_ARMS['lora'])
     assert lora.model.backbone.adapter.interaction == 'linear'
     u_lr = arm_config(_detector(), BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)
-    assert u_lr.optim_wrapper.paramwise_cfg.custom_keys == {'quad_u': dict(lr_mult=8)}
-    assert u_lr.optim_wrapper.paramwise_cfg.norm_decay_mult == 0.0  # kept
+    (hook,) = [h for h in u_lr.custom_hooks if h['type'] == 'QuadraticStageHook']
+    assert hook.u_lr_mult == 8
+    assert u_lr.optim_wrapper == _detector().optim_wrapper  # its constructor's groups
+    # a config without a stage hook gets one, with the multiplier
+    no_hook = _detector()
+    no_hook.custom_hooks = [h for h in no_hook.custom_hooks if h['type'] != 'QuadraticStageHook']
+    u_lr = arm_config(no_hook, BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)
+    assert u_lr.custom_hooks[-1] == dict(
+        type='QuadraticStageHook', switch_iter=u_lr.train_cfg.max_iters, u_lr_mult=8
+    )
+    # U's multiplier given twice would compound
+    twice = _detector()
+    twice.optim_wrapper.paramwise_cfg.custom_keys = {'quad_u.weight': dict(lr_mult=4)}
+    with pytest.raises(ArmError, match=r"arm qnv2-u-lr: .*custom_keys\['quad_u.weight'\]"):
+        arm_config(twice, BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)
+    twice.optim_wrapper.paramwise_cfg.custom_keys = {'quad_u': dict(decay_mult=0.0)}
+    assert arm_config(twice, BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)  # no lr_mult: kept
     frozen = arm_config(_detector(), BUILTIN_ARMS['norms-head'])
     assert frozen.custom_hooks[-1] == dict(type='FrozenAdaptersHook')
     # epoch-based configs switch at max_epochs

@@ -17,9 +17,10 @@ Built-in arms (:data:`BUILTIN_ARMS`):
 * ``qnv2-adapters``: the config's QNv2 model in phase 1 only: adapters, norms,
   neck and heads train, primary terms frozen.
 * ``qnv2-stages``: the config as it is (its own ``QuadraticStageHook``).
-* ``qnv2-u-lr``: ``qnv2-adapters`` with ``U`` at ``lr_mult`` times the lr
-  of the rest (``paramwise_cfg.custom_keys={'quad_u': dict(lr_mult=M)}``,
-  LoRA+ style; ``QuadraticStageHook`` keeps custom keys).
+* ``qnv2-u-lr``: ``qnv2-adapters`` with ``U`` at ``M`` times the lr of the
+  rest of its param group (``QuadraticStageHook(u_lr_mult=M)``, LoRA+ style;
+  the hook, unlike ``paramwise_cfg.custom_keys``, works under any optimizer
+  constructor, the ConvNeXt configs' layer-wise decay included).
 
 A user arm ``name:key=value,key=value`` is the config with those
 ``--cfg-options``-style overrides merged (values parsed as mmengine's
@@ -118,14 +119,6 @@ def _phase1_only(cfg: Config) -> None:
     cfg.find_unused_parameters = True
 
 
-def _custom_keys(cfg: Config, key: str, **options) -> None:
-    wrapper = cfg.optim_wrapper
-    paramwise = wrapper.get('paramwise_cfg') or {}
-    custom = dict(paramwise.get('custom_keys') or {})
-    custom[key] = dict(custom.get(key) or {}, **options)
-    wrapper.paramwise_cfg = dict(paramwise, custom_keys=custom)
-
-
 def _full_ft(cfg: Config, u_lr_mult: float) -> None:
     wrapper = cfg.model.backbone
     first_order = copy.deepcopy(wrapper.backbone)
@@ -170,8 +163,17 @@ def _qnv2_stages(cfg: Config, u_lr_mult: float) -> None:
 
 
 def _qnv2_u_lr(cfg: Config, u_lr_mult: float) -> None:
+    paramwise = (cfg.get('optim_wrapper') or {}).get('paramwise_cfg') or {}
+    for key, options in (paramwise.get('custom_keys') or {}).items():
+        if 'quad_u' in key and 'lr_mult' in (options or {}):
+            raise ArmError(
+                f"optim_wrapper.paramwise_cfg.custom_keys['{key}'] sets an lr_mult "
+                f"({options['lr_mult']}) of U; the arm sets U's on QuadraticStageHook "
+                '(u_lr_mult) and the two would compound: remove the custom key'
+            )
     _phase1_only(cfg)
-    _custom_keys(cfg, 'quad_u', lr_mult=u_lr_mult)
+    for hook in _stage_hooks(cfg):
+        hook['u_lr_mult'] = u_lr_mult
 
 
 BUILTIN_ARMS: Dict[str, Arm] = {
@@ -201,8 +203,7 @@ BUILTIN_ARMS: Dict[str, Arm] = {
         Arm('qnv2-stages', "the config's own schedule (its QuadraticStageHook)", _qnv2_stages),
         Arm(
             'qnv2-u-lr',
-            'qnv2-adapters with U at a higher lr multiplier '
-            "(paramwise_cfg.custom_keys={'quad_u': dict(lr_mult=M)})",
+            'qnv2-adapters with U at a higher lr multiplier (QuadraticStageHook(u_lr_mult=M))',
             _qnv2_u_lr,
         ),
     )
