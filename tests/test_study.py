@@ -385,6 +385,17 @@ def test_merge_keeps_the_earlier_parts_and_adds_the_invocation():
     assert merged['tasks'] == earlier['tasks'] and merged['detection'] == dict(arms=3)
     assert merged['same_task'] == dict(arms=4) and merged['pruning'] == dict(shift=5)
     assert [run['seconds'] for run in merged['invocations']] == [60.0, 30.0]
+    # part 3b: the budget and its close pairs replace the earlier ones;
+    # the close pairs of the budget not re-run are kept
+    shift_pairs, long_pairs = dict(close=[], extended=[], seeds=[3, 4]), dict(close=[['a', 'b']])
+    earlier_3b = dict(earlier, close_pairs={'60': shift_pairs, '240': dict(close=[])})
+    merged = cli.merge_results(
+        earlier_3b,
+        dict(new, budget=dict(iters=240, arms=6), close_pairs={'240': long_pairs}),
+        ['budget-4x'],
+    )
+    assert merged['budget'] == dict(iters=240, arms=6)
+    assert merged['close_pairs'] == {'60': shift_pairs, '240': long_pairs}
     with pytest.raises(SystemExit, match='quick run cannot join a full'):
         cli.merge_results(earlier, dict(new, scale=dict(name='quick')), ['same-task'])
     with pytest.raises(SystemExit, match="not 'rbf'"):
@@ -432,3 +443,50 @@ def test_within_spread_verdict():
     assert within_spread([79.9, 81.8, 84.0], unpruned).startswith('**supported**')
     assert within_spread([70.0, 72.1, 73.9], unpruned).startswith('**not supported**')
     assert within_spread([77.0, 81.5, 84.0], unpruned).startswith('**inconclusive')
+
+
+def _arms(**tests: list) -> dict:
+    return {
+        name: dict(lr=1e-3, runs=[dict(seed=s, test=t) for s, t in enumerate(v)])
+        for name, v in tests.items()
+    }
+
+
+def test_close_pairs_and_the_default_recipe_rule():
+    """Part 3b: a recipe pair is close when its paired difference is within
+    2 SE of 0; U at the higher lr is the better recipe only if it wins by
+    the rule somewhere and the adapters-only recipe is clearly better nowhere."""
+    from study.recipe_part import close_pairs
+    from study.report_recipe import recipe_section
+    from study.report_template import template_parts
+
+    shift = _arms(
+        **{
+            'full-ft': [80, 81, 82],
+            'norms-head': [70, 71, 72],  # far below qnv2-adapters: not close
+            'lora': [78.0, 79.1, 80.3],  # within noise of qnv2-adapters: close
+            'qnv2-adapters': [78.2, 79.0, 80.0],
+            'qnv2-u-lr': [79.2, 80.1, 80.9],  # +1.0, SE 0.03: a clear win
+        }
+    )
+    assert close_pairs(shift) == [('qnv2-adapters', 'lora')]
+    results = dict(
+        scale=dict(iters=60, seeds=[0, 1, 2], extra_seeds=[3, 4]),
+        tasks=dict(
+            shift=shift, heldout=_arms(**{'qnv2-adapters': [90, 90, 91], 'qnv2-u-lr': [90, 91, 90]})
+        ),
+        budget=dict(
+            iters=240, factor=4, arms=dict(shift, **_arms(**{'qnv2-u-lr': [78.2, 79.1, 80.0]}))
+        ),
+        close_pairs={
+            '60': dict(
+                close=[['qnv2-adapters', 'lora']], extended=['lora', 'qnv2-adapters'], seeds=[3, 4]
+            )
+        },
+    )
+    section = recipe_section(results, template_parts())
+    assert '**U at 16× lr is the better recipe' in section
+    assert 'supported) (b) at 60 iterations, and' in section
+    # the adapters-only recipe clearly better at the longer budget: no default change
+    results['budget']['arms'] = dict(shift, **_arms(**{'qnv2-u-lr': [77.2, 78.0, 79.0]}))
+    assert '**U at 16× lr is not the better recipe' in recipe_section(results, template_parts())
