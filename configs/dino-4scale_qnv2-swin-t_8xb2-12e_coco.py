@@ -46,7 +46,7 @@ model = dict(
 )
 
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
+    dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1, u_lr_mult=16.0),
     *_base_.qnv2_hooks,
 ]
 # Frozen primary terms get no gradient in phase 1 of stage training.

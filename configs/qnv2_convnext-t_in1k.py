@@ -33,7 +33,7 @@ param_scheduler = [
 ]
 custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
-    dict(type='QuadraticStageHook', switch_epoch=10, primary_lr_mult=0.1),
+    dict(type='QuadraticStageHook', switch_epoch=10, primary_lr_mult=0.1, u_lr_mult=16.0),
     dict(type='QuadraticStatsHook', interval=100),
     *_base_.qnv2_checkpoint_hooks,
 ]

@@ -39,7 +39,7 @@ custom_hooks = [
         switch_epoch=280,
         switch_pipeline={{_base_.train_pipeline_stage2}},
     ),
-    dict(type='QuadraticStageHook', switch_epoch=100, primary_lr_mult=0.1),
+    dict(type='QuadraticStageHook', switch_epoch=100, primary_lr_mult=0.1, u_lr_mult=16.0),
     *_base_.qnv2_hooks,
 ]
 # Frozen primary terms get no gradient in phase 1 of stage training.

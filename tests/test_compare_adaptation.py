@@ -56,26 +56,38 @@ def test_full_ft_is_the_wrapped_first_order_backbone_from_the_same_checkpoint():
     assert 'ExactResumeHook' in hooks  # not about adapters: kept
 
 
+def _stage_hook(cfg: Config) -> dict:
+    (hook,) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
+    return hook
+
+
 def test_phase1_arms_switch_after_the_last_iteration():
-    for name in ('qnv2-adapters', 'lora', 'norms-head', 'qnv2-u-lr'):
+    """The phase-1 arms move the stage switch past the last iteration;
+    ``qnv2-adapters`` and ``lora`` put ``U`` at the common lr (``u_lr_mult``
+    1), ``qnv2-u-lr`` at ``M``; ``qnv2-stages`` and ``norms-head`` (``U``
+    frozen) keep the config's (the demo detector's 16)."""
+    assert _stage_hook(_detector()).u_lr_mult == 16.0
+    u_lr_mults = {'qnv2-adapters': 1.0, 'lora': 1.0, 'norms-head': 16.0, 'qnv2-u-lr': 8}
+    for name, u_lr_mult in u_lr_mults.items():
         cfg = arm_config(_detector(), BUILTIN_ARMS[name], u_lr_mult=8)
-        (hook,) = [h for h in cfg.custom_hooks if h['type'] == 'QuadraticStageHook']
+        hook = _stage_hook(cfg)
         assert hook.switch_iter == cfg.train_cfg.max_iters, name
-    stages = arm_config(_detector(), BUILTIN_ARMS['qnv2-stages'])
+        assert hook.u_lr_mult == u_lr_mult, name
+    stages = arm_config(_detector(), BUILTIN_ARMS['qnv2-stages'], u_lr_mult=8)
     assert stages.custom_hooks == _detector().custom_hooks
+    assert _stage_hook(stages).u_lr_mult == 16.0
     lora = arm_config(_detector(), BUILTIN_ARMS['lora'])
     assert lora.model.backbone.adapter.interaction == 'linear'
     u_lr = arm_config(_detector(), BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)
-    (hook,) = [h for h in u_lr.custom_hooks if h['type'] == 'QuadraticStageHook']
-    assert hook.u_lr_mult == 8
     assert u_lr.optim_wrapper == _detector().optim_wrapper  # its constructor's groups
-    # a config without a stage hook gets one, with the multiplier
+    # a config without a stage hook gets one, with the arm's multiplier
     no_hook = _detector()
     no_hook.custom_hooks = [h for h in no_hook.custom_hooks if h['type'] != 'QuadraticStageHook']
-    u_lr = arm_config(no_hook, BUILTIN_ARMS['qnv2-u-lr'], u_lr_mult=8)
-    assert u_lr.custom_hooks[-1] == dict(
-        type='QuadraticStageHook', switch_iter=u_lr.train_cfg.max_iters, u_lr_mult=8
-    )
+    for name, u_lr_mult in (('qnv2-u-lr', 8), ('qnv2-adapters', 1.0)):
+        cfg = arm_config(no_hook, BUILTIN_ARMS[name], u_lr_mult=8)
+        assert cfg.custom_hooks[-1] == dict(
+            type='QuadraticStageHook', switch_iter=cfg.train_cfg.max_iters, u_lr_mult=u_lr_mult
+        )
     # U's multiplier given twice would compound
     twice = _detector()
     twice.optim_wrapper.paramwise_cfg.custom_keys = {'quad_u.weight': dict(lr_mult=4)}
@@ -87,7 +99,7 @@ def test_phase1_arms_switch_after_the_last_iteration():
     assert frozen.custom_hooks[-1] == dict(type='FrozenAdaptersHook')
     # epoch-based configs switch at max_epochs
     cls = arm_config(copy.deepcopy(_parsed(DEMO_CLASSIFIER)), BUILTIN_ARMS['qnv2-adapters'])
-    (hook,) = [h for h in cls.custom_hooks if h['type'] == 'QuadraticStageHook']
+    hook = _stage_hook(cls)
     assert hook.switch_epoch == cls.train_cfg.max_epochs and 'switch_iter' not in hook
 
 

@@ -119,6 +119,19 @@ def test_config_loads_and_builds_offline(path):
                 assert registry.METRICS.get(evaluator['type']) is not None
         for hook in cfg.get('custom_hooks', []):
             assert registry.HOOKS.get(hook['type']) is not None
+        stage_hooks = [
+            registry.HOOKS.build(hook)
+            for hook in cfg.get('custom_hooks', [])
+            if hook['type'] == 'QuadraticStageHook'
+        ]
+    # U's lr multiplier, as the built hook has it: the shipped recipe's 16;
+    # the study's QNv2 configs keep U at the common lr (its qnv2-u-lr arm
+    # measures the multiplier)
+    if cfg.model.backbone['type'] == 'QuadraNetV2':
+        study = osp.relpath(path, CONFIGS).split(osp.sep)[0] == 'study'
+        assert [hook.u_lr_mult for hook in stage_hooks] == [1.0 if study else 16.0]
+    else:
+        assert not stage_hooks
     if scope == 'mmdet':
         metrics = cfg.val_evaluator['metric']
         metrics = {metrics} if isinstance(metrics, str) else set(metrics)

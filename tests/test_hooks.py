@@ -29,6 +29,8 @@ LAYER_DECAY = dict(
 # the lrs of the schedulers' steps compare with ==.
 U_LR_MULT = 4.0
 PRIMARY_LR_MULT = 0.5
+# QuadraticStageHook's default u_lr_mult (the recipe the study chose)
+DEFAULT_U_LR_MULT = 16.0
 
 
 class TinyDetector(BaseModel):
@@ -80,15 +82,12 @@ def _runner(
 ):
     torch.manual_seed(0)
     recorder = RecordLrs()
-    hooks = [
-        dict(
-            type='QuadraticStageHook',
-            switch_iter=switch_iter,
-            primary_lr_mult=PRIMARY_LR_MULT,
-            u_lr_mult=u_lr_mult,
-        ),
-        recorder,
-    ]
+    stage = dict(
+        type='QuadraticStageHook', switch_iter=switch_iter, primary_lr_mult=PRIMARY_LR_MULT
+    )
+    if u_lr_mult is not None:  # None: the hook's default
+        stage['u_lr_mult'] = u_lr_mult
+    hooks = [stage, recorder]
     if stats:
         hooks.append(dict(type='QuadraticStatsHook', interval=stats))
     training = tiny_training(8)
@@ -158,15 +157,17 @@ def test_stage_hook_freezes_then_unfreezes_exactly_the_primary_terms(tmp_path):
     assert primary_groups[0]['lr'] == pytest.approx(0.5 * other_groups[0]['lr'])
 
 
-@pytest.mark.parametrize('u_lr_mult', [1.0, U_LR_MULT])
+@pytest.mark.parametrize('u_lr_mult', [None, 1.0, U_LR_MULT], ids=['hook-default', '1', '4'])
 @pytest.mark.parametrize('optim_wrapper', [None, LAYER_DECAY], ids=['default', 'layer-decay'])
 def test_stage_hook_splits_param_groups_by_lr_multiplier(tmp_path, optim_wrapper, u_lr_mult):
-    """``before_run`` puts every ``U`` at ``u_lr_mult`` and every phase-1-frozen
-    parameter at ``primary_lr_mult`` times the lr that the optimizer
-    constructor gave its group, in groups of their own; every other parameter
-    keeps its group and lr. ``u_lr_mult = 1`` leaves ``U`` with ``A`` and
-    ``B``: the split by the primary terms alone, as before the option."""
+    """``before_run`` puts every ``U`` at ``u_lr_mult`` (16 when the config
+    does not give it) and every phase-1-frozen parameter at
+    ``primary_lr_mult`` times the lr that the optimizer constructor gave its
+    group, in groups of their own; every other parameter keeps its group and
+    lr. ``u_lr_mult = 1`` leaves ``U`` with ``A`` and ``B``: the split by the
+    primary terms alone, as before the option."""
     runner, _ = _runner(tmp_path, 1, u_lr_mult=u_lr_mult, optim_wrapper=optim_wrapper)
+    u_mult = DEFAULT_U_LR_MULT if u_lr_mult is None else u_lr_mult
     # what Runner.train does before `before_run`
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     runner.param_schedulers = runner.build_param_scheduler(runner.param_schedulers)
@@ -176,13 +177,14 @@ def test_stage_hook_splits_param_groups_by_lr_multiplier(tmp_path, optim_wrapper
     if optim_wrapper:  # the layer-wise decay's lrs
         assert len({lr for _, lr in before}) > 3
     hook = next(h for h in runner.hooks if isinstance(h, QuadraticStageHook))
+    assert hook.u_lr_mult == u_mult
     hook.before_run(runner)
     hook.before_run(runner)  # a second run (runner.train() again) adds nothing
 
     ids = {n: id(p) for n, p in runner.model.named_parameters()}
     primary, _, _ = _split(runner.model)
     mult = {ids[n]: PRIMARY_LR_MULT for n in primary}
-    mult.update({ids[n]: u_lr_mult for n in _u_names(runner.model)})
+    mult.update({ids[n]: u_mult for n in _u_names(runner.model)})
     expected = set()
     for params, lr in before:
         parts = {}

@@ -28,9 +28,9 @@ qnv2_backbone = dict(
 
 # Stage training: phase 1 trains adapters, norms, neck and heads on the frozen
 # pretrained backbone; phase 2 fine-tunes everything, the primary terms at
-# 0.1x lr.
+# 0.1x lr. The adapters' U train at 16x their group's lr in both phases.
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_epoch=12, primary_lr_mult=0.1),
+    dict(type='QuadraticStageHook', switch_epoch=12, primary_lr_mult=0.1, u_lr_mult=16.0),
     *_base_.qnv2_hooks,
 ]
 # Frozen primary terms get no gradient in phase 1 of stage training.

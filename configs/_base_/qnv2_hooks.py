@@ -5,7 +5,7 @@
 # through mmengine's `_base_.<name>` reference (`{{_base_.<name>}}` cannot be
 # unpacked into a list):
 #     custom_hooks = [
-#         dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1),
+#         dict(type='QuadraticStageHook', switch_epoch=4, primary_lr_mult=0.1, u_lr_mult=16.0),
 #         *_base_.qnv2_hooks,
 #     ]
 

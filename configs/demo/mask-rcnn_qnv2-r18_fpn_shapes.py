@@ -105,7 +105,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
 ]
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5),
+    dict(type='QuadraticStageHook', switch_iter=50, primary_lr_mult=0.5, u_lr_mult=16.0),
     dict(type='QuadraticStatsHook', interval=100),
     *_base_.qnv2_checkpoint_hooks,
     # Beside each full checkpoint: only what trained, over its base.

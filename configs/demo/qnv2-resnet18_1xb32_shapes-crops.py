@@ -28,7 +28,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0),
 ]
 custom_hooks = [
-    dict(type='QuadraticStageHook', switch_epoch=1, primary_lr_mult=0.1),
+    dict(type='QuadraticStageHook', switch_epoch=1, primary_lr_mult=0.1, u_lr_mult=16.0),
     dict(type='QuadraticStatsHook', interval=50),
     *_base_.qnv2_checkpoint_hooks,
 ]

@@ -25,5 +25,8 @@ custom_hooks = [
         type='QuadraticStageHook',
         switch_iter=100,  # half of max_iters
         primary_lr_mult=0.1,
+        # the study measures U's multiplier as its own arm (qnv2-u-lr): its
+        # other QNv2 arms keep U at the common lr
+        u_lr_mult=1.0,
     ),
 ]

@@ -13,14 +13,20 @@ Built-in arms (:data:`BUILTIN_ARMS`):
   Does any adapter add anything?
 * ``lora``: interaction ``'linear'`` (``phi = a + b``, so the adapter is
   ``U((A + B)(x))``, a first-order low-rank adapter), the same placement and
-  parameter count as QNv2, phase 1 only.
+  parameter count as QNv2, phase 1 only, ``U`` at the common lr.
 * ``qnv2-adapters``: the config's QNv2 model in phase 1 only: adapters, norms,
-  neck and heads train, primary terms frozen.
-* ``qnv2-stages``: the config as it is (its own ``QuadraticStageHook``).
+  neck and heads train, primary terms frozen, ``U`` at the common lr.
+* ``qnv2-stages``: the config as it is (its own ``QuadraticStageHook``, with
+  the config's ``u_lr_mult`` or the hook's default).
 * ``qnv2-u-lr``: ``qnv2-adapters`` with ``U`` at ``M`` times the lr of the
   rest of its param group (``QuadraticStageHook(u_lr_mult=M)``, LoRA+ style;
   the hook, unlike ``paramwise_cfg.custom_keys``, works under any optimizer
   constructor, the ConvNeXt configs' layer-wise decay included).
+
+"``U`` at the common lr" is ``u_lr_mult = 1`` on the stage hook(s), set by
+the arm whatever the config writes or the hook's default is, so that
+``lora`` and ``qnv2-adapters`` against ``qnv2-u-lr`` measure ``U``'s
+multiplier alone.
 
 A user arm ``name:key=value,key=value`` is the config with those
 ``--cfg-options``-style overrides merged (values parsed as mmengine's
@@ -149,13 +155,21 @@ def _set_interaction(cfg: Config, interaction: str) -> None:
     adapter[key] = interaction
 
 
+def _set_u_lr_mult(cfg: Config, u_lr_mult: float) -> None:
+    """``u_lr_mult`` (``U``'s lr multiplier) on every ``QuadraticStageHook``."""
+    for hook in _stage_hooks(cfg):
+        hook['u_lr_mult'] = u_lr_mult
+
+
 def _lora(cfg: Config, u_lr_mult: float) -> None:
     _set_interaction(cfg, 'linear')
-    _phase1_only(cfg)
+    _qnv2_adapters(cfg, u_lr_mult)
 
 
 def _qnv2_adapters(cfg: Config, u_lr_mult: float) -> None:
+    # `u_lr_mult` is qnv2-u-lr's M: here U stays at the common lr
     _phase1_only(cfg)
+    _set_u_lr_mult(cfg, 1.0)
 
 
 def _qnv2_stages(cfg: Config, u_lr_mult: float) -> None:
@@ -172,8 +186,7 @@ def _qnv2_u_lr(cfg: Config, u_lr_mult: float) -> None:
                 '(u_lr_mult) and the two would compound: remove the custom key'
             )
     _phase1_only(cfg)
-    for hook in _stage_hooks(cfg):
-        hook['u_lr_mult'] = u_lr_mult
+    _set_u_lr_mult(cfg, u_lr_mult)
 
 
 BUILTIN_ARMS: Dict[str, Arm] = {
@@ -192,15 +205,21 @@ BUILTIN_ARMS: Dict[str, Arm] = {
         ),
         Arm(
             'lora',
-            "interaction 'linear' (U((A+B)(x))), same placement and parameter count, phase 1 only",
+            "interaction 'linear' (U((A+B)(x))), same placement and parameter count, "
+            'phase 1 only, U at the common lr',
             _lora,
         ),
         Arm(
             'qnv2-adapters',
-            'QNv2 phase 1 only: adapters, norms, neck and heads train, primary terms frozen',
+            'QNv2 phase 1 only: adapters, norms, neck and heads train, primary terms frozen, '
+            'U at the common lr',
             _qnv2_adapters,
         ),
-        Arm('qnv2-stages', "the config's own schedule (its QuadraticStageHook)", _qnv2_stages),
+        Arm(
+            'qnv2-stages',
+            "the config's own schedule and U multiplier (its QuadraticStageHook)",
+            _qnv2_stages,
+        ),
         Arm(
             'qnv2-u-lr',
             'qnv2-adapters with U at a higher lr multiplier (QuadraticStageHook(u_lr_mult=M))',

@@ -112,8 +112,10 @@ class QuadraticStageHook(Hook):
         primary_lr_mult (float): lr multiplier, in phase 2, of the
             parameters phase 1 froze.
         u_lr_mult (float): lr multiplier, in both phases, of the adapters'
-            ``U`` (on top of their group's lr); > 0, 1 leaves them as the
-            optimizer constructor put them.
+            ``U`` (on top of their group's lr); > 0. The default, 16, is the
+            recipe the adaptation study chose (docs/study.md, section "The
+            recipe and the budget (task b)"); 1 is the earlier behaviour,
+            ``U`` at the lr of its group, as the optimizer constructor put it.
         module (str): the sub-module holding the primary terms (the backbone).
     """
 
@@ -124,7 +126,7 @@ class QuadraticStageHook(Hook):
         switch_iter: Optional[int] = None,
         switch_epoch: Optional[int] = None,
         primary_lr_mult: float = 0.1,
-        u_lr_mult: float = 1.0,
+        u_lr_mult: float = 16.0,
         module: str = 'backbone',
     ) -> None:
         if (switch_iter is None) == (switch_epoch is None):
