@@ -3,7 +3,7 @@ study's budget and at the longer one, their verdicts pair by pair, which pairs
 got more seeds, and whether U at a higher lr wins by the study's rule."""
 
 import string
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from quadra_mm.comparison.statistics import fmt, paired_difference, verdict
 
@@ -20,10 +20,14 @@ def seeds_cell(runs: List[dict], seeds: int, digits: int = 1) -> str:
 
 
 def recipe_claims(
-    task: str, arms: Dict[str, dict], parts: Dict[str, string.Template], iters: Optional[int] = None
+    task: str,
+    arms: Dict[str, dict],
+    parts: Dict[str, string.Template],
+    iters: Optional[int] = None,
+    pairs: Sequence[Tuple[str, str]] = RECIPE_PAIRS,
 ) -> List[tuple]:
-    """(claim, verdict) rows of :data:`~.arms.RECIPE_PAIRS` on ``task``'s
-    ``arms`` (the pairs both of whose arms ran), at ``iters`` if given."""
+    """(claim, verdict) rows of ``pairs`` on ``task``'s ``arms`` (the pairs
+    both of whose arms ran), at ``iters`` if given."""
     where = TASK_LABELS[task] + (f' at {iters} iterations' if iters else '')
     return [
         (
@@ -32,7 +36,7 @@ def recipe_claims(
             ),
             verdict(arms[arm]['runs'], arms[control]['runs']),
         )
-        for arm, control in RECIPE_PAIRS
+        for arm, control in pairs
         if arm in arms and control in arms
     ]
 
@@ -53,7 +57,7 @@ def _default_decision(results: dict, parts: Dict[str, string.Template]) -> str:
     task b, and task a)."""
     where = {f'(b) at {results["scale"]["iters"]} iterations': results['tasks']['shift']}
     where[f'(b) at {results["budget"]["iters"]} iterations'] = results['budget']['arms']
-    where['(a) at the study budget'] = results['tasks'].get('heldout', {})
+    where[f'(a) at {results["scale"]["iters"]} iterations'] = results['tasks'].get('heldout', {})
     pairs = {
         name: (arms['qnv2-u-lr']['runs'], arms['qnv2-adapters']['runs'])
         for name, arms in where.items()
@@ -63,11 +67,24 @@ def _default_decision(results: dict, parts: Dict[str, string.Template]) -> str:
     losses = [name for name, pair in pairs.items() if _clearly_worse(*pair)]
     values = dict(
         mult=f'{U_LR_MULT:g}',
-        wins=', '.join(wins) or 'nowhere',
-        losses=', '.join(losses) or 'nowhere',
+        checked='; '.join(pairs),
+        wins='; '.join(wins) or 'nowhere',
+        losses='; '.join(losses) or 'nowhere',
     )
     key = 'recipe_default_yes' if wins and not losses else 'recipe_default_no'
     return parts[key].substitute(values)
+
+
+def _edge_note(budget: dict, lrs: List[float], parts: Dict[str, string.Template]) -> str:
+    """Which arms of the longer budget chose an lr at the edge of the sweep."""
+    edge = [
+        ARM_LABELS[name]
+        for name, arm in budget['arms'].items()
+        if arm['lr'] in (min(lrs), max(lrs))
+    ]
+    if not edge:
+        return ''
+    return ' ' + parts['recipe_edge'].substitute(iters=budget['iters'], arms=', '.join(edge))
 
 
 def recipe_section(results: dict, parts: Dict[str, string.Template]) -> str:
@@ -118,5 +135,6 @@ def recipe_section(results: dict, parts: Dict[str, string.Template]) -> str:
         table='\n'.join(lines),
         claims='\n'.join(f'| {claim} | {text} |' for claim, text in claims),
         close='; '.join(extended),
+        edge=_edge_note(results['budget'], s['lrs'], parts),
         decision=_default_decision(results, parts),
     )

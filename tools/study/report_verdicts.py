@@ -7,6 +7,7 @@ from typing import Dict, List, Tuple
 
 from quadra_mm.comparison.statistics import verdict
 
+from .arms import RECIPE_PAIRS
 from .report_curves import efficiency_target, first_reach
 from .report_labels import TASK_LABELS, source_batch
 from .report_recipe import recipe_claims
@@ -34,7 +35,9 @@ def verdict_rows(results: dict, parts: Dict[str, string.Template]) -> List[Tuple
                     verdict(arms[runs]['runs'], arms[control]['runs']),
                 )
             )
-        claims += recipe_claims(task, arms, parts)
+        # QNv2 adapters against LoRA is the first claim above
+        pairs = [pair for pair in RECIPE_PAIRS if pair != ('qnv2-adapters', 'lora')]
+        claims += recipe_claims(task, arms, parts, pairs=pairs)
     for ablation in results['ablation'].values():
         claims.append(
             (
