@@ -53,6 +53,7 @@ from study.scale import FULL, QUICK, TASKS  # noqa: E402
 
 import quadra_mm  # noqa: E402,F401  (registers modules, torch 2.14 compat)
 import quadra_mm.datasets.fashion_mnist  # noqa: E402,F401  (the dataset)
+from quadra_mm.comparison.cache import write_json  # noqa: E402
 from quadra_mm.comparison.executor import mmss  # noqa: E402
 from quadra_mm.datasets import prepare_fashion_mnist  # noqa: E402
 
@@ -206,8 +207,7 @@ def main() -> None:
             return
         if 'detection' not in args.parts and not args.merge:
             results['detection']['note'] = "It was left out of this invocation's `--parts`."
-        with open(osp.join(work, 'results.json'), 'w') as f:
-            json.dump(results, f, indent=1)
+        write_json(osp.join(work, 'results.json'), results)
     os.makedirs(args.out, exist_ok=True)
     report = write_report(results, args.out, data_dir=args.data)
     if not args.report_only:

@@ -34,7 +34,7 @@ def write_text(path: str, text: str) -> None:
     an interrupted write leaves the old file or none)."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     partial = f'{path}.partial{os.getpid()}'
-    with open(partial, 'w') as f:
+    with open(partial, 'w', encoding='utf-8') as f:
         f.write(text)
     os.replace(partial, path)
 

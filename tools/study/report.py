@@ -10,13 +10,13 @@ seeds; every claim gets a verdict from the paired per-seed differences
 (the comparison tool's rule, :func:`quadra_mm.comparison.statistics.verdict`).
 """
 
-import json
 import os
 import os.path as osp
 import statistics
 import string
 from typing import Dict
 
+from quadra_mm.comparison.cache import write_json, write_text
 from quadra_mm.comparison.statistics import fmt
 
 from .report_curves import efficiency_target, first_reach
@@ -248,8 +248,7 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     the path of the report."""
     fig_dir = osp.join(out_dir, 'study')
     os.makedirs(fig_dir, exist_ok=True)
-    with open(osp.join(fig_dir, 'results.json'), 'w') as f:
-        json.dump(results, f, indent=1)
+    write_json(osp.join(fig_dir, 'results.json'), results)
     plot_shift_examples(data_dir, osp.join(fig_dir, 'shift_examples.png'))
     plot_curves(results, osp.join(fig_dir, 'curves.png'))
     plot_bars(results, osp.join(fig_dir, 'final_accuracy.png'))
@@ -260,6 +259,5 @@ def write_report(results: dict, out_dir: str, data_dir: str) -> str:
     if results.get('pruning'):
         plot_pruning(results, osp.join(fig_dir, 'pruning.png'))
     path = osp.join(out_dir, 'study.md')
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(render_report(results))
+    write_text(path, render_report(results))
     return path
