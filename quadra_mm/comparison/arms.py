@@ -49,6 +49,7 @@ __all__ = [
     'ArmError',
     'arm_config',
     'schedule_length',
+    'set_u_lr_mult',
     'backbone_type',
 ]
 
@@ -155,8 +156,9 @@ def _set_interaction(cfg: Config, interaction: str) -> None:
     adapter[key] = interaction
 
 
-def _set_u_lr_mult(cfg: Config, u_lr_mult: float) -> None:
-    """``u_lr_mult`` (``U``'s lr multiplier) on every ``QuadraticStageHook``."""
+def set_u_lr_mult(cfg: Config, u_lr_mult: float) -> None:
+    """``u_lr_mult`` (``U``'s lr multiplier) on every ``QuadraticStageHook``
+    of ``cfg``."""
     for hook in _stage_hooks(cfg):
         hook['u_lr_mult'] = u_lr_mult
 
@@ -169,7 +171,7 @@ def _lora(cfg: Config, u_lr_mult: float) -> None:
 def _qnv2_adapters(cfg: Config, u_lr_mult: float) -> None:
     # `u_lr_mult` is qnv2-u-lr's M: here U stays at the common lr
     _phase1_only(cfg)
-    _set_u_lr_mult(cfg, 1.0)
+    set_u_lr_mult(cfg, 1.0)
 
 
 def _qnv2_stages(cfg: Config, u_lr_mult: float) -> None:
@@ -186,7 +188,7 @@ def _qnv2_u_lr(cfg: Config, u_lr_mult: float) -> None:
                 '(u_lr_mult) and the two would compound: remove the custom key'
             )
     _phase1_only(cfg)
-    _set_u_lr_mult(cfg, u_lr_mult)
+    set_u_lr_mult(cfg, u_lr_mult)
 
 
 BUILTIN_ARMS: Dict[str, Arm] = {

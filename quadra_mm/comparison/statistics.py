@@ -17,7 +17,7 @@ import math
 import statistics
 from typing import Dict, List, Sequence, Tuple
 
-__all__ = ['mean_std', 'fmt', 'paired_difference', 'verdict', 'VERDICT_RULE']
+__all__ = ['mean_std', 'fmt', 'paired_difference', 'verdict_kind', 'verdict', 'VERDICT_RULE']
 
 VERDICT_RULE = (
     'paired by seed, d = arm - reference: **supported** if mean(d) > 2 SE, '
@@ -55,17 +55,31 @@ def paired_difference(runs: List[dict], control: List[dict], key: str = 'test') 
     return dict(mean=mean, se=se, n=len(diffs))
 
 
+def verdict_kind(d: Dict[str, float]) -> str:
+    """The rule's outcome for a paired difference ``d``
+    (:func:`paired_difference`): ``'supported'``, ``'clearly worse'`` (the
+    control clearly better), ``'no gain'`` (within noise) or
+    ``'inconclusive'``; the last two are the differences within 2 SE of 0."""
+    mean, se = d['mean'], d['se']
+    if mean > 2 * se and mean > 0:
+        return 'supported'
+    if mean < -2 * se:
+        return 'clearly worse'
+    return 'no gain' if mean <= 0 else 'inconclusive'
+
+
+_VERDICT_TEXT = {
+    'supported': '**supported**',
+    'clearly worse': '**not supported** (the control is clearly better)',
+    'no gain': '**not supported** (no gain, within noise)',
+    'inconclusive': '**inconclusive at this scale**',
+}
+
+
 def verdict(runs: List[dict], control: List[dict], key: str = 'test', digits: int = 2) -> str:
     """Whether ``runs`` beat ``control`` on ``key``, seed by seed, by the
     rule of this module (:data:`VERDICT_RULE`), with the paired difference:
     e.g. ``**supported**: +1.20 (SE 0.30, n=3)``."""
     d = paired_difference(runs, control, key)
-    mean, se = d['mean'], d['se']
-    text = f'{mean:+.{digits}f} (SE {se:.{digits}f}, n={d["n"]})'
-    if mean > 2 * se and mean > 0:
-        return f'**supported**: {text}'
-    if mean < -2 * se:
-        return f'**not supported** (the control is clearly better): {text}'
-    if mean <= 0:
-        return f'**not supported** (no gain, within noise): {text}'
-    return f'**inconclusive at this scale**: {text}'
+    text = f'{d["mean"]:+.{digits}f} (SE {d["se"]:.{digits}f}, n={d["n"]})'
+    return f'{_VERDICT_TEXT[verdict_kind(d)]}: {text}'

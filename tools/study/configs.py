@@ -12,6 +12,8 @@ from typing import Optional
 
 from mmengine.config import Config, ConfigDict
 
+from quadra_mm.comparison.arms import set_u_lr_mult
+
 from .arms import Arm
 from .scale import ROOT, STUDY, Scale
 
@@ -145,22 +147,15 @@ def epoch_checkpoint(cfg: Config) -> str:
     return osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
 
 
-def common_u_lr(cfg: Config) -> None:
-    """``U`` at the lr of its group in ``cfg``'s stage hooks: the demo
-    configs train it at 16x, the study measures that multiplier as an arm
-    of its own (``qnv2-u-lr``) and keeps it at 1 in every other QNv2 run."""
-    for hook in cfg.get('custom_hooks', []):
-        if hook['type'] == 'QuadraticStageHook':
-            hook['u_lr_mult'] = 1.0
-
-
 def crops_cfg(
     path: str, shapes: str, scale: Scale, seed: int, epochs: Optional[int], work_dir: str
 ) -> Config:
-    """A demo crop-classifier config on the study's shapes set (``U`` at the
-    common lr, :func:`common_u_lr`)."""
+    """A demo crop-classifier config on the study's shapes set, ``U`` at the
+    common lr (the demo configs train it at 16x; the study measures that
+    multiplier as an arm of its own, ``qnv2-u-lr``, and keeps it at 1 in every
+    other QNv2 run)."""
     cfg = load(path)
-    common_u_lr(cfg)
+    set_u_lr_mult(cfg, 1.0)
     root = osp.join(shapes, 'crops') + '/'
     for loader in ('train_dataloader', 'val_dataloader'):
         cfg[loader].dataset.data_root = root
@@ -179,9 +174,9 @@ def detector_cfg(
 ) -> Config:
     """A demo detector config on the study's shapes set, reduced schedule:
     warm-up and stage switch at 1/16 of the iterations, as in the demo
-    (``U`` at the common lr, :func:`common_u_lr`)."""
+    (``U`` at the common lr, as in :func:`crops_cfg`)."""
     cfg = load(path)
-    common_u_lr(cfg)
+    set_u_lr_mult(cfg, 1.0)
     root = shapes + '/'
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = root

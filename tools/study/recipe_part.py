@@ -8,7 +8,7 @@ scale's extra seeds, at the lr the arm chose, and records which pairs they were.
 from typing import Dict, List, Tuple
 
 from quadra_mm.comparison.executor import concurrently
-from quadra_mm.comparison.statistics import paired_difference
+from quadra_mm.comparison.statistics import paired_difference, verdict_kind
 
 from .arms import ARM_BY_NAME, BUDGET_FACTOR, RECIPE_ARMS, RECIPE_PAIRS
 from .configs import test_len
@@ -38,12 +38,12 @@ def run_budget(study, sources: Dict[int, str]) -> dict:
 def close_pairs(arms: Dict[str, dict]) -> List[Tuple[str, str]]:
     """The pairs ``(arm, control)`` of :data:`~.arms.RECIPE_PAIRS` whose
     paired test difference is within two standard errors of 0."""
-    close = []
-    for arm, control in RECIPE_PAIRS:
-        d = paired_difference(arms[arm]['runs'], arms[control]['runs'])
-        if abs(d['mean']) <= 2 * d['se']:
-            close.append((arm, control))
-    return close
+    return [
+        (arm, control)
+        for arm, control in RECIPE_PAIRS
+        if verdict_kind(paired_difference(arms[arm]['runs'], arms[control]['runs']))
+        in ('no gain', 'inconclusive')
+    ]
 
 
 def extend_close_pairs(

@@ -5,7 +5,7 @@ got more seeds, and whether U at a higher lr wins by the study's rule."""
 import string
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from quadra_mm.comparison.statistics import fmt, paired_difference, verdict
+from quadra_mm.comparison.statistics import fmt, paired_difference, verdict, verdict_kind
 
 from .arms import RECIPE_ARMS, RECIPE_PAIRS, U_LR_MULT
 from .report_labels import ARM_LABELS, TASK_LABELS
@@ -41,16 +41,6 @@ def recipe_claims(
     ]
 
 
-def _clearly_worse(runs: List[dict], control: List[dict]) -> bool:
-    d = paired_difference(runs, control)
-    return d['mean'] < -2 * d['se']
-
-
-def _supported(runs: List[dict], control: List[dict]) -> bool:
-    d = paired_difference(runs, control)
-    return d['mean'] > 2 * d['se'] and d['mean'] > 0
-
-
 def _default_decision(results: dict, parts: Dict[str, string.Template]) -> str:
     """Whether U at the higher lr beats the adapters-only recipe by the rule
     at some budget and the control is clearly better nowhere (both budgets of
@@ -58,16 +48,18 @@ def _default_decision(results: dict, parts: Dict[str, string.Template]) -> str:
     where = {f'(b) at {results["scale"]["iters"]} iterations': results['tasks']['shift']}
     where[f'(b) at {results["budget"]["iters"]} iterations'] = results['budget']['arms']
     where[f'(a) at {results["scale"]["iters"]} iterations'] = results['tasks'].get('heldout', {})
-    pairs = {
-        name: (arms['qnv2-u-lr']['runs'], arms['qnv2-adapters']['runs'])
+    kinds = {
+        name: verdict_kind(
+            paired_difference(arms['qnv2-u-lr']['runs'], arms['qnv2-adapters']['runs'])
+        )
         for name, arms in where.items()
         if 'qnv2-u-lr' in arms and 'qnv2-adapters' in arms
     }
-    wins = [name for name, pair in pairs.items() if _supported(*pair)]
-    losses = [name for name, pair in pairs.items() if _clearly_worse(*pair)]
+    wins = [name for name, kind in kinds.items() if kind == 'supported']
+    losses = [name for name, kind in kinds.items() if kind == 'clearly worse']
     values = dict(
         mult=f'{U_LR_MULT:g}',
-        checked='; '.join(pairs),
+        checked='; '.join(kinds),
         wins='; '.join(wins) or 'nowhere',
         losses='; '.join(losses) or 'nowhere',
     )
