@@ -344,8 +344,9 @@ class QuadraticNeuron(nn.Module):
 
     def _keeps_projection(self) -> bool:
         """Whether the analytic backward keeps the forward's projections instead of
-        recomputing them: ``memory_efficient`` when set, else whether ``L``'s weight is
-        frozen (a Python bool on ``requires_grad``: dynamo guards on it, no graph break)."""
+        recomputing them: never with ``memory_efficient=True``; with ``None``, while
+        ``L``'s weight is frozen (a Python bool on ``requires_grad``: dynamo guards on it,
+        no graph break). ``memory_efficient=False`` takes plain autograd, not this path."""
         # A frozen L's backward is only its input gradient, so the recompute (one more
         # A/B conv) is a large share of the step: keeping the projections took 0.04 off
         # ResNet-50's frozen CPU step ratio (docs/benchmarks.md). A training L's weight
